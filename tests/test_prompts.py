@@ -1,0 +1,47 @@
+"""Prompt parsing: only trailing numbers are weights or stops."""
+
+import math
+
+import pytest
+
+from vqclip.errors import UsageError
+from vqclip.prompts import Prompt, parse_prompt, parse_prompt_sets
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("a red circle", Prompt("a red circle")),
+        ("photo: a cat", Prompt("photo: a cat")),
+        ("a:b:1.5", Prompt("a:b", 1.5)),
+        ("x:-1", Prompt("x", -1.0)),
+        ("sky:2:0.8", Prompt("sky", 2.0, 0.8)),
+        ("sky:1:-inf", Prompt("sky", 1.0, -math.inf)),
+        ("  padded text  :0.5 ", Prompt("padded text", 0.5)),
+        ("https://example.com/cat.png", Prompt("https://example.com/cat.png")),
+        ("https://example.com/cat.png:0.5", Prompt("https://example.com/cat.png", 0.5)),
+        ("http://localhost:8080", Prompt("http://localhost:8080")),
+        (r"C:\art\cat.png", Prompt(r"C:\art\cat.png")),
+        (r"C:\art\cat.png:2", Prompt(r"C:\art\cat.png", 2.0)),
+        ("a photo: 1990s", Prompt("a photo: 1990s")),
+        ("ratio 1e-3:1e-3", Prompt("ratio 1e-3", 1e-3)),
+    ],
+)
+def test_parse_prompt(item: str, expected: Prompt) -> None:
+    assert parse_prompt(item) == expected
+
+
+def test_sets_and_items_split_and_skip_empty_items() -> None:
+    sets = parse_prompt_sets("a red square | | blue:-0.5 ^ a green circle")
+    assert sets == [[Prompt("a red square"), Prompt("blue", -0.5)], [Prompt("a green circle")]]
+
+
+@pytest.mark.parametrize("spec", ["", "   ", "a ^ ", "| |"])
+def test_empty_sets_are_refused(spec: str) -> None:
+    with pytest.raises(UsageError, match="empty"):
+        parse_prompt_sets(spec)
+
+
+def test_weight_without_text_is_refused() -> None:
+    with pytest.raises(UsageError, match="no text"):
+        parse_prompt(":2")

@@ -1,0 +1,241 @@
+"""The config schema and its merge: defaults < preset < --config files < flags and --set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vqclip.errors import ConfigError
+
+MAX_SIDE = 4096
+
+
+@dataclass
+class VQGANConfig:
+    """Which VQGAN draws: a registry name, or a config + checkpoint pair of paths."""
+
+    model: str | None = "imagenet_f16_16384"
+    config: str | None = None
+    checkpoint: str | None = None
+
+
+@dataclass
+class ClipConfig:
+    """Which CLIP judges: any open_clip name (`local-dir:PATH` too) and a tag or weights file."""
+
+    model: str = "ViT-B-32-quickgelu"
+    pretrained: str | None = "openai"
+
+
+@dataclass
+class OptimizerConfig:
+    """The optimizer by name, with extra keyword options for its constructor."""
+
+    name: str = "adam"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentations applied to every cutout, all drawn in one batched call."""
+
+    flip: bool = True
+    noise: float = 0.1
+    translate: float = 0.05
+
+
+@dataclass
+class GenerateConfig:
+    """Everything one generation needs; its resolved form is saved with every run."""
+
+    prompt: str = ""
+    size: list[int] = field(default_factory=lambda: [384, 384])
+    steps: int = 300
+    seed: int | None = None
+    lr: float = 0.1
+    cutn: int = 32
+    cut_pow: float = 1.0
+    cut_min: float = 0.0
+    cut_full: bool = False
+    init_image: str | None = None
+    save_every: int = 50
+    device: str = "auto"
+    out: str = "outputs"
+    vqgan: VQGANConfig = field(default_factory=VQGANConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def list_presets() -> list[str]:
+    """Names of the presets that ship with vqclip."""
+    folder = resources.files("vqclip") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_layer(name: str) -> tuple[str, DictConfig]:
+    if name not in list_presets():
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")
+    text = (resources.files("vqclip") / "presets" / f"{name}.yaml").read_text()
+    return f"preset {name}", _parse_yaml(text, f"preset {name}")
+
+
+def _file_layer(path: str | Path) -> tuple[str, DictConfig]:
+    source = f"config file {path}"
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read {source}: {err.strerror}") from None
+    return source, _parse_yaml(text, source)
+
+
+def _parse_yaml(text: str, source: str) -> DictConfig:
+    try:
+        layer = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
+    except Exception as err:  # yaml.YAMLError and friends carry a multi-line message
+        first_line = str(err).strip().splitlines()[0]
+        raise ConfigError(f"{source} is not valid YAML: {first_line}") from None
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"{source} must be a mapping of keys to values")
+    return layer
+
+
+def _dotlist_layer(items: list[str]) -> tuple[str, DictConfig]:
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    try:
+        return "--set", OmegaConf.from_dotlist(items)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"--set: {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        keys = []
+        for key in node.keys():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            keys.extend(_leaf_keys(node._get_node(key), path))
+        return keys
+    return [prefix]
+
+
+def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> None:
+    for key in _leaf_keys(layer):
+        parent, node = schema, None
+        for part in key.split("."):
+            if not isinstance(parent, DictConfig) or part not in parent:
+                valid = ", ".join(sorted(parent.keys())) if isinstance(parent, DictConfig) else ""
+                raise ConfigError(f"{source}: unknown key {key!r}" + (f" (valid: {valid})" if valid else ""))
+            node = parent._get_node(part)
+            parent = node
+            if isinstance(node, DictConfig) and node._metadata.object_type is dict:
+                break  # free-form mapping such as optimizer.options
+
+
+def build_config(
+    *,
+    preset: str | None = None,
+    config_files: list[str | Path] | tuple = (),
+    flags: dict[str, Any] | None = None,
+    dotlist: list[str] | tuple = (),
+    base: dict[str, Any] | None = None,
+) -> tuple[DictConfig, dict[str, str]]:
+    """Merge every source in precedence order; return the config and where each key came from.
+
+    `base` (the settings stored in an image, for --from) sits just above the schema defaults.
+    """
+    schema = OmegaConf.structured(GenerateConfig)
+    layers = []
+    if base is not None:
+        layers.append(("settings stored in the --from image", OmegaConf.create(base)))
+    if preset:
+        layers.append(_preset_layer(preset))
+    layers.extend(_file_layer(path) for path in config_files)
+    given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if given_flags:
+        layers.append(("command-line flags", OmegaConf.create(given_flags)))
+    if dotlist:
+        layers.append(_dotlist_layer(list(dotlist)))
+
+    merged = schema
+    provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(schema)}
+    for source, layer in layers:
+        _check_known_keys(layer, schema, source)
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or "?"
+            raise ConfigError(f"{source}: {key}: {_first_line(err)}") from None
+        provenance.update({key: source for key in _leaf_keys(layer)})
+    validate(merged, provenance)
+    return merged, provenance
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _bad(key: str, value: Any, why: str, provenance: dict[str, str]) -> ConfigError:
+    source = provenance.get(key) or provenance.get(key.split(".")[0], "defaults")
+    return ConfigError(f"{source}: {key}={_show(value)}: {why}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value)
+    return str(value)
+
+
+def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Check value ranges that types alone cannot express; errors name key, value and source."""
+    size = list(cfg.size)
+    if len(size) != 2:
+        raise _bad("size", cfg.size, "expected [width, height]", provenance)
+    if min(size) <= 0 or max(size) > MAX_SIDE:
+        raise _bad("size", cfg.size, f"each side must be between 1 and {MAX_SIDE}", provenance)
+    checks = [
+        ("steps", cfg.steps >= 1, "must be at least 1"),
+        ("lr", cfg.lr > 0, "must be positive"),
+        ("cutn", cfg.cutn >= 1, "must be at least 1"),
+        ("cut_pow", cfg.cut_pow > 0, "must be positive"),
+        ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
+        ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
+        ("augment.noise", cfg.augment.noise >= 0, "must be 0 or more"),
+        ("augment.translate", 0 <= cfg.augment.translate <= 1, "must be between 0 and 1"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
+    if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
+        raise _bad("seed", cfg.seed, "must be between 0 and 2**63-1", provenance)
+    has_paths = cfg.vqgan.config is not None or cfg.vqgan.checkpoint is not None
+    if has_paths and (cfg.vqgan.config is None or cfg.vqgan.checkpoint is None):
+        missing = "vqgan.checkpoint" if cfg.vqgan.checkpoint is None else "vqgan.config"
+        raise _bad(missing, None, "vqgan.config and vqgan.checkpoint must be given together", provenance)
+    if not has_paths and not cfg.vqgan.model:
+        raise _bad("vqgan.model", None, "name a model or give vqgan.config and vqgan.checkpoint",
+                   provenance)
+
+
+def parse_size(text: str) -> list[int]:
+    """Parse "WxH" (or a single "N" for a square) into [W, H]."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 256x256") from None
+    return [width, height]
+
+
+def nearby_sizes(side: int, factor: int) -> list[int]:
+    """The multiples of `factor` just below and above `side` (positive ones only)."""
+    low = (side // factor) * factor
+    return [s for s in (low, low + factor) if s > 0]
