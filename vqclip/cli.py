@@ -1,0 +1,195 @@
+"""The `vqclip` command line: thin commands over the library; errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from vqclip import __version__
+from vqclip.errors import UsageError, VqclipError
+
+app = typer.Typer(
+    name="vqclip",
+    help="Text-to-image with VQGAN+CLIP, plus CLIP classification, search and scoring.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True, highlight=False)
+EXIT_INTERRUPTED = 130
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vqclip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """vqclip: VQGAN+CLIP text-to-image and CLIP's other jobs."""
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print one line on stderr and return the Exit to raise."""
+    stderr.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_guarded(body: Callable[[], Any], *, verbose: bool) -> Any:
+    """Run a command body; our errors and Ctrl-C become exit codes, never tracebacks."""
+    try:
+        return body()
+    except VqclipError as err:
+        raise fail(str(err), err.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as err:  # noqa: BLE001 - the last line of defence at the CLI edge
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else " (run with -v for the traceback)"
+        raise fail(f"{type(err).__name__}: {err}{hint}", 1) from None
+
+
+@contextmanager
+def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C asks the loop to stop after this step; a second one quits at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stderr.print("stopping after this step; saving the image and state "
+                     "(Ctrl-C again to quit now)")
+        request_stop()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+ConfigFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
+]
+Preset = Annotated[str | None, typer.Option("--preset", help="Preset name: draft, normal, best, shapes.")]
+SetItems = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+@app.command()
+def generate(
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".', show_default=False),
+    ] = None,
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    from_image: Annotated[
+        Path | None,
+        typer.Option("--from", help="Re-run the settings stored in a vqclip image."),
+    ] = None,
+    size: Annotated[str | None, typer.Option(help="Image size WxH, e.g. 256x256.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimization steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (recorded; random if not given).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    cutn: Annotated[int | None, typer.Option(help="Cutouts per step.")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Write a frame every N steps (0: never).")] = None,
+    init_image: Annotated[
+        str | None, typer.Option(help='Start from this image (or a "#rrggbb" color).')
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
+    json_output: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Generate an image from a text prompt; prints the final image path (or --json)."""
+    from vqclip.config import build_config, parse_size
+
+    def body() -> int:
+        from vqclip.generate import Run
+
+        flags: dict[str, Any] = {
+            "prompt": prompt, "steps": steps, "seed": seed, "lr": lr, "cutn": cutn,
+            "save_every": save_every, "init_image": init_image, "device": device,
+            "out": str(out) if out is not None else None,
+            "size": parse_size(size) if size is not None else None,
+        }
+        base = _stored_config(from_image) if from_image is not None else None
+        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags,
+                              dotlist=set_ or [], base=base)
+        if not cfg.prompt:
+            raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
+        run = Run(cfg)
+        show_progress = not quiet and sys.stderr.isatty()
+        with stop_on_first_interrupt(run.engine.request_stop):
+            if show_progress:
+                from vqclip.progress import ProgressBar
+
+                with ProgressBar(cfg.steps, stderr) as bar:
+                    result = run.execute([bar])
+            else:
+                result = run.execute()
+        if json_output:
+            typer.echo(json.dumps(result.to_json()))
+        else:
+            typer.echo(str(result.image))
+        if result.interrupted:
+            if not quiet:
+                stderr.print(f"interrupted at step {result.steps}; image and state saved in "
+                             f"{result.run_dir}")
+            return EXIT_INTERRUPTED
+        return 0
+
+    _setup_logging(verbose)
+    code = run_guarded(body, verbose=verbose)
+    if code:
+        raise typer.Exit(code)
+
+
+def _stored_config(image: Path) -> dict[str, Any]:
+    from vqclip.metadata import read_record
+
+    return read_record(image)["config"]
+
+
+@app.command()
+def show(
+    image: Annotated[Path, typer.Argument(help="An image written by vqclip.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Print the settings an image records (prompt, seed, config, models)."""
+    from vqclip.metadata import a1111_parameters, read_record
+
+    record = run_guarded(lambda: read_record(image), verbose=False)
+    if json_output:
+        typer.echo(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        typer.echo(a1111_parameters(record))
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")

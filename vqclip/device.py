@@ -1,0 +1,32 @@
+"""Pick the torch device: auto prefers CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from vqclip.errors import ConfigError
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn auto|cpu|cuda[:N]|mps into an available torch.device, or say why not."""
+    if not _DEVICE.match(name):
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name!r}: CUDA is not available on this machine")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps': Apple MPS is not available on this machine")
+    return torch.device(name)

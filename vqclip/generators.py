@@ -1,0 +1,81 @@
+"""Image generators: what the optimizer changes (a VQGAN latent) and how it becomes an image."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from vqclip.models.vqgan import VQGAN
+
+
+class ImageGenerator(Protocol):
+    """What the engine needs of a generator: parameters, a [0, 1] image, and a clamp after steps."""
+
+    def parameters(self) -> list[torch.Tensor]: ...
+
+    def image(self) -> torch.Tensor: ...
+
+    def clamp_(self) -> None: ...
+
+
+class _ClampWithGrad(torch.autograd.Function):
+    """Clamp to [0, 1] but let gradients through where they point back into range."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        # Descent moves x by -grad; keep the gradient when that moves x toward [0, 1].
+        outside = x - x.clamp(0.0, 1.0)
+        return grad * (grad * outside >= 0)
+
+
+def clamp_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] with a straight-through gradient that only points back into range."""
+    return _ClampWithGrad.apply(x)
+
+
+class VQGANGenerator:
+    """A latent z snapped to the codebook (straight-through), decoded by the VQGAN."""
+
+    def __init__(self, vqgan: VQGAN, z: torch.Tensor) -> None:
+        self.vqgan = vqgan
+        self.z = z.detach().clone().requires_grad_(True)
+        codebook = vqgan.codebook.detach()
+        self.z_min = codebook.min(dim=0).values.view(1, -1, 1, 1).to(z)
+        self.z_max = codebook.max(dim=0).values.view(1, -1, 1, 1).to(z)
+
+    @classmethod
+    def from_random_tokens(
+        cls, vqgan: VQGAN, width: int, height: int, generator: torch.Generator
+    ) -> VQGANGenerator:
+        """The classic start: a random codebook token at every latent position."""
+        device = vqgan.codebook.device
+        shape = (1, height // vqgan.factor, width // vqgan.factor)
+        tokens = torch.randint(vqgan.codebook.shape[0], shape, generator=generator, device=device)
+        return cls(vqgan, vqgan.tokens_to_latent(tokens))
+
+    @classmethod
+    def from_image(cls, vqgan: VQGAN, image: torch.Tensor) -> VQGANGenerator:
+        """Start from the VQGAN encoding of a (1, 3, H, W) [0, 1] image."""
+        with torch.no_grad():
+            z = vqgan.encode(image.to(vqgan.codebook.device) * 2 - 1)
+        return cls(vqgan, z)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.z]
+
+    def image(self) -> torch.Tensor:
+        """(1, 3, H, W) image in [0, 1], differentiable with respect to z."""
+        z_q, _ = self.vqgan.quantize_latent(self.z)
+        return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2))
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep z inside the codebook's range in every dimension."""
+        self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))

@@ -1,0 +1,71 @@
+"""The perceptor: an open_clip model that embeds texts and [0, 1] images, frozen."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vqclip.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Perceptor:
+    """A frozen CLIP with its input size and normalization; embeddings come out unit-length."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    input_size: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Unit-length text embeddings, one row per text."""
+        tokens = self.tokenizer(texts).to(self.device)
+        with torch.no_grad():
+            return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings of (B, 3, S, S) images in [0, 1] at the input size."""
+        normalized = (images - self.mean) / self.std
+        return F.normalize(self.model.encode_image(normalized).float(), dim=-1)
+
+
+def load_perceptor(model_name: str, pretrained: str | None, device: torch.device) -> Perceptor:
+    """Create an open_clip model by name and tag (or weights file), frozen on `device`."""
+    import open_clip  # heavy import, only when a model is needed
+
+    try:
+        model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device)
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except RuntimeError as err:
+        known = "see `python -c \"import open_clip; print(open_clip.list_models())\"`"
+        raise ModelError(
+            f"CLIP model {model_name!r} could not be created: {_first(err)} ({known})"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise ModelError(
+            f"CLIP {model_name!r} with pretrained={pretrained!r} could not be loaded: {_first(err)}"
+        ) from None
+    model.eval().requires_grad_(False)
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = torch.tensor(cfg["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
+    label = model_name if not pretrained else f"{model_name}/{pretrained}"
+    return Perceptor(model, tokenizer, int(size), mean, std, label)
+
+
+def _first(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,104 @@
+"""Run folders and everything written into them, each file atomically and never overwritten."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from vqclip.engine import DoneEvent, Event, ImageEvent, StepEvent
+from vqclip.images import tensor_to_pil
+from vqclip.metadata import png_info
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    """Write bytes to a temp file beside `path`, fsync it, then rename it into place."""
+    if not overwrite and path.exists():
+        raise FileExistsError(f"refusing to overwrite {path}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def slugify(text: str, max_length: int = 40) -> str:
+    """Lower-case words joined by hyphens, safe in any file system."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "untitled"
+
+
+def create_run_dir(out: str | Path, seed: int, prompt: str, today: dt.date | None = None) -> Path:
+    """Make `<out>/<date>/<NNNN>-<seed>-<slug>/`, numbered after the highest there; never reused."""
+    day_dir = Path(out) / (today or dt.date.today()).isoformat()
+    day_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in day_dir.iterdir() if (m := re.match(r"^(\d{4,})-", p.name))]
+    number = max(numbers, default=0) + 1
+    while True:
+        run_dir = day_dir / f"{number:04d}-{seed}-{slugify(prompt)}"
+        try:
+            run_dir.mkdir()  # exclusive: a concurrent run that took this name makes us move on
+            return run_dir
+        except FileExistsError:
+            number += 1
+
+
+def png_bytes(image: torch.Tensor, record: dict[str, Any] | None = None) -> bytes:
+    """Encode a [0, 1] image tensor as PNG, with the run record in its text chunks if given."""
+    buffer = io.BytesIO()
+    pil = tensor_to_pil(image)
+    pil.save(buffer, format="PNG", pnginfo=png_info(record) if record else None)
+    return buffer.getvalue()
+
+
+class RunWriter:
+    """Listens to engine events and writes the run folder: frames, log, state, final image."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        record: dict[str, Any],
+        state: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.run_dir = run_dir
+        self.record = record
+        self.state = state
+        (run_dir / "frames").mkdir()
+        atomic_write(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+        self._log = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.final_path = run_dir / "final.png"
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepEvent):
+            line = {"step": event.step, "loss": event.loss, "seconds": round(event.seconds, 4),
+                    "losses": event.losses}
+            self._log.write(json.dumps(line) + "\n")
+            self._log.flush()
+        elif isinstance(event, ImageEvent):
+            atomic_write(self.run_dir / "frames" / f"{event.step:06d}.png", png_bytes(event.image))
+            self.save_state()
+        elif isinstance(event, DoneEvent):
+            self._log.close()
+            self.save_state()
+            atomic_write(self.final_path, png_bytes(event.image, self.record))
+
+    def save_state(self) -> None:
+        """Write state.pt (replacing the previous one of this run) for resuming."""
+        buffer = io.BytesIO()
+        torch.save(self.state(), buffer)
+        atomic_write(self.run_dir / "state.pt", buffer.getvalue(), overwrite=True)

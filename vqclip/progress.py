@@ -1,0 +1,48 @@
+"""A rich progress bar on stderr (step, steps/s, loss, ETA), shown only on a terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vqclip.engine import DoneEvent, Event, StepEvent
+
+
+class ProgressBar:
+    """Engine callback that drives a rich progress bar; use as a context manager."""
+
+    def __init__(self, total: int, console: Console, description: str = "generating") -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} it/s"),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task(description, total=total, rate="-", loss="-")
+
+    def __enter__(self) -> ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepEvent):
+            rate = (event.step + 1) / event.seconds if event.seconds > 0 else 0.0
+            self.progress.update(self.task, completed=event.step + 1, rate=f"{rate:.2f}",
+                                 loss=f"{event.loss:.4f}")
+        elif isinstance(event, DoneEvent):
+            self.progress.update(self.task, completed=event.step)
