@@ -236,6 +236,8 @@ def parse_size(text: str) -> list[int]:
 
 
 def nearby_sizes(side: int, factor: int) -> list[int]:
-    """The multiples of `factor` just below and above `side` (positive ones only)."""
+    """`side` if it is a multiple of `factor`, else the multiples just below and above it."""
+    if side % factor == 0:
+        return [side]
     low = (side // factor) * factor
     return [s for s in (low, low + factor) if s > 0]
