@@ -1,0 +1,97 @@
+"""Codebook quantizers of taming VQGANs: snap latents to their nearest codebook vector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GumbelQuantizer", "VectorQuantizer", "lookup_codes", "nearest_codes"]
+
+
+def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row (L2) for each position of z (B, C, h, w) -> (B, h, w)."""
+    b, c, h, w = z.shape
+    if c != codebook.shape[1]:
+        raise ValueError(f"latent has {c} channels, the codebook {codebook.shape[1]}")
+    # Distances in fp32 even under autocast: in bf16 the nearest code is often the wrong one.
+    with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
+        codes = codebook.detach().float()
+        # |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every code, so it is dropped.
+        scores = codes.pow(2).sum(dim=1) - 2.0 * flat @ codes.t()
+        return scores.argmin(dim=1).view(b, h, w)
+
+
+def lookup_codes(indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Codebook vectors for token indices (B, h, w) -> latent (B, C, h, w), looked up by index."""
+    return F.embedding(indices, codebook).permute(0, 3, 1, 2).contiguous()
+
+
+class _NearestCodeQuantizer(nn.Module):
+    """Shared behaviour: quantize to the nearest row of ``codebook`` (set by subclasses)."""
+
+    n_embed: int
+    embed_dim: int
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codebook, (n_embed, embed_dim)."""
+        raise NotImplementedError
+
+    def encode_latent(self, h: torch.Tensor) -> torch.Tensor:
+        """Map the output of quant_conv into codebook space (already there for plain VQ)."""
+        return h
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Snap z to its nearest codes with a straight-through gradient -> (z_q, indices)."""
+        indices = nearest_codes(z, self.codebook)
+        z_q = lookup_codes(indices, self.codebook).to(z.dtype)
+        # Straight-through (VQ-VAE, van den Oord et al. 2017): forward is z_q, the gradient
+        # w.r.t. z is the identity, so the optimizer can move z between codes.
+        return z + (z_q - z).detach(), indices
+
+    def embed_code(self, indices: torch.Tensor) -> torch.Tensor:
+        """Latent (B, embed_dim, h, w) of token indices (B, h, w)."""
+        return lookup_codes(indices, self.codebook)
+
+
+class VectorQuantizer(_NearestCodeQuantizer):
+    """Nearest-neighbour quantizer of taming's VQModel (parameter ``embedding``)."""
+
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
+        super().__init__()
+        self.n_embed = n_embed
+        self.embed_dim = embed_dim
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codebook, (n_embed, embed_dim)."""
+        return self.embedding.weight
+
+
+class GumbelQuantizer(_NearestCodeQuantizer):
+    """Quantizer of taming's GumbelVQ (parameters ``embed`` and ``proj``, as GumbelQuantize).
+
+    Training sampled codes with Gumbel-softmax over ``proj`` logits (Jang et al. 2016). For
+    generation the latent lives in ``embed`` space and is snapped to its nearest ``embed``
+    vector like plain VQ; ``proj`` is only used to encode images (argmax of its logits,
+    the noise-free version of taming's hard sample).
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int, num_hiddens: int) -> None:
+        super().__init__()
+        self.n_embed = n_embed
+        self.embed_dim = embed_dim
+        self.proj = nn.Conv2d(num_hiddens, n_embed, 1)
+        self.embed = nn.Embedding(n_embed, embed_dim)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codebook, (n_embed, embed_dim)."""
+        return self.embed.weight
+
+    def encode_latent(self, h: torch.Tensor) -> torch.Tensor:
+        """Codebook vectors of the most likely code per position of quant_conv's output."""
+        return lookup_codes(self.proj(h).argmax(dim=1), self.codebook).to(h.dtype)
