@@ -1,0 +1,122 @@
+"""Seconds per generation step for a grid of sizes and cutout counts; prints a table.
+
+Full-size architectures use random weights (shapes and FLOPs are what set the speed):
+the imagenet f16 16384 VQGAN and open_clip's ViT-B-32-quickgelu. `--model tiny` uses the
+tiny test architectures.
+
+    python benchmarks/step_bench.py --model full --grid 128:8 256:16 --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+from vqclip.config import AugmentConfig
+from vqclip.cutouts import Cutouts
+from vqclip.device import resolve_device
+from vqclip.engine import Engine, StepEvent
+from vqclip.generators import VQGANGenerator
+from vqclip.models.clip import Perceptor
+from vqclip.models.vqgan import VQGAN, VQGANSpec
+from vqclip.optimizers import make_optimizer
+from vqclip.prompts import Prompt
+
+FULL_VQGAN = VQGANSpec(embed_dim=256, n_embed=16384, z_channels=256, resolution=256, in_channels=3,
+                       out_ch=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
+                       attn_resolutions=(16,))
+TINY_VQGAN = VQGANSpec(embed_dim=32, n_embed=64, z_channels=32, resolution=32, in_channels=3,
+                       out_ch=3, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=())
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
+    """Random-weight VQGAN and CLIP of the named size, frozen on `device`."""
+    import open_clip
+
+    torch.manual_seed(0)
+    vqgan = VQGAN(FULL_VQGAN if kind == "full" else TINY_VQGAN).to(device).eval().requires_grad_(False)
+    if kind == "full":
+        clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None, device=device)
+        tokenizer = open_clip.get_tokenizer("ViT-B-32-quickgelu")
+        size = 224
+    else:
+        clip = open_clip.CLIP(**TINY_CLIP).to(device)
+        tokenizer = open_clip.get_tokenizer("ViT-B-32")
+        tokenizer.context_length = TINY_CLIP["text_cfg"]["context_length"]
+        size = 32
+    clip.eval().requires_grad_(False)
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+    return vqgan, Perceptor(clip, tokenizer, size, mean, std, kind)
+
+
+def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
+               device: torch.device) -> list[float]:
+    """Per-step seconds of `steps` engine steps at side x side (first step excluded)."""
+    rng = torch.Generator(device=device).manual_seed(0)
+    generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rng)
+    cutouts = Cutouts(perceptor.input_size, cutn, augment=AugmentConfig())
+    optimizer = make_optimizer("adam", generator.parameters(), 0.1, {})
+    engine = Engine(generator, perceptor, [Prompt("a red circle")], cutouts, optimizer, rng,
+                    steps=steps + 1, save_every=0)
+    stamps: list[float] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, StepEvent):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    engine.run([on_event])
+    times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["tiny", "full"], default="full")
+    parser.add_argument("--grid", nargs="+", default=["128:8", "256:16"],
+                        help="SIDE:CUTN pairs")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    vqgan, perceptor = build_models(args.model, device)
+    rows = []
+    for item in args.grid:
+        side, cutn = (int(x) for x in item.split(":"))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device)
+        median = statistics.median(times)
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        rows.append((f"{side}x{side}", cutn, median, 1 / median, peak))
+
+    print(f"model={args.model} device={device} threads={args.threads} torch={torch.__version__}")
+    print(f"{'size':>9} {'cutn':>5} {'s/step':>8} {'steps/s':>8} {'peak GiB':>9}")
+    for size, cutn, median, rate, peak in rows:
+        print(f"{size:>9} {cutn:>5} {median:>8.3f} {rate:>8.2f} {peak:>9.2f}")
+    if device.type != "cuda":
+        print("peak GiB on the CPU is the process's maximum resident set size so far")
+
+
+if __name__ == "__main__":
+    main()
