@@ -26,6 +26,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, highlight=False)
+
+
+def _mount_subcommands() -> None:
+    from vqclip.cli_models import models_app
+
+    app.add_typer(models_app, name="models")
 EXIT_INTERRUPTED = 130
 
 
@@ -116,8 +122,28 @@ def generate(
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     cutn: Annotated[int | None, typer.Option(help="Cutouts per step.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Write a frame every N steps (0: never).")] = None,
+    negative: Annotated[
+        str | None, typer.Option(help='Push away from these texts: "blurry | text:0.5".')
+    ] = None,
+    image_prompt: Annotated[
+        list[str] | None,
+        typer.Option("--image-prompt", help="Aim at an image too: PATH[:weight[:stop]] (repeatable)."),
+    ] = None,
+    noise_prompt: Annotated[
+        list[str] | None,
+        typer.Option("--noise-prompt", help="A random CLIP target: SEED[:weight] (repeatable)."),
+    ] = None,
+    switch_every: Annotated[
+        int | None, typer.Option(help="Story mode: next '^' prompt set every N steps (0: even split).")
+    ] = None,
     init_image: Annotated[
         str | None, typer.Option(help='Start from this image (or a "#rrggbb" color).')
+    ] = None,
+    init_weight: Annotated[
+        float | None, typer.Option(help="Pull toward the init image's latent with this weight.")
+    ] = None,
+    init_noise: Annotated[
+        str | None, typer.Option(help="Start without an init image from: tokens, pixels, gradient.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
@@ -134,34 +160,65 @@ def generate(
         flags: dict[str, Any] = {
             "prompt": prompt, "steps": steps, "seed": seed, "lr": lr, "cutn": cutn,
             "save_every": save_every, "init_image": init_image, "device": device,
+            "negative": negative, "image_prompts": image_prompt or None,
+            "noise_prompts": noise_prompt or None, "switch_every": switch_every,
+            "init_weight": init_weight, "init_noise": init_noise,
             "out": str(out) if out is not None else None,
             "size": parse_size(size) if size is not None else None,
         }
         base = _stored_config(from_image) if from_image is not None else None
         cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags,
                               dotlist=set_ or [], base=base)
-        if not cfg.prompt:
+        if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
-        run = Run(cfg)
-        show_progress = not quiet and sys.stderr.isatty()
-        with stop_on_first_interrupt(run.engine.request_stop):
-            if show_progress:
-                from vqclip.progress import ProgressBar
+        return execute_run(Run(cfg), json_output=json_output, quiet=quiet)
 
-                with ProgressBar(cfg.steps, stderr) as bar:
-                    result = run.execute([bar])
-            else:
-                result = run.execute()
-        if json_output:
-            typer.echo(json.dumps(result.to_json()))
+    _setup_logging(verbose)
+    code = run_guarded(body, verbose=verbose)
+    if code:
+        raise typer.Exit(code)
+
+
+def execute_run(run: Any, *, json_output: bool, quiet: bool) -> int:
+    """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
+    show_progress = not quiet and sys.stderr.isatty()
+    with stop_on_first_interrupt(run.engine.request_stop):
+        if show_progress:
+            from vqclip.progress import ProgressBar
+
+            with ProgressBar(run.engine.steps, stderr, start=run.engine.step) as bar:
+                result = run.execute([bar])
         else:
-            typer.echo(str(result.image))
-        if result.interrupted:
-            if not quiet:
-                stderr.print(f"interrupted at step {result.steps}; image and state saved in "
-                             f"{result.run_dir}")
-            return EXIT_INTERRUPTED
-        return 0
+            result = run.execute()
+    if json_output:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        typer.echo(str(result.image))
+    if result.interrupted:
+        if not quiet:
+            stderr.print(f"interrupted at step {result.steps}; image and state saved. "
+                         f"Continue with: vqclip resume {result.run_dir}")
+        return EXIT_INTERRUPTED
+    return 0
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with a state.pt.")],
+    steps: Annotated[
+        int | None, typer.Option(help="Run to this many steps in all (default: the run's own).")
+    ] = None,
+    json_output: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
+
+    def body() -> int:
+        from vqclip.generate import Run, resume_config
+
+        return execute_run(Run(resume_config(run_dir, steps=steps), resume=run_dir),
+                           json_output=json_output, quiet=quiet)
 
     _setup_logging(verbose)
     code = run_guarded(body, verbose=verbose)
@@ -193,3 +250,6 @@ def show(
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+_mount_subcommands()

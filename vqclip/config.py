@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vqclip.errors import ConfigError
@@ -42,11 +42,39 @@ class OptimizerConfig:
 
 @dataclass
 class AugmentConfig:
-    """Augmentations applied to every cutout, all drawn in one batched call."""
+    """Strength of each named augmentation (used when it is listed in `augmentations`)."""
 
-    flip: bool = True
+    affine: float = 0.5
+    perspective: float = 0.2
+    jitter: float = 0.1
     noise: float = 0.1
-    translate: float = 0.05
+    erasing: float = 0.25
+    sharpness: float = 0.3
+
+
+@dataclass
+class LossItem:
+    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+
+    name: str = MISSING
+    weight: float = 1.0
+    decay: str = "constant"
+
+
+@dataclass
+class StoryItem:
+    """A prompt set that takes over at step `start` (story mode)."""
+
+    prompt: str = MISSING
+    start: int = 0
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule by name, with its options (e.g. step: factor, at)."""
+
+    name: str = "constant"
+    options: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,22 +82,34 @@ class GenerateConfig:
     """Everything one generation needs; its resolved form is saved with every run."""
 
     prompt: str = ""
+    negative: str = ""
+    image_prompts: list[str] = field(default_factory=list)
+    noise_prompts: list[str] = field(default_factory=list)
+    story: list[StoryItem] = field(default_factory=list)
+    switch_every: int = 0
     size: list[int] = field(default_factory=lambda: [384, 384])
     steps: int = 300
     seed: int | None = None
     lr: float = 0.1
+    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     cutn: int = 32
     cut_pow: float = 1.0
     cut_min: float = 0.0
     cut_full: bool = False
+    cut_method: str = "random"
+    augmentations: list[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     init_image: str | None = None
+    init_weight: float = 0.0
+    init_weight_decay: str = "constant"
+    init_noise: str = "tokens"
+    losses: list[LossItem] = field(default_factory=list)
     save_every: int = 50
     device: str = "auto"
     out: str = "outputs"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def list_presets() -> list[str]:
@@ -206,8 +246,9 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("cut_pow", cfg.cut_pow > 0, "must be positive"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
+        ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("augment.noise", cfg.augment.noise >= 0, "must be 0 or more"),
-        ("augment.translate", 0 <= cfg.augment.translate <= 1, "must be between 0 and 1"),
+        ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
     ]
     for key, ok, why in checks:
         if not ok:

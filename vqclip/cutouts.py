@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-from vqclip.config import AugmentConfig
+from vqclip.augment import GRID_AUGMENTS, PIXEL_AUGMENTS, THETA_AUGMENTS, Draw, check_names
+from vqclip.errors import ConfigError
+
+CUT_METHODS = ("random", "pooled")
 
 
 class Cutouts:
     """Draws `cutn` crops of side `rand**cut_pow` between a minimum and the full image.
 
-    The crops are the notebook's method (not pooled copies of the whole image): small crops let
-    CLIP judge detail, large ones the composition. All crops, flips and shifts are one affine grid
-    and one `grid_sample`, sampled at twice the output size and average-pooled once, which keeps
-    large crops from aliasing without a pyramid.
+    `random` is the notebook's method: small crops let CLIP judge detail, large ones the
+    composition. `pooled` gives every cutout the whole image (the peers' default), augmented.
+    All crops and geometric augmentations become one sampling grid and one `grid_sample`,
+    sampled at twice the output size and average-pooled once, which keeps large crops from
+    aliasing without an image pyramid.
     """
 
     def __init__(
@@ -22,57 +28,67 @@ class Cutouts:
         cut_size: int,
         cutn: int,
         *,
+        method: str = "random",
         cut_pow: float = 1.0,
         cut_min: float = 0.0,
         cut_full: bool = False,
-        augment: AugmentConfig | None = None,
+        augmentations: list[str] = (),
+        strengths: Any = None,
     ) -> None:
+        if method not in CUT_METHODS:
+            raise ConfigError(f"cut_method={method!r}: valid: {', '.join(CUT_METHODS)}")
+        check_names(list(augmentations))
         self.cut_size = cut_size
         self.cutn = cutn
+        self.method = method
         self.cut_pow = cut_pow
         self.cut_min = cut_min
         self.cut_full = cut_full
-        self.augment = augment or AugmentConfig(flip=False, noise=0.0, translate=0.0)
+        self.augmentations = list(augmentations)
+        self.strengths = strengths
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts."""
-        _, channels, height, width = image.shape
-        device = image.device
-        rand = lambda *shape: torch.rand(shape, generator=generator, device=device)  # noqa: E731
+    def _strength(self, name: str) -> float:
+        return float(getattr(self.strengths, name, 1.0)) if self.strengths is not None else 1.0
 
-        # Crop side as a fraction of the shorter image side.
+    def _crop_theta(self, height: int, width: int, draw: Draw) -> torch.Tensor:
         short = min(height, width)
-        smallest = max(self.cut_min, min(self.cut_size / short, 1.0))
-        side = rand(self.cutn).pow(self.cut_pow) * (1.0 - smallest) + smallest
+        if self.method == "pooled":
+            side = torch.ones(self.cutn, device=draw.device)
+        else:
+            smallest = max(self.cut_min, min(self.cut_size / short, 1.0))
+            side = draw.uniform(low=0, high=1).pow(self.cut_pow) * (1.0 - smallest) + smallest
         if self.cut_full:
             side[0] = 1.0
         scale_x = side * short / width
         scale_y = side * short / height
-        # Crop centres keep the crop inside the image (in normalized [-1, 1] coordinates).
-        centre_x = (rand(self.cutn) * 2 - 1) * (1 - scale_x)
-        centre_y = (rand(self.cutn) * 2 - 1) * (1 - scale_y)
-        shift = self.augment.translate
-        if shift:
-            centre_x = centre_x + (rand(self.cutn) * 2 - 1) * shift
-            centre_y = centre_y + (rand(self.cutn) * 2 - 1) * shift
-        flip = torch.ones(self.cutn, device=device)
-        if self.augment.flip:
-            flip = torch.where(rand(self.cutn) < 0.5, -flip, flip)
-
-        theta = torch.zeros(self.cutn, 2, 3, device=device)
-        theta[:, 0, 0] = scale_x * flip
-        theta[:, 0, 2] = centre_x
+        # Centres keep each crop inside the image (normalized [-1, 1] coordinates).
+        centre_x = draw.uniform() * (1 - scale_x)
+        centre_y = draw.uniform() * (1 - scale_y)
+        theta = torch.zeros(self.cutn, 2, 3, device=draw.device)
+        theta[:, 0, 0] = scale_x
         theta[:, 1, 1] = scale_y
+        theta[:, 0, 2] = centre_x
         theta[:, 1, 2] = centre_y
+        return theta
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts."""
+        _, channels, height, width = image.shape
+        draw = Draw(generator, image.device, self.cutn)
+        theta = self._crop_theta(height, width, draw)
+        for name in self.augmentations:
+            if name in THETA_AUGMENTS:
+                theta = THETA_AUGMENTS[name](theta, draw, self._strength(name))
         fine = 2 * self.cut_size
         grid = F.affine_grid(theta, [self.cutn, channels, fine, fine], align_corners=False)
+        for name in self.augmentations:
+            if name in GRID_AUGMENTS:
+                grid = GRID_AUGMENTS[name](grid, draw, self._strength(name))
         batch = image.expand(self.cutn, -1, -1, -1)
         cutouts = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection",
                                 align_corners=False)
         cutouts = F.avg_pool2d(cutouts, 2)
-
-        if self.augment.noise:
-            strength = rand(self.cutn, 1, 1, 1) * self.augment.noise
-            noise = torch.randn(cutouts.shape, generator=generator, device=device)
-            cutouts = cutouts + strength * noise
+        for name in self.augmentations:
+            if name in PIXEL_AUGMENTS:
+                cutouts = PIXEL_AUGMENTS[name](cutouts, draw, self._strength(name))
         return cutouts

@@ -10,9 +10,8 @@ import torch
 
 from vqclip.cutouts import Cutouts
 from vqclip.generators import ImageGenerator
-from vqclip.losses import PromptLoss
+from vqclip.losses import LossContext, PromptLoss, WeightedRegularizer
 from vqclip.models.clip import Perceptor
-from vqclip.prompts import Prompt
 
 
 @dataclass
@@ -34,6 +33,14 @@ class ImageEvent:
 
 
 @dataclass
+class PromptSwitchEvent:
+    """Story mode moved to another prompt set at `step`."""
+
+    step: int
+    prompt: str
+
+
+@dataclass
 class DoneEvent:
     """The loop ended: after all steps, or early because a stop was requested."""
 
@@ -44,9 +51,17 @@ class DoneEvent:
     interrupted: bool
 
 
-Event = StepEvent | ImageEvent | DoneEvent
-Callback = Callable[[Event], None]
+@dataclass
+class Stage:
+    """The prompt losses in force from step `start` on (one stage unless in story mode)."""
 
+    start: int
+    label: str
+    prompt_losses: list[PromptLoss]
+
+
+Event = StepEvent | ImageEvent | PromptSwitchEvent | DoneEvent
+Callback = Callable[[Event], None]
 
 
 class Engine:
@@ -56,42 +71,68 @@ class Engine:
         self,
         generator: ImageGenerator,
         perceptor: Perceptor,
-        prompts: list[Prompt],
+        stages: list[Stage],
         cutouts: Cutouts,
         optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
         rng: torch.Generator,
         *,
         steps: int,
         save_every: int,
+        regularizers: list[WeightedRegularizer] = (),
     ) -> None:
         self.generator = generator
         self.perceptor = perceptor
+        self.stages = sorted(stages, key=lambda stage: stage.start)
         self.cutouts = cutouts
         self.optimizer = optimizer
+        self.scheduler = scheduler
         self.rng = rng
         self.steps = steps
         self.save_every = save_every
-        self.step = 0
+        self.regularizers = list(regularizers)
+        self.initial = [p.detach().clone() for p in generator.parameters()]
+        self.step = 0  # steps completed
         self._stop_requested = False
-        embeddings = perceptor.encode_text([p.text for p in prompts])
-        self.prompt_losses = [PromptLoss(p, e) for p, e in zip(prompts, embeddings, strict=True)]
 
     def request_stop(self) -> None:
         """Finish the current step, then end the loop (used for Ctrl-C)."""
         self._stop_requested = True
 
     def state_dict(self) -> dict:
-        """Everything needed to continue: step, parameters, optimizer and RNG state."""
+        """Everything needed to continue bit-identically: step, parameters, optimizer, RNG."""
         return {
             "step": self.step,
             "parameters": [p.detach().cpu() for p in self.generator.parameters()],
+            "initial": [p.cpu() for p in self.initial],
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "rng": self.rng.get_state(),
         }
 
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` output (parameters are copied in place)."""
+        with torch.no_grad():
+            for param, saved in zip(self.generator.parameters(), state["parameters"], strict=True):
+                param.copy_(saved)
+        self.initial = [p.to(self.initial[0].device) for p in state["initial"]]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.set_state(state["rng"])
+        self.step = state["step"]
+
+    def stage_at(self, step: int) -> Stage:
+        """The stage in force at `step`."""
+        return [stage for stage in self.stages if stage.start <= step][-1]
+
     def _losses(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings = self.perceptor.encode_image(self.cutouts(image, self.rng))
-        return {f"prompt:{pl.prompt.text}": pl(embeddings) for pl in self.prompt_losses}
+        stage = self.stage_at(self.step)
+        losses = {pl.name: pl(embeddings) for pl in stage.prompt_losses}
+        ctx = LossContext(image, self.generator.parameters(), self.initial)
+        for regularizer in self.regularizers:
+            losses[regularizer.name] = regularizer(ctx, self.step, self.steps)
+        return losses
 
     def run(self, callbacks: list[Callback]) -> DoneEvent:
         """Step until `steps` or a stop request; every event goes to every callback."""
@@ -103,19 +144,24 @@ class Engine:
         started = time.perf_counter()
         loss_value = float("nan")
         while self.step < self.steps and not self._stop_requested:
+            step = self.step
+            stage = self.stage_at(step)
+            if stage.start == step and (step > 0 or len(self.stages) > 1):
+                emit(PromptSwitchEvent(step, stage.label))
             self.optimizer.zero_grad(set_to_none=True)
             image = self.generator.image()
             losses = self._losses(image)
             loss = torch.stack(list(losses.values())).sum()
             loss.backward()
             self.optimizer.step()
+            self.scheduler.step()
             self.generator.clamp_()
+            self.step = step + 1
             loss_value = loss.item()
-            emit(StepEvent(self.step, loss_value, {k: v.item() for k, v in losses.items()},
+            emit(StepEvent(step, loss_value, {k: v.item() for k, v in losses.items()},
                            time.perf_counter() - started))
-            if self.save_every and self.step % self.save_every == 0:
-                emit(ImageEvent(self.step, image.detach()[0].float().cpu()))
-            self.step += 1
+            if self.save_every and step % self.save_every == 0:
+                emit(ImageEvent(step, image.detach()[0].float().cpu()))
         with torch.no_grad():
             final = self.generator.image().detach()[0].float().cpu()
         done = DoneEvent(self.step, loss_value, time.perf_counter() - started, final,

@@ -10,18 +10,23 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vqclip.config import GenerateConfig, nearby_sizes
+from vqclip.config import GenerateConfig, nearby_sizes, validate
 from vqclip.cutouts import Cutouts
 from vqclip.device import resolve_device
 from vqclip.engine import Callback, Engine
 from vqclip.errors import ConfigError, UsageError
 from vqclip.generators import VQGANGenerator
-from vqclip.images import init_canvas
+from vqclip.images import NOISE_CANVASES, init_canvas, noise_canvas
+from vqclip.losses import WeightedRegularizer
 from vqclip.metadata import build_record
 from vqclip.models.loading import load_clip_model, load_generator_model
+from vqclip.models.vqgan import VQGAN
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir
-from vqclip.prompts import parse_prompt_sets
+from vqclip.schedules import make_scheduler
+from vqclip.targets import build_stages
+
+INIT_NOISE = ("tokens", *NOISE_CANVASES)
 
 
 @dataclass
@@ -46,13 +51,34 @@ class GenerateResult:
         return data
 
 
-class Run:
-    """A prepared generation: models loaded and the run folder made; `execute` runs the loop."""
+def make_generator(cfg: DictConfig, vqgan: VQGAN, rng: torch.Generator) -> VQGANGenerator:
+    """The starting latent: an init image, random tokens, or encoded pixel/gradient noise."""
+    width, height = cfg.size
+    if cfg.init_image:
+        return VQGANGenerator.from_image(vqgan, init_canvas(cfg.init_image, width, height))
+    if cfg.init_noise == "tokens":
+        return VQGANGenerator.from_random_tokens(vqgan, width, height, rng)
+    if cfg.init_noise in NOISE_CANVASES:
+        return VQGANGenerator.from_image(vqgan, noise_canvas(cfg.init_noise, width, height, rng))
+    raise ConfigError(f"init_noise={cfg.init_noise!r}: valid: {', '.join(INIT_NOISE)}")
 
-    def __init__(self, cfg: DictConfig) -> None:
-        prompt_sets = parse_prompt_sets(cfg.prompt)
-        if len(prompt_sets) > 1:
-            raise UsageError("prompt sets separated by '^' (story mode) are not supported yet")
+
+def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
+    """The `losses` list, plus `init` when init_weight is set."""
+    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
+    if cfg.init_weight:
+        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
+    return items
+
+
+class Run:
+    """A prepared generation: models loaded and the run folder ready; `execute` runs the loop.
+
+    With `resume=RUN_DIR` it continues that run from its `state.pt` instead of starting anew.
+    """
+
+    def __init__(self, cfg: DictConfig, *, resume: Path | None = None) -> None:
+        state = load_state(resume) if resume is not None else None
         device = resolve_device(cfg.device)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
         width, height = cfg.size
@@ -61,27 +87,33 @@ class Run:
         check_size(width, height, vqgan.factor)
         perceptor, clip_info = load_clip_model(cfg.clip, device)
 
-        self.rng = torch.Generator(device=device).manual_seed(seed)
-        if cfg.init_image:
-            canvas = init_canvas(cfg.init_image, width, height)
-            generator = VQGANGenerator.from_image(vqgan, canvas)
-        else:
-            generator = VQGANGenerator.from_random_tokens(vqgan, width, height, self.rng)
-        cutouts = Cutouts(perceptor.input_size, cfg.cutn, cut_pow=cfg.cut_pow,
-                          cut_min=cfg.cut_min, cut_full=cfg.cut_full, augment=cfg.augment)
+        rng = torch.Generator(device=device).manual_seed(seed)
+        generator = make_generator(cfg, vqgan, rng)
+        cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
+                          cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
+                          augmentations=list(cfg.augmentations), strengths=cfg.augment)
+        stages = build_stages(cfg, perceptor, cutouts, seed)
         optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
                                    OmegaConf.to_container(cfg.optimizer.options))
-        self.engine = Engine(generator, perceptor, prompt_sets[0], cutouts, optimizer, self.rng,
-                             steps=cfg.steps, save_every=cfg.save_every)
+        scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
+                                   OmegaConf.to_container(cfg.lr_schedule.options))
+        self.engine = Engine(generator, perceptor, stages, cutouts, optimizer, scheduler, rng,
+                             steps=cfg.steps, save_every=cfg.save_every,
+                             regularizers=regularizers(cfg))
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
         resolved["seed"] = seed
         if cfg.vqgan.config is not None:
             resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
         self.config = resolved
-        self.run_dir = create_run_dir(cfg.out, seed, cfg.prompt)
         record = build_record(resolved, {"vqgan": vqgan_info, "clip": clip_info})
-        self.writer = RunWriter(self.run_dir, resolved, record, self._state)
+        if state is None:
+            self.run_dir = create_run_dir(cfg.out, seed, cfg.prompt or "image")
+        else:
+            self.engine.load_state_dict(state)
+            self.run_dir = resume
+        self.writer = RunWriter(self.run_dir, resolved, record, self._state,
+                                resumed_at=None if state is None else state["step"])
 
     def _state(self) -> dict[str, Any]:
         return {**self.engine.state_dict(), "config": self.config}
@@ -97,6 +129,26 @@ class Run:
         )
 
 
+def load_state(run_dir: Path) -> dict[str, Any]:
+    """Read a run's state.pt with weights_only=True; a usage error if it is missing."""
+    path = Path(run_dir) / "state.pt"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} has no state.pt to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resume_config(run_dir: Path, *, steps: int | None = None) -> DictConfig:
+    """The config a run was started with (from its state), with `steps` optionally raised."""
+    state = load_state(run_dir)
+    cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), state["config"])
+    if steps is not None:
+        if steps < state["step"]:
+            raise UsageError(f"--steps {steps} is below the {state['step']} steps already done")
+        cfg.steps = steps
+    validate(cfg, {})
+    return cfg
+
+
 def check_size(width: int, height: int, factor: int) -> None:
     """Refuse a size the VQGAN cannot draw, naming the valid sizes nearby."""
     if width % factor == 0 and height % factor == 0:
@@ -110,9 +162,7 @@ def check_size(width: int, height: int, factor: int) -> None:
 
 
 def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any) -> GenerateResult:
-    """Library entry point: `vqclip.generate(cfg)` or `generate(prompt=..., steps=...)`."""
-    from vqclip.config import validate
-
+    """Library entry point: `generate(cfg)` or `generate(prompt=..., steps=...)`."""
     cfg = OmegaConf.structured(GenerateConfig) if config is None else OmegaConf.structured(config)
     if overrides:
         cfg = OmegaConf.merge(cfg, overrides)

@@ -1,23 +1,29 @@
-"""Losses between CLIP embeddings: spherical distance, weighted prompts with stops."""
+"""Losses: CLIP prompt losses (spherical distance) and a registry of image and latent regularizers."""
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+
+from vqclip.errors import ConfigError
 from vqclip.prompts import Prompt
 
 
 def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared great-circle distance between unit vectors, 2*asin(|a-b|/2)**2 (Crowson's notebook)."""
+    """Squared great-circle distance of unit vectors, 2*asin(|a-b|/2)**2 (Crowson's notebook)."""
     return (a - b).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
 
 
 class PromptLoss:
     """Pulls every cutout embedding toward (weight > 0) or away from (weight < 0) one target."""
 
-    def __init__(self, prompt: Prompt, embedding: torch.Tensor) -> None:
+    def __init__(self, prompt: Prompt, embedding: torch.Tensor, kind: str = "text") -> None:
         self.prompt = prompt
         self.embedding = embedding  # (D,) unit length
+        self.name = f"{kind}:{prompt.text}"
 
     def __call__(self, image_embeddings: torch.Tensor) -> torch.Tensor:
         """Mean over cutouts of the signed distance, times |weight|; no pull past `stop`."""
@@ -27,3 +33,84 @@ class PromptLoss:
         # Below the stop threshold the value still counts but no longer pulls.
         signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
         return abs(weight) * signed.mean()
+
+
+@dataclass
+class LossContext:
+    """What a regularizer may look at: the image, the parameters and where they started."""
+
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1]
+    parameters: list[torch.Tensor]
+    initial: list[torch.Tensor]
+
+
+Regularizer = Callable[[LossContext], torch.Tensor]
+REGULARIZERS: dict[str, Regularizer] = {}
+
+
+def register(name: str) -> Callable[[Regularizer], Regularizer]:
+    """Add a regularizer to the registry under `name` (usable as `losses: [{name: ...}]`)."""
+
+    def decorate(fn: Regularizer) -> Regularizer:
+        REGULARIZERS[name] = fn
+        return fn
+
+    return decorate
+
+
+@register("init")
+def init_loss(ctx: LossContext) -> torch.Tensor:
+    """Mean squared distance of the parameters from their start (the init image's latent)."""
+    parts = [F.mse_loss(p, p0) for p, p0 in zip(ctx.parameters, ctx.initial, strict=True)]
+    return torch.stack(parts).sum()
+
+
+@register("tv")
+def total_variation(ctx: LossContext) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels: smoothness."""
+    image = ctx.image
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return dx + dy
+
+
+@register("saturation")
+def saturation(ctx: LossContext) -> torch.Tensor:
+    """Mean distance of each pixel from its gray: a positive weight desaturates."""
+    image = ctx.image
+    return (image - image.mean(dim=1, keepdim=True)).abs().mean()
+
+
+@register("symmetry")
+def symmetry(ctx: LossContext) -> torch.Tensor:
+    """Mean squared difference between the image and its left-right mirror."""
+    return F.mse_loss(ctx.image, ctx.image.flip(-1))
+
+
+DECAYS = ("constant", "linear")
+
+
+@dataclass
+class WeightedRegularizer:
+    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+
+    name: str
+    weight: float
+    decay: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.name not in REGULARIZERS:
+            raise ConfigError(
+                f"losses: unknown loss {self.name!r}; valid: {', '.join(sorted(REGULARIZERS))}"
+            )
+        if self.decay not in DECAYS:
+            raise ConfigError(f"losses: {self.name}: decay={self.decay!r}; valid: {', '.join(DECAYS)}")
+
+    def weight_at(self, step: int, steps: int) -> float:
+        """The weight at `step`: constant, or falling linearly to zero at the last step."""
+        if self.decay == "linear":
+            return self.weight * max(0.0, 1.0 - step / max(steps, 1))
+        return self.weight
+
+    def __call__(self, ctx: LossContext, step: int, steps: int) -> torch.Tensor:
+        return self.weight_at(step, steps) * REGULARIZERS[self.name](ctx)

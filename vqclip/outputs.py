@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from vqclip.engine import DoneEvent, Event, ImageEvent, StepEvent
+from vqclip.engine import DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.images import tensor_to_pil
 from vqclip.metadata import png_info
 
@@ -74,21 +74,36 @@ class RunWriter:
         config: dict[str, Any],
         record: dict[str, Any],
         state: Callable[[], dict[str, Any]],
+        *,
+        resumed_at: int | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.record = record
         self.state = state
-        (run_dir / "frames").mkdir()
-        atomic_write(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
-        self._log = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.final_path = run_dir / "final.png"
+        config_text = yaml.safe_dump(config, sort_keys=False).encode()
+        if resumed_at is None:
+            (run_dir / "frames").mkdir()
+            atomic_write(run_dir / "config.yaml", config_text)
+        else:
+            # The earlier final image stays, under the step it was made at.
+            if self.final_path.exists():
+                os.replace(self.final_path, run_dir / f"final-{resumed_at:06d}.png")
+            atomic_write(run_dir / "config.yaml", config_text, overwrite=True)
+        self._log = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if resumed_at is not None:
+            self._write_line({"event": "resume", "step": resumed_at, "steps": config["steps"]})
+
+    def _write_line(self, line: dict[str, Any]) -> None:
+        self._log.write(json.dumps(line) + "\n")
+        self._log.flush()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):
-            line = {"step": event.step, "loss": event.loss, "seconds": round(event.seconds, 4),
-                    "losses": event.losses}
-            self._log.write(json.dumps(line) + "\n")
-            self._log.flush()
+            self._write_line({"step": event.step, "loss": event.loss,
+                              "seconds": round(event.seconds, 4), "losses": event.losses})
+        elif isinstance(event, PromptSwitchEvent):
+            self._write_line({"event": "prompt_switch", "step": event.step, "prompt": event.prompt})
         elif isinstance(event, ImageEvent):
             atomic_write(self.run_dir / "frames" / f"{event.step:06d}.png", png_bytes(event.image))
             self.save_state()

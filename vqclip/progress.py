@@ -18,7 +18,8 @@ from vqclip.engine import DoneEvent, Event, StepEvent
 class ProgressBar:
     """Engine callback that drives a rich progress bar; use as a context manager."""
 
-    def __init__(self, total: int, console: Console, description: str = "generating") -> None:
+    def __init__(self, total: int, console: Console, *, start: int = 0,
+                 description: str = "generating") -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -30,7 +31,9 @@ class ProgressBar:
             console=console,
             transient=True,
         )
-        self.task = self.progress.add_task(description, total=total, rate="-", loss="-")
+        self.start = start
+        self.task = self.progress.add_task(description, total=total, completed=start, rate="-",
+                                           loss="-")
 
     def __enter__(self) -> ProgressBar:
         self.progress.start()
@@ -41,7 +44,8 @@ class ProgressBar:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):
-            rate = (event.step + 1) / event.seconds if event.seconds > 0 else 0.0
+            done_here = event.step + 1 - self.start
+            rate = done_here / event.seconds if event.seconds > 0 else 0.0
             self.progress.update(self.task, completed=event.step + 1, rate=f"{rate:.2f}",
                                  loss=f"{event.loss:.4f}")
         elif isinstance(event, DoneEvent):

@@ -28,6 +28,11 @@ class Perceptor:
     def device(self) -> torch.device:
         return self.mean.device
 
+    @property
+    def embed_dim(self) -> int:
+        """Length of the embeddings."""
+        return int(self.model.visual.output_dim)
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Unit-length text embeddings, one row per text."""
         tokens = self.tokenizer(texts).to(self.device)

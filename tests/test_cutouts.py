@@ -1,0 +1,62 @@
+"""Cutouts and augmentations: shapes, ranges, determinism, the full view, every augmentation."""
+
+import pytest
+import torch
+
+from vqclip.augment import AUGMENTATIONS
+from vqclip.config import AugmentConfig
+from vqclip.cutouts import Cutouts
+from vqclip.errors import ConfigError
+
+
+def test_shape_range_and_determinism() -> None:
+    image = torch.rand(1, 3, 48, 64)
+    cut = Cutouts(16, 6, augmentations=["flip", "affine"], strengths=AugmentConfig())
+    first = cut(image, torch.Generator().manual_seed(1))
+    second = cut(image, torch.Generator().manual_seed(1))
+    third = cut(image, torch.Generator().manual_seed(2))
+    assert first.shape == (6, 3, 16, 16)
+    assert torch.equal(first, second) and not torch.equal(first, third)
+    assert first.min() >= 0 and first.max() <= 1
+
+
+def test_full_cutout_sees_the_whole_image() -> None:
+    image = torch.zeros(1, 3, 32, 32)
+    image[..., :, :16] = 1.0  # left half white
+    full = Cutouts(16, 1, cut_full=True)(image, torch.Generator().manual_seed(0))[0]
+    assert full[:, :, :7].mean() > 0.95 and full[:, :, 9:].mean() < 0.05
+
+
+def test_cut_pow_controls_crop_size() -> None:
+    # A bright dot in the middle: small crops often miss it or magnify it, full views shrink it.
+    image = torch.zeros(1, 3, 64, 64)
+    image[..., 30:34, 30:34] = 1.0
+    small = Cutouts(8, 256, cut_pow=4.0)(image, torch.Generator().manual_seed(0))
+    large = Cutouts(8, 256, cut_pow=0.25)(image, torch.Generator().manual_seed(0))
+    assert small.amax(dim=(1, 2, 3)).std() > large.amax(dim=(1, 2, 3)).std()
+
+
+def test_pooled_method_gives_whole_image_copies() -> None:
+    image = torch.rand(1, 3, 32, 32)
+    cuts = Cutouts(16, 4, method="pooled")(image, torch.Generator().manual_seed(0))
+    assert torch.allclose(cuts[0], cuts[3])
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_every_augmentation_changes_cutouts_and_keeps_gradients(name: str) -> None:
+    image = torch.rand(1, 3, 32, 32, requires_grad=True)
+    plain = Cutouts(16, 8)(image, torch.Generator().manual_seed(0))
+    augmented = Cutouts(16, 8, augmentations=[name], strengths=AugmentConfig())(
+        image, torch.Generator().manual_seed(0)
+    )
+    assert augmented.shape == plain.shape
+    assert not torch.allclose(augmented, plain)
+    augmented.sum().backward()
+    assert image.grad is not None and torch.isfinite(image.grad).all()
+
+
+def test_unknown_augmentation_and_method_list_valid_names() -> None:
+    with pytest.raises(ConfigError, match="valid: affine"):
+        Cutouts(16, 2, augmentations=["blur"])
+    with pytest.raises(ConfigError, match="valid: random, pooled"):
+        Cutouts(16, 2, method="tiles")
