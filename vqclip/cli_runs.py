@@ -1,0 +1,175 @@
+"""`vqclip batch` and `vqclip zoom`: thin commands over vqclip.batch and vqclip.zoom."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# Options shared with `generate`; declared here (not imported from vqclip.cli) so that
+# vqclip.cli may import this module at any point without a circular import.
+ConfigFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
+]
+Preset = Annotated[str | None, typer.Option("--preset", help="Preset name: draft, normal, best, shapes.")]
+SetItems = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+def batch(
+    file: Annotated[str, typer.Argument(
+        help="Prompt file: one prompt per line with optional flags (--seed 3 --steps 100 ...), "
+             "or a YAML list of items; - reads standard input.", show_default=False)],
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Batch folder: runs and manifest.jsonl go here "
+                            "(default: <out>/batch-<file name>).")] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
+             "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
+    from vqclip.cli import EXIT_INTERRUPTED, run_guarded, stop_on_first_interrupt
+
+    def body() -> int:
+        from vqclip.batch import (
+            BatchSettings,
+            load_batch,
+            parse_batch,
+            parse_shard,
+            run_batch,
+            shard_from_env,
+        )
+        from vqclip.errors import UsageError
+        from vqclip.outputs import slugify
+        from vqclip.series import StopSwitch
+
+        items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
+        if not items:
+            raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
+        chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
+        settings = BatchSettings(preset=preset, config_files=config or [], sets=set_ or [])
+        name = "stdin" if file == "-" else slugify(Path(file).stem)
+        folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"
+
+        def report(record: dict[str, Any]) -> None:
+            where = f"line {record['line']}" if record.get("line") else f"item {record['index']}"
+            if record["status"] == "ok":
+                if not json_output:
+                    typer.echo(record["image"])
+                _say(f"ok      {where} seed {record['seed']}: {record['label']}", quiet)
+            else:
+                _say(f"{record['status']:7} {where}: {record.get('error') or record['label']}", quiet)
+
+        stop = StopSwitch()
+        with stop_on_first_interrupt(stop.request):
+            result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop)
+        if json_output:
+            typer.echo(json.dumps(result.to_json()))
+        shard_text = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
+        _say(f"batch{shard_text}: {len(result.ok)} ok, {len(result.failed)} failed, "
+             f"{len(result.skipped)} skipped as done; manifest {result.manifest}", quiet)
+        if result.interrupted:
+            return EXIT_INTERRUPTED
+        return 1 if result.failed else 0
+
+    _setup_logging(verbose)
+    code = run_guarded(body, verbose=verbose)
+    if code:
+        raise typer.Exit(code)
+
+
+def zoom(
+    prompt: Annotated[str, typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".',
+                                          show_default=False)],
+    frames: Annotated[int, typer.Option(help="Number of frames (runs) in the zoom.")] = 30,
+    steps_per_frame: Annotated[int, typer.Option(help="Steps of every frame after the first.")] = 25,
+    zoom_factor: Annotated[float, typer.Option(
+        "--zoom", help="Magnification per frame (>1 zooms in).")] = 1.02,
+    pan: Annotated[tuple[float, float], typer.Option(
+        help="View movement per frame in pixels: DX DY (right, down).")] = (0.0, 0.0),
+    rotate: Annotated[float, typer.Option(help="Degrees per frame, counter-clockwise.")] = 0.0,
+    fps: Annotated[float, typer.Option(help="Video frames per second.")] = 12,
+    video: Annotated[str, typer.Option(help="Video file name in the zoom folder: .mp4, .gif or .webp.")
+                     ] = "zoom.mp4",
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    size: Annotated[str | None, typer.Option(help="Image size WxH, e.g. 256x256.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps of the first frame (default: the config's).")
+                     ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of frame 0; frame i uses seed + i.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    cutn: Annotated[int | None, typer.Option(help="Cutouts per step.")] = None,
+    init_image: Annotated[str | None, typer.Option(help='Start frame 0 from this image (or "#rrggbb").')
+                          ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
+    from vqclip.cli import EXIT_INTERRUPTED, run_guarded, stop_on_first_interrupt
+
+    def body() -> int:
+        from vqclip.config import build_config, parse_size
+        from vqclip.series import StopSwitch
+        from vqclip.zoom import run_zoom
+
+        flags = {"prompt": prompt, "steps": steps, "seed": seed, "lr": lr, "cutn": cutn,
+                 "init_image": init_image, "out": str(out) if out is not None else None,
+                 "size": parse_size(size) if size is not None else None}
+        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
+
+        def report(record: dict[str, Any]) -> None:
+            _say(f"frame {record['index'] + 1}/{frames}: loss {record['final_loss']:.4f}", quiet)
+
+        stop = StopSwitch()
+        with stop_on_first_interrupt(stop.request):
+            result = run_zoom(cfg, frames=frames, steps_per_frame=steps_per_frame, zoom=zoom_factor,
+                              pan=pan, rotate=rotate, first_steps=cfg.steps, fps=fps, video=video,
+                              report=report, stop=stop)
+        if json_output:
+            typer.echo(json.dumps(result.to_json()))
+        else:
+            typer.echo(str(result.video or result.folder))
+        if result.interrupted:
+            _say(f"interrupted after {len(result.frames)} frames; kept in {result.folder}", quiet)
+            return EXIT_INTERRUPTED
+        return 0
+
+    _setup_logging(verbose)
+    code = run_guarded(body, verbose=verbose)
+    if code:
+        raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `batch` and `zoom` commands to the vqclip app."""
+    app.command("batch")(batch)
+    app.command("zoom")(zoom)
