@@ -19,12 +19,15 @@ import torch
 from vqclip.config import AugmentConfig
 from vqclip.cutouts import Cutouts
 from vqclip.device import resolve_device
-from vqclip.engine import Engine, StepEvent
+from vqclip.engine import Engine, Judge, Stage, StepEvent
+from vqclip.generate import autocast_dtype
 from vqclip.generators import VQGANGenerator
+from vqclip.losses import PromptLoss
 from vqclip.models.clip import Perceptor
 from vqclip.models.vqgan import VQGAN, VQGANSpec
 from vqclip.optimizers import make_optimizer
 from vqclip.prompts import Prompt
+from vqclip.schedules import make_scheduler
 
 FULL_VQGAN = VQGANSpec(embed_dim=256, n_embed=16384, z_channels=256, resolution=256, in_channels=3,
                        out_ch=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
@@ -62,14 +65,19 @@ def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
 
 
 def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
-               device: torch.device) -> list[float]:
+               device: torch.device, precision: str) -> list[float]:
     """Per-step seconds of `steps` engine steps at side x side (first step excluded)."""
     rng = torch.Generator(device=device).manual_seed(0)
     generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rng)
-    cutouts = Cutouts(perceptor.input_size, cutn, augment=AugmentConfig())
+    cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
+                      strengths=AugmentConfig())
     optimizer = make_optimizer("adam", generator.parameters(), 0.1, {})
-    engine = Engine(generator, perceptor, [Prompt("a red circle")], cutouts, optimizer, rng,
-                    steps=steps + 1, save_every=0)
+    target = perceptor.encode_text(["a red circle"])[0]
+    stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])
+    judge = Judge(perceptor, cutouts, [stage])
+    scheduler = make_scheduler("constant", optimizer, steps + 1, {})
+    engine = Engine(generator, [judge], optimizer, scheduler, rng, steps=steps + 1, save_every=0,
+                    autocast_dtype=autocast_dtype(precision, device))
     stamps: list[float] = []
 
     def on_event(event: object) -> None:
@@ -92,6 +100,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -102,7 +111,7 @@ def main() -> None:
         side, cutn = (int(x) for x in item.split(":"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device)
+        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision)
         median = statistics.median(times)
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
@@ -110,7 +119,8 @@ def main() -> None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         rows.append((f"{side}x{side}", cutn, median, 1 / median, peak))
 
-    print(f"model={args.model} device={device} threads={args.threads} torch={torch.__version__}")
+    print(f"model={args.model} device={device} precision={args.precision} threads={args.threads} "
+          f"torch={torch.__version__}")
     print(f"{'size':>9} {'cutn':>5} {'s/step':>8} {'steps/s':>8} {'peak GiB':>9}")
     for size, cutn, median, rate, peak in rows:
         print(f"{size:>9} {cutn:>5} {median:>8.3f} {rate:>8.2f} {peak:>9.2f}")

@@ -13,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vqclip.errors import ConfigError
 
 MAX_SIDE = 4096
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -25,11 +26,39 @@ class VQGANConfig:
 
 
 @dataclass
+class ClipModelConfig:
+    """One member of a CLIP ensemble, with the weight of its losses."""
+
+    model: str = MISSING
+    pretrained: str | None = None
+    weight: float = 1.0
+
+
+@dataclass
 class ClipConfig:
-    """Which CLIP judges: any open_clip name (`local-dir:PATH` too) and a tag or weights file."""
+    """Which CLIP judges: any open_clip name (`local-dir:PATH` too) and a tag or weights file.
+
+    A non-empty `models` list is an ensemble (as pixray's better presets use) and replaces
+    `model`/`pretrained`.
+    """
 
     model: str = "ViT-B-32-quickgelu"
     pretrained: str | None = "openai"
+    models: list[ClipModelConfig] = field(default_factory=list)
+
+
+@dataclass
+class PixelConfig:
+    """The `pixel` generator: optimize pixels at 1/scale of the size, upsampled."""
+
+    scale: int = 1
+
+
+@dataclass
+class FourierConfig:
+    """The `fourier` generator: spectrum amplitudes fall as 1/frequency**decay."""
+
+    decay: float = 1.0
 
 
 @dataclass
@@ -106,8 +135,12 @@ class GenerateConfig:
     losses: list[LossItem] = field(default_factory=list)
     save_every: int = 50
     device: str = "auto"
+    precision: str = "auto"
     out: str = "outputs"
+    generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
+    pixel: PixelConfig = field(default_factory=PixelConfig)
+    fourier: FourierConfig = field(default_factory=FourierConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
@@ -246,6 +279,9 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("cut_pow", cfg.cut_pow > 0, "must be positive"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
+        ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
+        ("pixel.scale", cfg.pixel.scale >= 1, "must be at least 1"),
+        ("fourier.decay", cfg.fourier.decay >= 0, "must be 0 or more"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("augment.noise", cfg.augment.noise >= 0, "must be 0 or more"),
         ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
@@ -259,7 +295,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     if has_paths and (cfg.vqgan.config is None or cfg.vqgan.checkpoint is None):
         missing = "vqgan.checkpoint" if cfg.vqgan.checkpoint is None else "vqgan.config"
         raise _bad(missing, None, "vqgan.config and vqgan.checkpoint must be given together", provenance)
-    if not has_paths and not cfg.vqgan.model:
+    if cfg.generator == "vqgan" and not has_paths and not cfg.vqgan.model:
         raise _bad("vqgan.model", None, "name a model or give vqgan.config and vqgan.checkpoint",
                    provenance)
 

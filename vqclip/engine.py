@@ -60,6 +60,21 @@ class Stage:
     prompt_losses: list[PromptLoss]
 
 
+@dataclass
+class Judge:
+    """One CLIP with its own cutouts (input size) and prompt embeddings; ensembles have several."""
+
+    perceptor: Perceptor
+    cutouts: Cutouts
+    stages: list[Stage]
+    weight: float = 1.0
+    name: str = "clip"
+
+    def stage_at(self, step: int) -> Stage:
+        """The stage in force at `step`."""
+        return [stage for stage in self.stages if stage.start <= step][-1]
+
+
 Event = StepEvent | ImageEvent | PromptSwitchEvent | DoneEvent
 Callback = Callable[[Event], None]
 
@@ -70,9 +85,7 @@ class Engine:
     def __init__(
         self,
         generator: ImageGenerator,
-        perceptor: Perceptor,
-        stages: list[Stage],
-        cutouts: Cutouts,
+        judges: list[Judge],
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         rng: torch.Generator,
@@ -80,17 +93,17 @@ class Engine:
         steps: int,
         save_every: int,
         regularizers: list[WeightedRegularizer] = (),
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
         self.generator = generator
-        self.perceptor = perceptor
-        self.stages = sorted(stages, key=lambda stage: stage.start)
-        self.cutouts = cutouts
+        self.judges = judges
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.rng = rng
         self.steps = steps
         self.save_every = save_every
         self.regularizers = list(regularizers)
+        self.autocast_dtype = autocast_dtype
         self.initial = [p.detach().clone() for p in generator.parameters()]
         self.step = 0  # steps completed
         self._stop_requested = False
@@ -121,18 +134,22 @@ class Engine:
         self.rng.set_state(state["rng"])
         self.step = state["step"]
 
-    def stage_at(self, step: int) -> Stage:
-        """The stage in force at `step`."""
-        return [stage for stage in self.stages if stage.start <= step][-1]
-
     def _losses(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        embeddings = self.perceptor.encode_image(self.cutouts(image, self.rng))
-        stage = self.stage_at(self.step)
-        losses = {pl.name: pl(embeddings) for pl in stage.prompt_losses}
+        losses: dict[str, torch.Tensor] = {}
+        for judge in self.judges:
+            embeddings = judge.perceptor.encode_image(judge.cutouts(image, self.rng))
+            prefix = f"{judge.name}/" if len(self.judges) > 1 else ""
+            for pl in judge.stage_at(self.step).prompt_losses:
+                losses[prefix + pl.name] = judge.weight * pl(embeddings)
         ctx = LossContext(image, self.generator.parameters(), self.initial)
         for regularizer in self.regularizers:
             losses[regularizer.name] = regularizer(ctx, self.step, self.steps)
         return losses
+
+    def _autocast(self) -> torch.autocast:
+        device_type = self.rng.device.type
+        return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
 
     def run(self, callbacks: list[Callback]) -> DoneEvent:
         """Step until `steps` or a stop request; every event goes to every callback."""
@@ -145,13 +162,15 @@ class Engine:
         loss_value = float("nan")
         while self.step < self.steps and not self._stop_requested:
             step = self.step
-            stage = self.stage_at(step)
-            if stage.start == step and (step > 0 or len(self.stages) > 1):
+            stages = self.judges[0].stages
+            stage = self.judges[0].stage_at(step)
+            if stage.start == step and (step > 0 or len(stages) > 1):
                 emit(PromptSwitchEvent(step, stage.label))
             self.optimizer.zero_grad(set_to_none=True)
-            image = self.generator.image()
-            losses = self._losses(image)
-            loss = torch.stack(list(losses.values())).sum()
+            with self._autocast():
+                image = self.generator.image()
+                losses = self._losses(image)
+                loss = torch.stack([v.float() for v in losses.values()]).sum()
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
@@ -162,7 +181,7 @@ class Engine:
                            time.perf_counter() - started))
             if self.save_every and step % self.save_every == 0:
                 emit(ImageEvent(step, image.detach()[0].float().cpu()))
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             final = self.generator.image().detach()[0].float().cpu()
         done = DoneEvent(self.step, loss_value, time.perf_counter() - started, final,
                          interrupted=self.step < self.steps)

@@ -10,23 +10,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vqclip.config import GenerateConfig, nearby_sizes, validate
-from vqclip.cutouts import Cutouts
+from vqclip.assemble import build_generator, build_judges, regularizers
+from vqclip.config import GenerateConfig, validate
 from vqclip.device import resolve_device
 from vqclip.engine import Callback, Engine
-from vqclip.errors import ConfigError, UsageError
-from vqclip.generators import VQGANGenerator
-from vqclip.images import NOISE_CANVASES, init_canvas, noise_canvas
-from vqclip.losses import WeightedRegularizer
+from vqclip.errors import UsageError
 from vqclip.metadata import build_record
-from vqclip.models.loading import load_clip_model, load_generator_model
-from vqclip.models.vqgan import VQGAN
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir
 from vqclip.schedules import make_scheduler
-from vqclip.targets import build_stages
-
-INIT_NOISE = ("tokens", *NOISE_CANVASES)
 
 
 @dataclass
@@ -51,26 +43,6 @@ class GenerateResult:
         return data
 
 
-def make_generator(cfg: DictConfig, vqgan: VQGAN, rng: torch.Generator) -> VQGANGenerator:
-    """The starting latent: an init image, random tokens, or encoded pixel/gradient noise."""
-    width, height = cfg.size
-    if cfg.init_image:
-        return VQGANGenerator.from_image(vqgan, init_canvas(cfg.init_image, width, height))
-    if cfg.init_noise == "tokens":
-        return VQGANGenerator.from_random_tokens(vqgan, width, height, rng)
-    if cfg.init_noise in NOISE_CANVASES:
-        return VQGANGenerator.from_image(vqgan, noise_canvas(cfg.init_noise, width, height, rng))
-    raise ConfigError(f"init_noise={cfg.init_noise!r}: valid: {', '.join(INIT_NOISE)}")
-
-
-def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
-    """The `losses` list, plus `init` when init_weight is set."""
-    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
-    if cfg.init_weight:
-        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
-    return items
-
-
 class Run:
     """A prepared generation: models loaded and the run folder ready; `execute` runs the loop.
 
@@ -81,32 +53,26 @@ class Run:
         state = load_state(resume) if resume is not None else None
         device = resolve_device(cfg.device)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
-        width, height = cfg.size
-
-        vqgan, vqgan_info = load_generator_model(cfg.vqgan, device)
-        check_size(width, height, vqgan.factor)
-        perceptor, clip_info = load_clip_model(cfg.clip, device)
 
         rng = torch.Generator(device=device).manual_seed(seed)
-        generator = make_generator(cfg, vqgan, rng)
-        cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
-                          cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
-                          augmentations=list(cfg.augmentations), strengths=cfg.augment)
-        stages = build_stages(cfg, perceptor, cutouts, seed)
+        generator, generator_info = build_generator(cfg, device, rng)
+        judges, clip_infos = build_judges(cfg, device, seed)
         optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
                                    OmegaConf.to_container(cfg.optimizer.options))
         scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
                                    OmegaConf.to_container(cfg.lr_schedule.options))
-        self.engine = Engine(generator, perceptor, stages, cutouts, optimizer, scheduler, rng,
-                             steps=cfg.steps, save_every=cfg.save_every,
-                             regularizers=regularizers(cfg))
+        self.engine = Engine(generator, judges, optimizer, scheduler, rng, steps=cfg.steps,
+                             save_every=cfg.save_every, regularizers=regularizers(cfg),
+                             autocast_dtype=autocast_dtype(cfg.precision, device))
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
         resolved["seed"] = seed
         if cfg.vqgan.config is not None:
             resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
         self.config = resolved
-        record = build_record(resolved, {"vqgan": vqgan_info, "clip": clip_info})
+        models = {cfg.generator: generator_info,
+                  "clip": clip_infos[0] if len(clip_infos) == 1 else clip_infos}
+        record = build_record(resolved, models)
         if state is None:
             self.run_dir = create_run_dir(cfg.out, seed, cfg.prompt or "image")
         else:
@@ -129,6 +95,13 @@ class Run:
         )
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast for `bf16`, and for `auto` on CUDA (bf16, not fp16: the decoder's range)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
     """Read a run's state.pt with weights_only=True; a usage error if it is missing."""
     path = Path(run_dir) / "state.pt"
@@ -147,18 +120,6 @@ def resume_config(run_dir: Path, *, steps: int | None = None) -> DictConfig:
         cfg.steps = steps
     validate(cfg, {})
     return cfg
-
-
-def check_size(width: int, height: int, factor: int) -> None:
-    """Refuse a size the VQGAN cannot draw, naming the valid sizes nearby."""
-    if width % factor == 0 and height % factor == 0:
-        return
-    widths, heights = nearby_sizes(width, factor), nearby_sizes(height, factor)
-    options = ", ".join(f"{w}x{h}" for w in widths for h in heights)
-    raise ConfigError(
-        f"size {width}x{height}: both sides must be multiples of {factor} for this VQGAN; "
-        f"nearby valid sizes: {options}"
-    )
 
 
 def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any) -> GenerateResult:

@@ -1,10 +1,16 @@
-"""Image generators: what the optimizer changes (a VQGAN latent) and how it becomes an image."""
+"""Image generators: what the optimizer changes and how it becomes an image, chosen by name.
+
+`VQGANGenerator` (a latent snapped to a VQGAN codebook), `PixelGenerator` (the pixels
+themselves, optionally at a lower resolution) and `FourierGenerator` (a decaying frequency
+spectrum) share one interface, so the engine never asks which one it drives.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 from vqclip.models.vqgan import VQGAN
 
@@ -79,3 +85,63 @@ class VQGANGenerator:
     def clamp_(self) -> None:
         """Keep z inside the codebook's range in every dimension."""
         self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
+
+
+def _logit(image: torch.Tensor) -> torch.Tensor:
+    return torch.logit(image.clamp(1e-3, 1 - 1e-3))
+
+
+class PixelGenerator:
+    """The image itself, as logits at 1/`scale` of the size, upsampled bilinearly."""
+
+    def __init__(self, start: torch.Tensor, width: int, height: int, scale: int) -> None:
+        low = F.interpolate(start, size=(height // scale, width // scale), mode="area")
+        self.logits = _logit(low).requires_grad_(True)
+        self.size = (height, width)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.logits]
+
+    def image(self) -> torch.Tensor:
+        image = torch.sigmoid(self.logits)
+        if image.shape[-2:] != self.size:
+            image = F.interpolate(image, size=self.size, mode="bilinear", align_corners=False)
+        return image
+
+    def clamp_(self) -> None:
+        """Nothing to clamp: the sigmoid keeps every pixel in range."""
+
+
+class FourierGenerator:
+    """The image as a 2-D spectrum whose amplitudes are scaled by 1/frequency**decay.
+
+    Optimizing in this basis favours smooth, large structures over pixel noise (Mordvintsev
+    et al., "Differentiable Image Parameterizations", 2018).
+    """
+
+    def __init__(self, start: torch.Tensor | None, width: int, height: int, decay: float,
+                 generator: torch.Generator) -> None:
+        device = generator.device
+        fy = torch.fft.fftfreq(height, device=device).view(-1, 1)
+        fx = torch.fft.rfftfreq(width, device=device).view(1, -1)
+        frequency = torch.sqrt(fx**2 + fy**2).clamp_min(1.0 / max(width, height))
+        self.scale = frequency.pow(-decay)
+        self.scale = self.scale / self.scale.max()
+        if start is None:  # a faint random spectrum: mid-gray with low-frequency blotches
+            shape = (1, 3, height, width // 2 + 1, 2)
+            spectrum = torch.randn(shape, generator=generator, device=device) * 0.01
+        else:
+            complex_spectrum = torch.fft.rfft2(_logit(start.to(device)), norm="ortho") / self.scale
+            spectrum = torch.view_as_real(complex_spectrum)
+        self.spectrum = spectrum.contiguous().requires_grad_(True)
+        self.size = (height, width)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.spectrum]
+
+    def image(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        return torch.sigmoid(torch.fft.irfft2(spectrum, s=self.size, norm="ortho"))
+
+    def clamp_(self) -> None:
+        """Nothing to clamp: the sigmoid keeps every pixel in range."""

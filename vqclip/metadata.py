@@ -29,13 +29,15 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     """The `parameters` text A1111-aware tools show: prompt line, then a settings line."""
     config = record["config"]
     width, height = config["size"]
-    vqgan = record["models"].get("vqgan", {}).get("name", "?")
-    clip = record["models"].get("clip", {}).get("name", "?")
+    models = record["models"]
+    generator = models.get(config.get("generator", "vqgan"), {}).get("name", "?")
+    clips = models.get("clip", {})
+    clip = "+".join(c["name"] for c in clips) if isinstance(clips, list) else clips.get("name", "?")
     settings = [
         f"Steps: {config['steps']}",
         f"Seed: {config['seed']}",
         f"Size: {width}x{height}",
-        f"Model: {vqgan}",
+        f"Model: {generator}",
         f"CLIP: {clip}",
         f"Cutn: {config['cutn']}",
         f"Lr: {config['lr']}",

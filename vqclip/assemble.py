@@ -1,0 +1,118 @@
+"""Build a run's parts from its config: the generator by name, the CLIP judges, the regularizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from vqclip.config import nearby_sizes
+from vqclip.cutouts import Cutouts
+from vqclip.engine import Judge
+from vqclip.errors import ConfigError
+from vqclip.generators import FourierGenerator, ImageGenerator, PixelGenerator, VQGANGenerator
+from vqclip.images import NOISE_CANVASES, init_canvas, noise_canvas
+from vqclip.losses import WeightedRegularizer
+from vqclip.models.loading import load_clip_model, load_generator_model
+from vqclip.targets import build_stages
+
+INIT_NOISE = ("tokens", *NOISE_CANVASES)
+Built = tuple[ImageGenerator, dict[str, Any]]
+
+
+def check_size(width: int, height: int, factor: int) -> None:
+    """Refuse a size the VQGAN cannot draw, naming the valid sizes nearby."""
+    if width % factor == 0 and height % factor == 0:
+        return
+    widths, heights = nearby_sizes(width, factor), nearby_sizes(height, factor)
+    options = ", ".join(f"{w}x{h}" for w in widths for h in heights)
+    raise ConfigError(
+        f"size {width}x{height}: both sides must be multiples of {factor} for this VQGAN; "
+        f"nearby valid sizes: {options}"
+    )
+
+
+def _start_image(cfg: DictConfig, rng: torch.Generator) -> torch.Tensor | None:
+    """The init image, or a pixel/gradient noise canvas; None for the generator's own start."""
+    width, height = cfg.size
+    if cfg.init_noise not in INIT_NOISE:
+        raise ConfigError(f"init_noise={cfg.init_noise!r}: valid: {', '.join(INIT_NOISE)}")
+    if cfg.init_image:
+        return init_canvas(cfg.init_image, width, height).to(rng.device)
+    if cfg.init_noise in NOISE_CANVASES:
+        return noise_canvas(cfg.init_noise, width, height, rng)
+    return None
+
+
+def _vqgan(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+    vqgan, info = load_generator_model(cfg.vqgan, device)
+    width, height = cfg.size
+    check_size(width, height, vqgan.factor)
+    start = _start_image(cfg, rng)
+    if start is None:
+        return VQGANGenerator.from_random_tokens(vqgan, width, height, rng), info
+    return VQGANGenerator.from_image(vqgan, start), info
+
+
+def _pixel(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+    width, height = cfg.size
+    scale = cfg.pixel.scale
+    if width % scale or height % scale:
+        raise ConfigError(f"pixel.scale={scale} must divide both sides of the size {width}x{height}")
+    start = _start_image(cfg, rng)
+    if start is None:  # "tokens" has no meaning here: start from uniform noise
+        start = noise_canvas("pixels", width, height, rng)
+    return PixelGenerator(start, width, height, scale), {"name": "pixel", "scale": scale}
+
+
+def _fourier(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+    width, height = cfg.size
+    generator = FourierGenerator(_start_image(cfg, rng), width, height, cfg.fourier.decay, rng)
+    return generator, {"name": "fourier", "decay": cfg.fourier.decay}
+
+
+GENERATORS: dict[str, Callable[[DictConfig, torch.device, torch.Generator], Built]] = {
+    "vqgan": _vqgan,
+    "pixel": _pixel,
+    "fourier": _fourier,
+}
+
+
+def build_generator(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+    """The generator the config names, at its start, with a description for the metadata."""
+    if cfg.generator not in GENERATORS:
+        raise ConfigError(f"generator={cfg.generator!r} is unknown; valid: {', '.join(GENERATORS)}")
+    return GENERATORS[cfg.generator](cfg, device, rng)
+
+
+def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
+    """(model section, weight) of each CLIP: `clip.models` for an ensemble, else `clip` itself."""
+    if cfg.clip.models:
+        return [(item, item.weight) for item in cfg.clip.models]
+    return [(cfg.clip, 1.0)]
+
+
+def build_judges(
+    cfg: DictConfig, device: torch.device, seed: int
+) -> tuple[list[Judge], list[dict[str, Any]]]:
+    """One judge per CLIP model: its own cutout size, normalization and prompt embeddings."""
+    judges, infos = [], []
+    for section, weight in clip_sections(cfg):
+        perceptor, info = load_clip_model(section, device)
+        cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
+                          cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
+                          augmentations=list(cfg.augmentations), strengths=cfg.augment)
+        stages = build_stages(cfg, perceptor, cutouts, seed)
+        judges.append(Judge(perceptor, cutouts, stages, weight, info["name"]))
+        infos.append({**info, "weight": weight})
+    return judges, infos
+
+
+def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
+    """The `losses` list, plus `init` when init_weight is set."""
+    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
+    if cfg.init_weight:
+        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
+    return items
