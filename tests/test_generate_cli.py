@@ -156,3 +156,24 @@ def test_unknown_optimizer_lists_valid_names(tiny_sets, tmp_path) -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("vqclip ")
+
+
+def test_video_flag_writes_a_decodable_progress_video(tiny_sets, tmp_path) -> None:
+    from vqclip.video import video_frame_count
+
+    result = generate(tiny_sets, tmp_path, "--steps", "4", "--save-every", "1", "--size", "32x32",
+                      "--video", "mp4", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert Path(data["video"]) == Path(data["run_dir"]) / "progress.mp4"
+    assert video_frame_count(Path(data["video"])) >= 5  # 4 frames and the final image
+
+
+def test_seeds_and_sweep_flags_make_one_run_each_and_a_sheet(tiny_sets, tmp_path) -> None:
+    result = generate(tiny_sets, tmp_path, "--steps", "1", "--size", "32x32", "--seeds", "1-2",
+                      "--sweep", "lr=0.1,0.2", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] == 4 and data["failed"] == 0
+    with Image.open(data["sheet"]) as sheet:
+        assert sheet.width > sheet.height / 2  # a grid, not a single column

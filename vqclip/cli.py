@@ -30,8 +30,10 @@ stderr = Console(stderr=True, highlight=False)
 
 def _mount_subcommands() -> None:
     from vqclip.cli_models import models_app
+    from vqclip.cli_runs import register as register_runs
 
     app.add_typer(models_app, name="models")
+    register_runs(app)
 EXIT_INTERRUPTED = 130
 
 
@@ -147,6 +149,18 @@ def generate(
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
+    video: Annotated[
+        str | None,
+        typer.Option(help="Also write the frames as a video in the run folder: mp4, gif or webp."),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second of --video.")] = 12.0,
+    seeds: Annotated[
+        str | None, typer.Option(help='One run per seed: "1-8" or "1,3,5" (a sweep).')
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=V1,V2,... one run per value; repeat for a cartesian product."),
+    ] = None,
     json_output: JsonFlag = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
     verbose: Verbose = False,
@@ -167,11 +181,20 @@ def generate(
             "size": parse_size(size) if size is not None else None,
         }
         base = _stored_config(from_image) if from_image is not None else None
-        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags,
-                              dotlist=set_ or [], base=base)
+
+        def build(extra: list[str]) -> Any:
+            return build_config(preset=preset, config_files=config or [], flags=flags,
+                                dotlist=[*(set_ or []), *extra], base=base)[0]
+
+        if video is not None and video not in VIDEO_FORMATS:
+            raise UsageError(f"--video {video!r}: valid: {', '.join(VIDEO_FORMATS)}")
+        if seeds or sweep:
+            return execute_sweep(build, seeds, sweep or [], json_output=json_output, quiet=quiet)
+        cfg = build([])
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
-        return execute_run(Run(cfg), json_output=json_output, quiet=quiet)
+        return execute_run(Run(cfg), json_output=json_output, quiet=quiet,
+                           video=video, fps=fps)
 
     _setup_logging(verbose)
     code = run_guarded(body, verbose=verbose)
@@ -179,7 +202,11 @@ def generate(
         raise typer.Exit(code)
 
 
-def execute_run(run: Any, *, json_output: bool, quiet: bool) -> int:
+VIDEO_FORMATS = ("mp4", "gif", "webp")
+
+
+def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
+                fps: float = 12.0) -> int:
     """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
     show_progress = not quiet and sys.stderr.isatty()
     with stop_on_first_interrupt(run.engine.request_stop):
@@ -190,8 +217,14 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool) -> int:
                 result = run.execute([bar])
         else:
             result = run.execute()
+    data = result.to_json()
+    if video is not None:
+        from vqclip.video import frames_of, write_video
+
+        path = write_video(frames_of(result.run_dir), result.run_dir / f"progress.{video}", fps=fps)
+        data["video"] = str(path)
     if json_output:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(data))
     else:
         typer.echo(str(result.image))
     if result.interrupted:
@@ -200,6 +233,28 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool) -> int:
                          f"Continue with: vqclip resume {result.run_dir}")
         return EXIT_INTERRUPTED
     return 0
+
+
+def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,
+                  json_output: bool, quiet: bool) -> int:
+    """One run per seed and swept value, a manifest and a contact sheet; return the exit code."""
+    from vqclip.series import StopSwitch
+    from vqclip.sweep import parse_seeds, parse_sweep, run_sweep
+
+    stop = StopSwitch()
+    sweeps = dict(parse_sweep(item) for item in sweep)
+    report = None if quiet else (lambda record: stderr.print(
+        f"{record['status']:7} {record['label']}: {record.get('image') or record.get('error')}"))
+    with stop_on_first_interrupt(stop.request):
+        result = run_sweep(build, seeds=parse_seeds(seeds) if seeds else None, sweeps=sweeps,
+                           stop=stop, report=report)
+    if json_output:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        typer.echo(str(result.sheet or result.folder))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return 1 if result.failed else 0
 
 
 @app.command()

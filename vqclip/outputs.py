@@ -26,6 +26,7 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
         raise FileExistsError(f"refusing to overwrite {path}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -34,6 +35,12 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def slugify(text: str, max_length: int = 40) -> str:
