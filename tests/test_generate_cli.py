@@ -177,3 +177,14 @@ def test_seeds_and_sweep_flags_make_one_run_each_and_a_sheet(tiny_sets, tmp_path
     assert data["ok"] == 4 and data["failed"] == 0
     with Image.open(data["sheet"]) as sheet:
         assert sheet.width > sheet.height / 2  # a grid, not a single column
+
+
+def test_offline_missing_default_models_fail_fast_with_how_to_get_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["generate", "a lighthouse", "--offline", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "vqclip models download imagenet_f16_16384" in result.stderr
+    without_vqgan = runner.invoke(app, ["generate", "a lighthouse", "--offline", "-o", str(tmp_path),
+                                        "--set", "generator=pixel", "--size", "32x32"])
+    assert without_vqgan.exit_code == 2
+    assert "vqclip models download ViT-B-32-quickgelu/openai" in without_vqgan.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -161,12 +162,19 @@ def generate(
         list[str] | None,
         typer.Option(help="KEY=V1,V2,... one run per value; repeat for a cartesian product."),
     ] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Never touch the network; missing models are an error.")
+    ] = False,
     json_output: JsonFlag = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
     from vqclip.config import build_config, parse_size
+
+    if offline:
+        # Read by vqclip's model manager and, before it is imported, by huggingface_hub.
+        os.environ["VQCLIP_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
 
     def body() -> int:
         from vqclip.generate import Run

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vqclip.errors import ModelError
+from vqclip.models.cache import offline_requested
 from vqclip.models.clip import Perceptor, load_perceptor
 from vqclip.models.vqgan import VQGAN, load_vqgan
 
@@ -52,6 +53,20 @@ def load_generator_model(section: Any, device: torch.device) -> tuple[VQGAN, dic
     return model, info
 
 
+def _cached_clip_weights(model: str, tag: str) -> Path:
+    """Offline, a CLIP tag must already be in the cache: fail at once instead of after a timeout."""
+    from vqclip.models.clip_cache import cached_weights
+
+    path = cached_weights(model, tag)
+    if path is None:
+        raise ModelError(
+            f"CLIP {model}/{tag} is not in the cache and offline mode is on; get it with "
+            f"`vqclip models download {model}/{tag}` (online), or pass a weights file as "
+            "clip.pretrained"
+        )
+    return path
+
+
 def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict[str, Any]]:
     """Load the CLIP the config names (registry names such as shapes_clip included)."""
     model_name, pretrained = section.model, section.pretrained
@@ -59,6 +74,8 @@ def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict
         from vqclip.models.registry import resolve_clip
 
         model_name, pretrained = resolve_clip(model_name, pretrained)
+    if pretrained and not Path(pretrained).is_file() and offline_requested():
+        pretrained = str(_cached_clip_weights(model_name, pretrained))
     perceptor = load_perceptor(model_name, pretrained, device)
     info: dict[str, Any] = {"name": section.model, "pretrained": section.pretrained}
     if pretrained and Path(pretrained).is_file():
