@@ -100,3 +100,14 @@ def test_parse_size(text: str, size: list[int]) -> None:
 def test_parse_size_refuses_garbage() -> None:
     with pytest.raises(ConfigError, match="WIDTHxHEIGHT"):
         parse_size("big")
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_configs_are_valid(path: Path) -> None:
+    build_config(config_files=[path])
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_presets_are_valid(preset: str) -> None:
+    build_config(preset=preset)
