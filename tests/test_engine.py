@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vqclip.config import build_config
 from vqclip.engine import DoneEvent, ImageEvent, StepEvent
@@ -82,3 +84,12 @@ def test_negative_weight_pushes_away_and_stop_cuts_the_pull() -> None:
     emb.grad = None
     PromptLoss(Prompt("t", weight=1.0, stop=10.0), target)(emb).backward()
     assert torch.count_nonzero(emb.grad) == 0
+
+
+def test_low_memory_gives_the_same_image(tiny_sets, tmp_path) -> None:
+    plain = make_run(tiny_sets, tmp_path, "steps=3").execute()
+    low = make_run(tiny_sets, tmp_path, "steps=3", "low_memory=true")
+    assert low.engine.generator.vqgan.decoder.checkpoint_stages
+    result = low.execute()
+    with Image.open(plain.image) as a, Image.open(result.image) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))

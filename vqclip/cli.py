@@ -162,6 +162,10 @@ def generate(
         list[str] | None,
         typer.Option(help="KEY=V1,V2,... one run per value; repeat for a cartesian product."),
     ] = None,
+    low_memory: Annotated[
+        bool | None,
+        typer.Option("--low-memory", help="Recompute activations per block: far less memory, ~30% slower."),
+    ] = None,
     offline: Annotated[
         bool, typer.Option(help="Never touch the network; missing models are an error.")
     ] = False,
@@ -184,7 +188,7 @@ def generate(
             "save_every": save_every, "init_image": init_image, "device": device,
             "negative": negative, "image_prompts": image_prompt or None,
             "noise_prompts": noise_prompt or None, "switch_every": switch_every,
-            "init_weight": init_weight, "init_noise": init_noise,
+            "init_weight": init_weight, "init_noise": init_noise, "low_memory": low_memory,
             "out": str(out) if out is not None else None,
             "size": parse_size(size) if size is not None else None,
         }

@@ -136,6 +136,7 @@ class GenerateConfig:
     save_every: int = 50
     device: str = "auto"
     precision: str = "auto"
+    low_memory: bool = False
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
