@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from vqclip import __version__
+from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
 from vqclip.errors import UsageError, VqclipError
 
 app = typer.Typer(
@@ -93,19 +94,6 @@ def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-ConfigFiles = Annotated[
-    list[Path] | None,
-    typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
-]
-Preset = Annotated[str | None, typer.Option("--preset", help="Preset name: draft, normal, best, shapes.")]
-SetItems = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-
-
 @app.command()
 def generate(
     prompt: Annotated[
@@ -170,7 +158,7 @@ def generate(
         bool, typer.Option(help="Never touch the network; missing models are an error.")
     ] = False,
     json_output: JsonFlag = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
@@ -276,7 +264,7 @@ def resume(
         int | None, typer.Option(help="Run to this many steps in all (default: the run's own).")
     ] = None,
     json_output: JsonFlag = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""

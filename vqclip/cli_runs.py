@@ -10,20 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-# Options shared with `generate`; declared here (not imported from vqclip.cli) so that
-# vqclip.cli may import this module at any point without a circular import.
-ConfigFiles = Annotated[
-    list[Path] | None,
-    typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
-]
-Preset = Annotated[str | None, typer.Option("--preset", help="Preset name: draft, normal, best, shapes.")]
-SetItems = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
 
 
 def _say(message: str, quiet: bool) -> None:
