@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("VQCLIP_OFFLINE", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from tests.tiny_clip import write_tiny_clip  # noqa: E402
 from tests.tiny_models import write_taming_vqgan  # noqa: E402
@@ -49,3 +50,12 @@ def tiny_sets(tiny_vqgan, tiny_clip) -> list[str]:
         "clip.pretrained=null",
         "device=cpu",
     ]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread beats two, whose hand-offs cost more than the work."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

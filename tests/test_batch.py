@@ -7,7 +7,6 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -17,16 +16,8 @@ from vqclip.errors import UsageError
 from vqclip.series import Manifest, item_key
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ["steps=2", "size=[32,32]", "cutn=2", "save_every=0"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def invoke(tiny_sets: list[str], *args: str, stdin: str | None = None, env: dict | None = None):

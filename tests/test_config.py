@@ -42,7 +42,8 @@ def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
 
 
 def test_unknown_nested_key_from_set() -> None:
-    with pytest.raises(ConfigError, match=r"--set: unknown key 'clip\.modell'.*valid: model, models, pretrained"):
+    expected = r"--set: unknown key 'clip\.modell'.*valid: model, models, pretrained"
+    with pytest.raises(ConfigError, match=expected):
         build_config(dotlist=["clip.modell=RN50"])
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vqclip.config import build_config
@@ -15,16 +14,8 @@ from vqclip.errors import UsageError, VqclipError
 from vqclip.sheet import contact_sheet, save_image_atomic, sheet_layout
 from vqclip.sweep import expand, parse_seeds, parse_sweep, run_sweep, sweep_grid
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ["steps=2", "size=[32,32]", "save_every=0", "prompt=a red circle"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_parse_seeds_ranges_and_lists() -> None:

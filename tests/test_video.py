@@ -8,7 +8,6 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
 import typer
 from PIL import Image
 from typer.testing import CliRunner
@@ -20,15 +19,7 @@ from vqclip.video import frames_of, video_frame_count, write_video
 from vqclip.zoom import zoom_transform
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_frames(folder: Path, count: int, size: tuple[int, int] = (31, 33)) -> list[Path]:
