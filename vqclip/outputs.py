@@ -49,19 +49,24 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug[:max_length].rstrip("-") or "untitled"
 
 
-def create_run_dir(out: str | Path, seed: int, prompt: str, today: dt.date | None = None) -> Path:
-    """Make `<out>/<date>/<NNNN>-<seed>-<slug>/`, numbered after the highest there; never reused."""
-    day_dir = Path(out) / (today or dt.date.today()).isoformat()
+def create_numbered_dir(root: str | Path, label: str, today: dt.date | None = None) -> Path:
+    """Make `<root>/<date>/<NNNN>-<label>/`, numbered after the highest there; never reused."""
+    day_dir = Path(root) / (today or dt.date.today()).isoformat()
     day_dir.mkdir(parents=True, exist_ok=True)
     numbers = [int(m.group(1)) for p in day_dir.iterdir() if (m := re.match(r"^(\d{4,})-", p.name))]
     number = max(numbers, default=0) + 1
     while True:
-        run_dir = day_dir / f"{number:04d}-{seed}-{slugify(prompt)}"
+        folder = day_dir / f"{number:04d}-{label}"
         try:
-            run_dir.mkdir()  # exclusive: a concurrent run that took this name makes us move on
-            return run_dir
+            folder.mkdir()  # exclusive: a concurrent run that took this name makes us move on
+            return folder
         except FileExistsError:
             number += 1
+
+
+def create_run_dir(out: str | Path, seed: int, prompt: str, today: dt.date | None = None) -> Path:
+    """Make a run folder `<out>/<date>/<NNNN>-<seed>-<slug>/`."""
+    return create_numbered_dir(out, f"{seed}-{slugify(prompt)}", today)
 
 
 def png_bytes(image: torch.Tensor, record: dict[str, Any] | None = None) -> bytes:

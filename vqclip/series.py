@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from filelock import FileLock
 from omegaconf import DictConfig
 
 from vqclip.errors import VqclipError
-from vqclip.outputs import slugify
+from vqclip.outputs import create_numbered_dir, slugify
 
 if TYPE_CHECKING:
     from vqclip.engine import Callback
@@ -40,17 +39,7 @@ def seed_from_key(key: str) -> int:
 
 def new_series_dir(root: str | Path, kind: str, prompt: str, today: dt.date | None = None) -> Path:
     """Make `<root>/<date>/<NNNN>-<kind>-<slug>/`, numbered with the run folders beside it."""
-    day_dir = Path(root) / (today or dt.date.today()).isoformat()
-    day_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m.group(1)) for p in day_dir.iterdir() if (m := re.match(r"^(\d{4,})-", p.name))]
-    number = max(numbers, default=0) + 1
-    while True:
-        folder = day_dir / f"{number:04d}-{kind}-{slugify(prompt)}"
-        try:
-            folder.mkdir()  # exclusive, like run folders: never reused
-            return folder
-        except FileExistsError:
-            number += 1
+    return create_numbered_dir(root, f"{kind}-{slugify(prompt)}", today)
 
 
 class Manifest:
