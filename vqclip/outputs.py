@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,32 +14,10 @@ from typing import Any
 import torch
 import yaml
 
+from vqclip.atomic import atomic_write
 from vqclip.engine import DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.images import tensor_to_pil
 from vqclip.metadata import png_info
-
-
-def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Write bytes to a temp file beside `path`, fsync it, then rename it into place."""
-    if not overwrite and path.exists():
-        raise FileExistsError(f"refusing to overwrite {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def slugify(text: str, max_length: int = 40) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from vqclip.atomic import atomic_write
 from vqclip.errors import VqclipError
-from vqclip.outputs import atomic_write
 
 BACKGROUND = (255, 255, 255)
 BLANK = (232, 232, 232)  # a None cell: visibly empty, not mistaken for a black image

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from vqclip.atomic import atomic_path
 from vqclip.errors import UsageError, VqclipError
 
 log = logging.getLogger(__name__)
@@ -60,25 +59,18 @@ def write_video(
     images = _load_frames(frames)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        # the temp name keeps the suffix: ffmpeg picks the container from it
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{suffix}")
-        os.close(fd)
     except OSError as err:
         raise VqclipError(f"cannot write video {out}: {err.strerror or err}") from None
-    tmp = Path(tmp_name)
     try:
-        expected = _ENCODERS[suffix](images, tmp, fps, hold)
-        _verify(tmp, suffix, expected, out)
-        if out.exists():  # someone else finished the same name meanwhile
-            raise VqclipError(f"video {out} already exists; not overwriting it")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a video is meant to be shared
-        os.replace(tmp, out)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, Exception) and not isinstance(err, VqclipError):
-            # ffmpeg and Pillow raise many kinds; the user needs one line
-            raise VqclipError(f"cannot write video {out}: {type(err).__name__}: {err}") from err
+        with atomic_path(out) as tmp:  # keeps the suffix: ffmpeg picks the container from it
+            expected = _ENCODERS[suffix](images, tmp, fps, hold)
+            _verify(tmp, suffix, expected, out)
+    except FileExistsError:  # someone else finished the same name meanwhile
+        raise VqclipError(f"video {out} already exists; not overwriting it") from None
+    except VqclipError:
         raise
+    except Exception as err:  # ffmpeg, Pillow and the OS raise many kinds; the user needs one line
+        raise VqclipError(f"cannot write video {out}: {type(err).__name__}: {err}") from err
     return out
 
 

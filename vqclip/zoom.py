@@ -15,8 +15,8 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from vqclip.atomic import atomic_write
 from vqclip.errors import UsageError
-from vqclip.outputs import atomic_write
 from vqclip.series import MANIFEST_NAME, Manifest, StopSwitch, new_series_dir, run_one
 from vqclip.video import FORMATS, write_video
 

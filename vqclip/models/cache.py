@@ -25,6 +25,7 @@ from typing import Any
 
 import filelock
 
+from vqclip.atomic import write_json_atomic
 from vqclip.errors import DownloadError
 from vqclip.models.download import check_writable, remove_partials
 
@@ -46,22 +47,6 @@ def offline_requested(offline: bool | None = None) -> bool:
         os.environ.get(var, "").strip().lower() in _TRUE
         for var in ("VQCLIP_OFFLINE", "HF_HUB_OFFLINE")
     )
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict[str, Any]:

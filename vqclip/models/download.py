@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -252,9 +253,9 @@ def check_writable(directory: Path) -> None:
     """Create `directory` or raise DownloadError saying the cache is not writable."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        # A unique probe: threads of one process check the same folder at the same time.
+        with tempfile.TemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
     except OSError as err:
         raise DownloadError(
             f"cache folder {directory} is not writable ({err.strerror or err}); "

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vqclip.atomic import atomic_path
 from vqclip.errors import ModelError
 from vqclip.models.checkpoint import load_state_dict
 from vqclip.models.quantizers import GumbelQuantizer, VectorQuantizer
@@ -290,19 +289,6 @@ def load_vqgan(config: str | os.PathLike | VQGANSpec, checkpoint: str | os.PathL
     return model.eval().requires_grad_(False)
 
 
-@contextlib.contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path next to target that replaces it only if the block succeeds."""
-    # A fresh name rather than mkstemp, so the file gets the usual umask-based permissions.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
 def save_vqgan(model: VQGAN, directory: str | os.PathLike) -> tuple[Path, Path]:
     """Write <dir>/config.json and <dir>/model.safetensors (inference parts only), atomically."""
     from safetensors.torch import save_file
@@ -314,11 +300,11 @@ def save_vqgan(model: VQGAN, directory: str | os.PathLike) -> tuple[Path, Path]:
                for key, value in model.state_dict().items()
                if key.split(".", 1)[0] in INFERENCE_PARTS}
     # Weights first: a config.json never points at weights from an unfinished write.
-    with _atomic_path(weights_path) as tmp:
+    with atomic_path(weights_path, overwrite=True) as tmp:
         # "format": "pt" is the convention other safetensors readers check for.
         save_file(tensors, str(tmp), metadata={"format": "pt", "vqclip_format": FORMAT})
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.spec.to_dict()}
-    with _atomic_path(config_path) as tmp:
+    with atomic_path(config_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config_path, weights_path
 

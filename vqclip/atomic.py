@@ -1,0 +1,47 @@
+"""Atomic file writes: a temporary file beside the target, renamed into place only when whole."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary path beside `target` (same suffix) that replaces it only if the block succeeds.
+
+    A fresh name rather than mkstemp, so the file gets the usual umask-based permissions; the
+    suffix stays last because some writers (ffmpeg) pick the format from it.
+    """
+    target = Path(target)
+    if not overwrite and target.exists():
+        raise FileExistsError(f"refusing to overwrite {target}")
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    try:
+        yield tmp
+        if not overwrite and target.exists():  # someone else finished the same name meanwhile
+            raise FileExistsError(f"refusing to overwrite {target}")
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> None:
+    """Write bytes durably (fsync) to a temporary file, then rename it to `path`."""
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write `data` as indented JSON, replacing `path` atomically."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode(), overwrite=True)
