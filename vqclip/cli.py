@@ -33,9 +33,11 @@ stderr = Console(stderr=True, highlight=False)
 def _mount_subcommands() -> None:
     from vqclip.cli_models import models_app
     from vqclip.cli_runs import register as register_runs
+    from vqclip.cli_tasks import register as register_tasks
 
     app.add_typer(models_app, name="models")
     register_runs(app)
+    register_tasks(app)
 EXIT_INTERRUPTED = 130
 
 
