@@ -1,0 +1,130 @@
+"""The shapes dataset: deterministic, covers its vocabulary, captions tell the truth."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from vqclip.shapes.data import (
+    BACKGROUNDS,
+    COLORS,
+    PALETTE,
+    SHAPES,
+    Claim,
+    batch_for_seed,
+    caption_scene,
+    draw_shape,
+    make_batch,
+    random_multi_scene,
+    random_single_scene,
+    view_scene,
+)
+
+
+def test_same_seed_same_batch() -> None:
+    a = batch_for_seed(24, 7, augment=True, with_masks=True)
+    b = batch_for_seed(24, 7, augment=True, with_masks=True)
+    assert torch.equal(a.images, b.images)
+    assert torch.equal(a.masks, b.masks)
+    assert a.captions == b.captions
+    assert all(torch.equal(a.labels[k], b.labels[k]) for k in a.labels)
+
+
+def test_different_seeds_differ() -> None:
+    assert not torch.equal(batch_for_seed(8, 1).images, batch_for_seed(8, 2).images)
+
+
+def test_batch_layout() -> None:
+    batch = batch_for_seed(16, 3, with_masks=True)
+    assert batch.images.shape == (16, 3, 64, 64)
+    assert batch.images.dtype == torch.float32
+    assert 0.0 <= float(batch.images.min()) and float(batch.images.max()) <= 1.0
+    assert batch.masks is not None and batch.masks.shape == (16, 1, 64, 64)
+    assert len(batch.captions) == 16 and all(isinstance(c, str) for c in batch.captions)
+    single = batch.labels["count"] == 1
+    assert bool((batch.labels["shape"][single] >= 0).all())
+    assert bool((batch.labels["shape"][~single] == -1).all())
+
+
+def test_covers_every_shape_color_background_and_count() -> None:
+    batch = batch_for_seed(600, 11)
+    singles = batch.labels["count"] == 1
+    assert set(batch.labels["shape"][singles].tolist()) == set(range(len(SHAPES)))
+    assert set(batch.labels["color"][singles].tolist()) == set(range(len(COLORS)))
+    assert {s.background for s in batch.scenes} == set(BACKGROUNDS)
+    assert any(s.second_background for s in batch.scenes)  # two-tone backgrounds
+    assert set(batch.labels["count"].tolist()) >= {1, 2, 3, 4}
+    assert len(COLORS) >= 8 and len(SHAPES) >= 5
+
+
+def test_caption_phrasings() -> None:
+    captions = set(batch_for_seed(600, 5).captions)
+    patterns = [
+        r"^an? \w+ (circle|square|triangle|star|cross)$",
+        r"^an? (small|medium|large) \w+ \w+ (at|on|in) the [\w ]+$",
+        r"^an? \w+ \w+ on an? [\w ]+ background$",
+        r"^(two|three|four) \w+ \w+(s|es)$",
+        r"^(one|a single) \w+ \w+$",
+    ]
+    for pattern in patterns:
+        assert any(re.match(pattern, c) for c in captions), pattern
+
+
+def test_every_caption_is_true_of_its_own_image() -> None:
+    batch = batch_for_seed(200, 13, augment=True)
+    positives = batch.positives()
+    assert bool(positives.diagonal().all())
+
+
+def test_one_object_captions_reject_several_copies() -> None:
+    rng = np.random.default_rng(0)
+    scene = random_multi_scene(rng)
+    while len({(o.shape, o.color) for o in scene.objects}) != 1:
+        scene = random_multi_scene(rng)
+    obj = scene.objects[0]
+    assert not Claim(count=1, shape=obj.shape, color=obj.color).matches(scene)
+    assert Claim(at_least=2, shape=obj.shape, color=obj.color).matches(scene)
+
+
+def test_mirroring_moves_left_to_right() -> None:
+    rng = np.random.default_rng(1)
+    scene = random_single_scene(rng)
+    while scene.objects[0].position_word != "left":
+        scene = random_single_scene(rng)
+    mirrored = view_scene(scene, 0.0, 0.0, 1.0, flip=True)
+    assert mirrored.objects[0].position_word == "right"
+    text, claim = caption_scene(mirrored, rng)
+    assert claim.matches(mirrored) and text
+
+
+@pytest.mark.parametrize("color", COLORS)
+def test_draw_shape_pixels_have_the_palette_color(color: str) -> None:
+    img = draw_shape("square", color, background="black", radius=0.3, as_tensor=True)
+    assert isinstance(img, torch.Tensor) and img.shape == (3, 64, 64)
+    center = img[:, 24:40, 24:40].mean(dim=(1, 2)) * 255
+    assert torch.allclose(center, torch.tensor(PALETTE[color], dtype=torch.float32), atol=1.0)
+    assert float(img[:, :4, :4].max()) == 0.0  # the corner stays background
+
+
+def test_draw_shape_pil_and_every_shape() -> None:
+    for shape in SHAPES:
+        img = draw_shape(shape, "red", size=32, background="white")
+        assert img.size == (32, 32) and img.mode == "RGB"
+        assert img.getpixel((16, 16)) != (255, 255, 255)
+
+
+def test_draw_shape_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match="unknown shape"):
+        draw_shape("hexagon", "red")
+    with pytest.raises(ValueError, match="unknown color"):
+        draw_shape("circle", "teal")
+    with pytest.raises(ValueError, match="unknown background"):
+        draw_shape("circle", "red", background="plaid")
+
+
+def test_multi_fraction_zero_gives_single_shapes() -> None:
+    batch = make_batch(50, np.random.default_rng(2), multi_fraction=0.0)
+    assert bool((batch.labels["count"] == 1).all())

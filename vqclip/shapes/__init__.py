@@ -1,0 +1,1 @@
+"""The shapes world: a procedural dataset with a small CLIP and VQGAN trained on it, offline."""

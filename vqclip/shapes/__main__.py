@@ -1,0 +1,109 @@
+"""Command line for the shapes world: `python -m vqclip.shapes train|evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+CLIP_DIR = "shapes_clip"
+VQGAN_DIR = "shapes_vqgan"
+
+
+def _train(args: argparse.Namespace) -> dict:
+    """Train the requested models, save them under args.out and return their metrics."""
+    out = Path(args.out)
+    metrics: dict = {}
+    if args.only in (None, "clip"):
+        from vqclip.shapes.evaluate import zero_shot_accuracy
+        from vqclip.shapes.train_clip import (
+            ClipTrainConfig,
+            load_clip,
+            log_progress,
+            normalize,
+            save_clip,
+            train_clip,
+        )
+
+        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed)
+        start = time.perf_counter()
+        model = train_clip(cfg, on_step=log_progress(args.log_every))
+        minutes = (time.perf_counter() - start) / 60
+        save_clip(model, out / CLIP_DIR)
+        model, tokenizer = load_clip(out / CLIP_DIR)  # measure what was saved (fp16)
+        acc = zero_shot_accuracy(model, tokenizer, normalize, n=args.n)
+        metrics["clip"] = {"config": asdict(cfg), "minutes": round(minutes, 1), **asdict(acc)}
+    if args.only in (None, "vqgan"):
+        from vqclip.shapes.evaluate import reconstruction_quality
+        from vqclip.shapes.train_vqgan import (
+            VqganTrainConfig,
+            load_shapes_vqgan,
+            log_progress,
+            save_shapes_vqgan,
+            train_vqgan,
+        )
+
+        cfg = VqganTrainConfig(steps=args.vqgan_steps, seed=args.seed)
+        start = time.perf_counter()
+        model = train_vqgan(cfg, on_step=log_progress(args.log_every))
+        minutes = (time.perf_counter() - start) / 60
+        save_shapes_vqgan(model, out / VQGAN_DIR)
+        model = load_shapes_vqgan(out / VQGAN_DIR)
+        rec = reconstruction_quality(model, n=args.n)
+        metrics["vqgan"] = {"config": asdict(cfg), "minutes": round(minutes, 1), **asdict(rec)}
+    return metrics
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
+    """Measure the saved models under args.weights on fresh held-out images."""
+    from vqclip.shapes.evaluate import EVAL_SEED, reconstruction_quality, zero_shot_accuracy
+    from vqclip.shapes.train_clip import load_clip, normalize
+    from vqclip.shapes.train_vqgan import load_shapes_vqgan
+
+    seed = EVAL_SEED if args.seed is None else args.seed
+    weights = Path(args.weights)
+    model, tokenizer = load_clip(weights / CLIP_DIR)
+    plain = zero_shot_accuracy(model, tokenizer, normalize, n=args.n, seed=seed)
+    cropped = zero_shot_accuracy(model, tokenizer, normalize, n=args.n, seed=seed, augment=True)
+    rec = reconstruction_quality(load_shapes_vqgan(weights / VQGAN_DIR), n=args.n, seed=seed)
+    return {"clip": asdict(plain), "clip_crops_flips": asdict(cropped), "vqgan": asdict(rec)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the command, print its metrics as JSON on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m vqclip.shapes", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="retrain the shapes CLIP and VQGAN deterministically")
+    train.add_argument("--out", default=str(WEIGHTS_DIR), help="folder receiving shapes_clip/ "
+                       "and shapes_vqgan/ (default: the package's weights)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--clip-steps", type=int, default=1600)
+    train.add_argument("--vqgan-steps", type=int, default=1600)
+    train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
+    train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")
+    train.add_argument("--log-every", type=int, default=50)
+    evaluate = sub.add_parser("evaluate", help="print metrics of saved shapes models")
+    evaluate.add_argument("--weights", default=str(WEIGHTS_DIR))
+    evaluate.add_argument("--seed", type=int, default=None, help="held-out image seed")
+    evaluate.add_argument("--n", type=int, default=500)
+    for p in (train, evaluate):
+        p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    # open_clip logs its loading steps at INFO on the root logger: keep those quiet.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("vqclip").setLevel(logging.INFO)
+    torch.set_num_threads(args.threads)
+    metrics = _train(args) if args.command == "train" else _evaluate(args)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""The shapes world's procedural dataset: scenes of colored shapes, their images and captions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+# Shape colors: hues far apart so both the CLIP and a pixel statistic can tell them apart.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "orange": (250, 140, 20),
+    "yellow": (245, 225, 30),
+    "green": (40, 180, 50),
+    "cyan": (30, 210, 230),
+    "blue": (35, 70, 230),
+    "purple": (145, 45, 200),
+    "pink": (255, 120, 200),
+    "white": (245, 245, 245),
+}
+COLORS: tuple[str, ...] = tuple(PALETTE)
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
+
+# Neutral backgrounds only, so a color word always names the shape. Dark ones dominate
+# (generation starts from a black canvas); the weights are the sampling probabilities.
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0),
+    "dark gray": (55, 55, 55),
+    "gray": (128, 128, 128),
+    "white": (255, 255, 255),
+}
+BACKGROUND_WEIGHTS: dict[str, float] = {"black": 0.5, "dark gray": 0.2, "gray": 0.15, "white": 0.15}
+TWO_TONE_FRACTION = 0.2
+
+SIZE_WORDS = ("small", "medium", "large")
+# Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
+SIZE_RADII: dict[str, tuple[float, float]] = {
+    "small": (0.09, 0.14),
+    "medium": (0.17, 0.24),
+    "large": (0.28, 0.38),
+}
+POSITION_WORDS: dict[tuple[int, int], str] = {
+    (0, 0): "top left", (1, 0): "top", (2, 0): "top right",
+    (0, 1): "left", (1, 1): "center", (2, 1): "right",
+    (0, 2): "bottom left", (1, 2): "bottom", (2, 2): "bottom right",
+}
+POSITION_PHRASES: dict[str, str] = {
+    w: "in the center" if w == "center" else f"on the {w}" if w in ("left", "right")
+    else f"at the {w}" for w in POSITION_WORDS.values()
+}
+COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One shape: kind, color name, exact RGB, center (x, y) and radius as fractions of the side."""
+
+    shape: str
+    color: str
+    rgb: tuple[int, int, int]
+    cx: float
+    cy: float
+    radius: float
+
+    @property
+    def size_word(self) -> str:
+        """The size class this radius falls in (thresholds halfway between the classes)."""
+        if self.radius < 0.155:
+            return "small"
+        return "medium" if self.radius < 0.26 else "large"
+
+    @property
+    def position_word(self) -> str:
+        """Which ninth of the image holds the center."""
+        col = min(2, max(0, int(self.cx * 3)))
+        row = min(2, max(0, int(self.cy * 3)))
+        return POSITION_WORDS[(col, row)]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A background (plain, or two tones split by a polygon) and the shapes drawn on it."""
+
+    background: str
+    objects: tuple[ShapeObject, ...]
+    second_background: str | None = None
+    split: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def background_word(self) -> str:
+        """The background's caption name; two-tone backgrounds are named as such."""
+        return "two-tone" if self.second_background else self.background
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a caption asserts; None means the caption says nothing about that attribute."""
+
+    count: int | None = None
+    at_least: int = 1
+    shape: str | None = None
+    color: str | None = None
+    objects: tuple[tuple[str, str], ...] | None = None
+    size: str | None = None
+    position: str | None = None
+    background: str | None = None
+
+    def matches(self, scene: Scene) -> bool:
+        """Whether the scene makes this caption true."""
+        objs = scene.objects
+        one = objs[0] if len(objs) == 1 else None
+        return not (
+            (self.count is not None and len(objs) != self.count)
+            or len(objs) < self.at_least
+            or (self.shape is not None and any(o.shape != self.shape for o in objs))
+            or (self.color is not None and any(o.color != self.color for o in objs))
+            or (self.objects is not None
+                and sorted(self.objects) != sorted((o.shape, o.color) for o in objs))
+            or (self.size is not None and (one is None or one.size_word != self.size))
+            or (self.position is not None and (one is None or one.position_word != self.position))
+            or (self.background is not None and scene.background_word != self.background)
+        )
+
+
+@dataclass
+class ShapeBatch:
+    """Images (B,3,H,W) in [0,1], captions, their claims, labels, scenes and foreground masks."""
+
+    images: torch.Tensor
+    captions: list[str]
+    claims: list[Claim]
+    labels: dict[str, torch.Tensor]
+    scenes: list[Scene]
+    masks: torch.Tensor | None = None
+
+    def positives(self) -> torch.Tensor:
+        """(B,B) bool: entry [i, j] says caption j is true of image i (the diagonal always is)."""
+        return torch.tensor([[c.matches(s) for c in self.claims] for s in self.scenes])
+
+
+def article(word: str) -> str:
+    """'a' or 'an' for the word that follows."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def plural(noun: str) -> str:
+    """The plural of a shape name ('crosses', 'circles')."""
+    return noun + "es" if noun.endswith("s") else noun + "s"
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    """Vertices of a shape of 'radius' r (half its extent) centred on (cx, cy)."""
+    if shape == "square":
+        s = r * 0.9
+        return [(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)]
+    if shape == "triangle":
+        angles = [-90.0, 30.0, 150.0]
+        return [(cx + r * math.cos(math.radians(a)), cy + 0.15 * r + r * math.sin(math.radians(a)))
+                for a in angles]
+    if shape == "star":
+        pts = []
+        for k in range(10):
+            rad = r if k % 2 == 0 else r * 0.42
+            a = math.radians(-90.0 + 36.0 * k)
+            pts.append((cx + rad * math.cos(a), cy + 0.05 * r + rad * math.sin(a)))
+        return pts
+    if shape == "cross":
+        w = r * 0.33
+        return [(cx - w, cy - r), (cx + w, cy - r), (cx + w, cy - w), (cx + r, cy - w),
+                (cx + r, cy + w), (cx + w, cy + w), (cx + w, cy + r), (cx - w, cy + r),
+                (cx - w, cy + w), (cx - r, cy + w), (cx - r, cy - w), (cx - w, cy - w)]
+    raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, px: int, fill: object) -> None:
+    """Draw one shape on a canvas of px pixels per side."""
+    if obj.shape == "circle":
+        box = [(obj.cx - obj.radius) * px, (obj.cy - obj.radius) * px,
+               (obj.cx + obj.radius) * px, (obj.cy + obj.radius) * px]
+        draw.ellipse(box, fill=fill)
+    else:
+        draw.polygon([(x * px, y * px) for x, y in _polygon(obj.shape, obj.cx, obj.cy, obj.radius)],
+                     fill=fill)
+
+
+def _draw(scene: Scene, size: int, supersample: int, mask: bool) -> Image.Image:
+    """Draw the scene (or its foreground mask) large, then shrink: anti-aliased edges."""
+    px = size * supersample
+    if mask:
+        img = Image.new("L", (px, px), 0)
+    else:
+        img = Image.new("RGB", (px, px), BACKGROUNDS[scene.background])
+    draw = ImageDraw.Draw(img)
+    if scene.second_background and not mask:
+        draw.polygon([(x * px, y * px) for x, y in scene.split],
+                     fill=BACKGROUNDS[scene.second_background])
+    for obj in scene.objects:
+        _draw_object(draw, obj, px, 255 if mask else obj.rgb)
+    return img.resize((size, size), Image.Resampling.BOX) if supersample > 1 else img
+
+
+def render_scene(scene: Scene, size: int = 64, supersample: int = 3) -> Image.Image:
+    """Draw a scene as an RGB image."""
+    return _draw(scene, size, supersample, mask=False)
+
+
+def render_mask(scene: Scene, size: int = 64, supersample: int = 3) -> Image.Image:
+    """The scene's foreground coverage as a grayscale image (255 = shape)."""
+    return _draw(scene, size, supersample, mask=True)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """A PIL image as a float (C,H,W) tensor in [0,1]."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def draw_shape(
+    shape: str,
+    color: str,
+    *,
+    size: int = 64,
+    background: str = "black",
+    radius: float = 0.25,
+    center: tuple[float, float] = (0.5, 0.5),
+    as_tensor: bool = False,
+) -> Image.Image | torch.Tensor:
+    """Draw one named shape in a palette color on a plain background (PIL image or tensor)."""
+    if color not in PALETTE:
+        raise ValueError(f"unknown color {color!r}; known: {', '.join(COLORS)}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; known: {', '.join(BACKGROUNDS)}")
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    obj = ShapeObject(shape, color, PALETTE[color], center[0], center[1], radius)
+    img = render_scene(Scene(background, (obj,)), size=size)
+    return to_tensor(img) if as_tensor else img
+
+
+def _jitter_rgb(rgb: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
+    """The palette color with a small per-channel jitter, so colors are classes, not points."""
+    noise = rng.integers(-12, 13, size=3)
+    return tuple(int(np.clip(c + n, 0, 255)) for c, n in zip(rgb, noise, strict=True))
+
+
+def _random_background(rng: np.random.Generator, two_tone: bool) -> Scene:
+    """An empty scene with a random plain or two-tone background."""
+    names = list(BACKGROUND_WEIGHTS)
+    probs = np.array([BACKGROUND_WEIGHTS[n] for n in names])
+    first = names[rng.choice(len(names), p=probs / probs.sum())]
+    if not two_tone:
+        return Scene(first, ())
+    second = names[(names.index(first) + 1 + rng.integers(len(names) - 1)) % len(names)]
+    # A half-plane through a random point at a random angle, as a big quadrilateral.
+    ang = rng.uniform(0, 2 * math.pi)
+    px, py = rng.uniform(0.3, 0.7, size=2)
+    dx, dy = math.cos(ang), math.sin(ang)
+    nx, ny = -dy, dx
+    far = 3.0
+    split = ((px - far * dx, py - far * dy), (px + far * dx, py + far * dy),
+             (px + far * dx + far * nx, py + far * dy + far * ny),
+             (px - far * dx + far * nx, py - far * dy + far * ny))
+    return Scene(first, (), second, split)
+
+
+def _pick_color(rng: np.random.Generator, scene: Scene) -> str:
+    """A shape color that stands out from a plain background (no white on white)."""
+    while True:
+        color = COLORS[rng.integers(len(COLORS))]
+        if color != "white" or "white" not in (scene.background, scene.second_background):
+            return color
+
+
+def random_single_scene(rng: np.random.Generator) -> Scene:
+    """A scene of exactly one shape of random kind, color, size and position."""
+    scene = _random_background(rng, rng.random() < TWO_TONE_FRACTION)
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    color = _pick_color(rng, scene)
+    lo, hi = SIZE_RADII[SIZE_WORDS[rng.integers(len(SIZE_WORDS))]]
+    r = rng.uniform(lo, hi)
+    margin = min(r + 0.02, 0.5)
+    cx, cy = rng.uniform(margin, 1 - margin, size=2)
+    obj = ShapeObject(shape, color, _jitter_rgb(PALETTE[color], rng), float(cx), float(cy), r)
+    return replace(scene, objects=(obj,))
+
+
+def random_multi_scene(rng: np.random.Generator) -> Scene:
+    """A scene of 2-4 non-overlapping shapes: copies of one shape (half the time) or a mix."""
+    scene = _random_background(rng, rng.random() < TWO_TONE_FRACTION)
+    n = int(rng.integers(2, 5))
+    same = rng.random() < 0.5
+    kinds = [(SHAPES[rng.integers(len(SHAPES))], _pick_color(rng, scene))]
+    objs: list[ShapeObject] = []
+    for _ in range(200):
+        if len(objs) == n:
+            break
+        shape, color = kinds[0] if same or not objs else (
+            SHAPES[rng.integers(len(SHAPES))], _pick_color(rng, scene))
+        r = rng.uniform(0.08, 0.2 if n > 2 else 0.24)
+        cx, cy = rng.uniform(r + 0.01, 1 - r - 0.01, size=2)
+        if all(math.hypot(cx - o.cx, cy - o.cy) > r + o.radius + 0.03 for o in objs):
+            objs.append(ShapeObject(shape, color, _jitter_rgb(PALETTE[color], rng),
+                                    float(cx), float(cy), r))
+    if len(objs) < 2:  # vanishingly rare: no room found; fall back to a single shape
+        return random_single_scene(rng)
+    return replace(scene, objects=tuple(objs))
+
+
+def view_scene(scene: Scene, x0: float, y0: float, side: float, flip: bool = False) -> Scene:
+    """The scene seen through a square window (fractions of the side), optionally mirrored."""
+
+    def tx(x: float) -> float:
+        u = (x - x0) / side
+        return 1.0 - u if flip else u
+
+    objs = tuple(replace(o, cx=tx(o.cx), cy=(o.cy - y0) / side, radius=o.radius / side)
+                 for o in scene.objects)
+    split = tuple((tx(x), (y - y0) / side) for x, y in scene.split)
+    return replace(scene, objects=objs, split=split)
+
+
+def random_view(scene: Scene, rng: np.random.Generator, min_side: float = 0.5) -> Scene:
+    """A random crop (side in [min_side, 1]) keeping every shape's center inside, maybe flipped."""
+    side = rng.uniform(min_side, 1.0)
+    xs = [o.cx for o in scene.objects]
+    ys = [o.cy for o in scene.objects]
+    # Window origin range keeping all centers at least 0.1*side inside the window.
+    pad = 0.1 * side
+    x_lo, x_hi = max(0.0, max(xs) + pad - side), min(1.0 - side, min(xs) - pad)
+    y_lo, y_hi = max(0.0, max(ys) + pad - side), min(1.0 - side, min(ys) - pad)
+    if x_lo > x_hi or y_lo > y_hi:
+        return view_scene(scene, 0.0, 0.0, 1.0, flip=bool(rng.random() < 0.5))
+    return view_scene(scene, rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi), side,
+                      flip=bool(rng.random() < 0.5))
+
+
+def _single_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
+    """One of several phrasings describing a one-shape scene, with what it claims."""
+    o = scene.objects[0]
+    bg = scene.background_word
+    form = int(rng.integers(12))
+    cs = f"{o.color} {o.shape}"
+    if form == 0:
+        return f"a {o.shape}", Claim(count=1, shape=o.shape)
+    if form == 1:
+        return f"{article(o.color)} {o.color} shape", Claim(count=1, color=o.color)
+    if form == 2:
+        return f"{article(o.size_word)} {o.size_word} {cs}", Claim(
+            count=1, shape=o.shape, color=o.color, size=o.size_word)
+    if form == 3:
+        return f"{article(cs)} {cs} {POSITION_PHRASES[o.position_word]}", Claim(
+            count=1, shape=o.shape, color=o.color, position=o.position_word)
+    if form == 4:
+        s = o.size_word
+        return f"{article(s)} {s} {cs} {POSITION_PHRASES[o.position_word]}", Claim(
+            count=1, shape=o.shape, color=o.color, size=s, position=o.position_word)
+    if form == 5 and bg != "two-tone":
+        return f"{article(cs)} {cs} on a {bg} background", Claim(
+            count=1, shape=o.shape, color=o.color, background=bg)
+    if form == 6:
+        return f"one {cs}", Claim(count=1, shape=o.shape, color=o.color)
+    if form == 7:
+        return f"a single {cs}", Claim(count=1, shape=o.shape, color=o.color)
+    if form == 8:
+        return f"a picture of {article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color)
+    return f"{article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color)
+
+
+def _multi_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
+    """A caption for a several-shape scene: a count, the shared kind, or the list of shapes."""
+    objs = scene.objects
+    n = len(objs)
+    kinds = {(o.shape, o.color) for o in objs}
+    form = int(rng.integers(3))
+    if len(kinds) == 1:
+        shape, color = next(iter(kinds))
+        if form == 0:
+            text = f"{COUNT_WORDS[n]} {color} {plural(shape)}"
+            return text, Claim(count=n, shape=shape, color=color)
+        if form == 1:
+            return f"several {color} {plural(shape)}", Claim(at_least=2, shape=shape, color=color)
+        return f"many {plural(shape)}", Claim(at_least=2, shape=shape)
+    if form == 0 or n > 3:
+        return f"{COUNT_WORDS[n]} shapes", Claim(count=n)
+    pairs = [(o.shape, o.color) for o in objs]
+    text = " and ".join(f"{article(c)} {c} {s}" for s, c in pairs)
+    return text, Claim(count=n, objects=tuple(sorted(pairs)))
+
+
+def caption_scene(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
+    """A random true caption for the scene and the claim it makes."""
+    if len(scene.objects) == 1:
+        return _single_caption(scene, rng)
+    return _multi_caption(scene, rng)
+
+
+def make_batch(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    size: int = 64,
+    multi_fraction: float = 0.25,
+    augment: bool = False,
+    with_masks: bool = False,
+    shape_pairs: float = 0.0,
+) -> ShapeBatch:
+    """A batch of n random scenes, rendered, captioned and labelled.
+
+    Labels: shape and color indices into SHAPES/COLORS (-1 for several-shape images) and the
+    shape count. augment: half the scenes are seen through a random crop, maybe mirrored.
+    shape_pairs: the fraction of one-shape scenes followed by a twin of another shape.
+    """
+    scenes: list[Scene] = []
+    while len(scenes) < n:
+        scene = random_multi_scene(rng) if rng.random() < multi_fraction else random_single_scene(
+            rng)
+        if augment and rng.random() < 0.5:
+            scene = random_view(scene, rng)
+        scenes.append(scene)
+        # A twin differing only in shape: a hard negative that color alone cannot separate.
+        if shape_pairs and len(scene.objects) == 1 and len(scenes) < n and (
+                rng.random() < shape_pairs):
+            obj = scene.objects[0]
+            other = [s for s in SHAPES if s != obj.shape][rng.integers(len(SHAPES) - 1)]
+            scenes.append(replace(scene, objects=(replace(obj, shape=other),)))
+    captions, claims = zip(*(caption_scene(s, rng) for s in scenes), strict=True)
+    images = torch.stack([to_tensor(render_scene(s, size)) for s in scenes])
+    single = [len(s.objects) == 1 for s in scenes]
+    labels = {
+        "shape": torch.tensor([SHAPES.index(s.objects[0].shape) if one else -1
+                               for s, one in zip(scenes, single, strict=True)]),
+        "color": torch.tensor([COLORS.index(s.objects[0].color) if one else -1
+                               for s, one in zip(scenes, single, strict=True)]),
+        "count": torch.tensor([len(s.objects) for s in scenes]),
+    }
+    masks = torch.stack([to_tensor(render_mask(s, size)) for s in scenes]) if with_masks else None
+    return ShapeBatch(images, list(captions), list(claims), labels, scenes, masks)
+
+
+def batch_for_seed(n: int, seed: int, **kwargs: object) -> ShapeBatch:
+    """make_batch with a fresh generator from an integer seed (same seed, same batch)."""
+    return make_batch(n, np.random.default_rng(seed), **kwargs)  # type: ignore[arg-type]
