@@ -80,9 +80,13 @@ def jitter(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
 
 
 def noise(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
-    """Gaussian noise whose standard deviation is drawn per cutout in [0, strength)."""
+    """Gaussian noise whose standard deviation is drawn per cutout in [0, strength), kept in [0, 1].
+
+    Clamped like a real noisy image: CLIP never saw negative pixels.
+    """
     sigma = draw.uniform(1, 1, 1, low=0.0, high=strength)
-    return cutouts + sigma * torch.randn(cutouts.shape, generator=draw.generator, device=draw.device)
+    noisy = cutouts + sigma * torch.randn(cutouts.shape, generator=draw.generator, device=draw.device)
+    return noisy.clamp(0.0, 1.0)
 
 
 def erasing(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:

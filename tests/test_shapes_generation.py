@@ -1,0 +1,62 @@
+"""Generation on the bundled shapes models, judged by pixel statistics (no model in the judge)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqclip.config import build_config
+from vqclip.generate import Run
+from vqclip.shapes.data import PALETTE
+from vqclip.shapes.pixel_judge import dominant_color, nearest_colors
+
+
+def generate(tmp_path, prompt: str, *items: str, steps: int = 80):
+    cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}", f"out={tmp_path}",
+                                                    f"steps={steps}", *items])
+    return Run(cfg).execute()
+
+
+def hex_color(name: str) -> str:
+    return "#" + "".join(f"{c:02x}" for c in PALETTE[name])
+
+
+@pytest.mark.parametrize("color", ["red", "blue", "yellow"])
+def test_solid_init_image_gives_that_color_at_step_0(tmp_path, color) -> None:
+    result = generate(tmp_path, "a circle", f"init_image='{hex_color(color)}'", "save_every=1",
+                      steps=1)
+    with Image.open(result.run_dir / "frames" / "000000.png") as frame:
+        pixels = np.asarray(frame.convert("RGB"), dtype=np.float32)
+    assert dominant_color(Image.fromarray(pixels.astype(np.uint8))) == color
+    assert np.abs(pixels.mean(axis=(0, 1)) - np.array(PALETTE[color])).max() < 40
+
+
+def color_share(image: Image.Image, color: str) -> float:
+    nearest, bright = nearest_colors(image)
+    return float((bright & (nearest == list(PALETTE).index(color))).mean())
+
+
+def test_story_mode_turns_the_image_toward_the_second_prompt(tmp_path) -> None:
+    result = generate(tmp_path, "a red square ^ a blue square", "seed=3", "save_every=60",
+                      steps=120)
+    lines = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert {"event": "prompt_switch", "step": 60, "prompt": "a blue square"} in lines
+    with Image.open(result.run_dir / "frames" / "000060.png") as at_switch, \
+            Image.open(result.image) as final:
+        assert color_share(final, "blue") > color_share(at_switch, "blue") + 0.01
+        assert color_share(final, "red") < color_share(at_switch, "red")
+
+
+def test_negative_prompt_lowers_similarity_to_that_text(tmp_path) -> None:
+    from vqclip.tasks import load_task_perceptor, score_images
+
+    plain = generate(tmp_path, "a circle", "seed=5")
+    pushed = generate(tmp_path, "a circle", "seed=5", "negative='a red circle'")
+    cfg, _ = build_config(preset="shapes")
+    perceptor, info = load_task_perceptor(cfg)
+    scores = score_images(perceptor, info, [plain.image, pushed.image], ["a red circle"])
+    without, with_negative = (r.similarities[0] for r in scores.results)
+    assert with_negative < without - 0.02
