@@ -25,13 +25,13 @@ from step_bench import build_models, time_steps  # noqa: E402
 
 from vqclip.device import resolve_device  # noqa: E402
 
-PEER = Path("/tmp/peerbench/bench_peer.sh")
+HARNESS = "/tmp/peerbench/bench_peer.sh"  # where shared/peer-bench's install.sh lays it out
 
 
-def peer_seconds(side: int, cutn: int, steps: int, threads: int) -> float:
+def peer_seconds(peer: Path, side: int, cutn: int, steps: int, threads: int) -> float:
     """The peer's median seconds per step (its step 0 excluded by the harness)."""
     env = {**os.environ, "PEERBENCH_THREADS": str(threads)}
-    out = subprocess.run([str(PEER), str(side), str(cutn), str(steps)], env=env, check=True,
+    out = subprocess.run([str(peer), str(side), str(cutn), str(steps)], env=env, check=True,
                          capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["s_per_iter_median"])
 
@@ -41,9 +41,10 @@ def main() -> None:
     parser.add_argument("--grid", nargs="+", default=["128:8", "256:16"], help="SIDE:CUTN pairs")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per setting and tool")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--peer", type=Path, default=Path(HARNESS), help="the harness's bench_peer.sh")
     args = parser.parse_args()
-    if not PEER.exists():
-        sys.exit(f"{PEER} not found: set up shared/peer-bench first (see its README)")
+    if not args.peer.exists():
+        sys.exit(f"{args.peer} not found: set up shared/peer-bench first (see its README)")
 
     torch.set_num_threads(args.threads)
     device = resolve_device("cpu")
@@ -51,7 +52,7 @@ def main() -> None:
     rows = []
     for item in args.grid:
         side, cutn = (int(x) for x in item.split(":"))
-        peer = peer_seconds(side, cutn, args.steps, args.threads)
+        peer = peer_seconds(args.peer, side, cutn, args.steps, args.threads)
         ours = statistics.median(time_steps(vqgan, perceptor, side, cutn, args.steps, device, "fp32"))
         rows.append((f"{side}x{side}", cutn, peer, ours, peer / ours))
 
