@@ -112,3 +112,15 @@ def test_example_configs_are_valid(path: Path) -> None:
 @pytest.mark.parametrize("preset", list_presets())
 def test_presets_are_valid(preset: str) -> None:
     build_config(preset=preset)
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [("generator=diffusion", "generator"), ("optimizer.name=adamx", "optimizer.name"),
+     ("lr_schedule.name=warm", "lr_schedule.name"), ("cut_method=tiles", "cut_method"),
+     ("init_noise=perlin", "init_noise"), ("augmentations=[flip,blur]", "augmentations"),
+     ("losses=[{name: sharp}]", "losses")],
+)
+def test_unknown_registry_names_fail_before_any_model_loads(item: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^--set: {key}=.*unknown name; valid: "):
+        build_config(dotlist=[item])

@@ -188,3 +188,15 @@ def test_offline_missing_default_models_fail_fast_with_how_to_get_them(tmp_path,
                                         "--set", "generator=pixel", "--size", "32x32"])
     assert without_vqgan.exit_code == 2
     assert "vqclip models download ViT-B-32-quickgelu/openai" in without_vqgan.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--video", "mp4", "--seeds", "1-2"], "cannot go with --seeds"),
+     (["--video", "mp4", "--fps", "0"], "--fps 0.0"), (["--video", "avi"], "valid: mp4, gif, webp")],
+)
+def test_bad_video_options_are_refused_before_any_work(tiny_sets, tmp_path, args, message) -> None:
+    result = generate(tiny_sets, tmp_path, "--steps", "1", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not any(tmp_path.iterdir())

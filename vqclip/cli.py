@@ -188,8 +188,10 @@ def generate(
             return build_config(preset=preset, config_files=config or [], flags=flags,
                                 dotlist=[*(set_ or []), *extra], base=base)[0]
 
-        if video is not None and video not in VIDEO_FORMATS:
-            raise UsageError(f"--video {video!r}: valid: {', '.join(VIDEO_FORMATS)}")
+        if video is not None:
+            check_video_options(video, fps)
+            if seeds or sweep:
+                raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
         if seeds or sweep:
             return execute_sweep(build, seeds, sweep or [], json_output=json_output, quiet=quiet)
         cfg = build([])
@@ -204,7 +206,15 @@ def generate(
         raise typer.Exit(code)
 
 
-VIDEO_FORMATS = ("mp4", "gif", "webp")
+def check_video_options(video: str, fps: float) -> None:
+    """Refuse a bad --video format or --fps before any work is done."""
+    from vqclip.video import FORMATS
+
+    formats = [suffix.lstrip(".") for suffix in FORMATS]
+    if video not in formats:
+        raise UsageError(f"--video {video!r}: valid: {', '.join(formats)}")
+    if not 0 < fps <= 240:
+        raise UsageError(f"--fps {fps}: must be above 0 and at most 240")
 
 
 def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,

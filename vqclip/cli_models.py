@@ -54,6 +54,12 @@ def _command_edge() -> Iterator[None]:
         yield
     except VqclipError as err:
         raise _fail(err) from None
+    except KeyboardInterrupt:
+        _say("error: interrupted")
+        raise typer.Exit(130) from None
+    except OSError as err:  # disk or permission trouble outside the download code
+        _say(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "))
+        raise typer.Exit(1) from None
 
 
 def _human(size: int | None) -> str:

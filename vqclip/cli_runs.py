@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,7 +35,7 @@ def batch(
     verbose: Verbose = False,
 ) -> None:
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
-    from vqclip.cli import EXIT_INTERRUPTED, run_guarded, stop_on_first_interrupt
+    from vqclip.cli import EXIT_INTERRUPTED, _setup_logging, run_guarded, stop_on_first_interrupt
 
     def body() -> int:
         from vqclip.batch import (
@@ -116,7 +115,7 @@ def zoom(
     verbose: Verbose = False,
 ) -> None:
     """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
-    from vqclip.cli import EXIT_INTERRUPTED, run_guarded, stop_on_first_interrupt
+    from vqclip.cli import EXIT_INTERRUPTED, _setup_logging, run_guarded, stop_on_first_interrupt
 
     def body() -> int:
         from vqclip.config import build_config, parse_size
@@ -150,10 +149,6 @@ def zoom(
     if code:
         raise typer.Exit(code)
 
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def register(app: typer.Typer) -> None:

@@ -290,6 +290,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     for key, ok, why in checks:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
+    _check_names(cfg, provenance)
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
         raise _bad("seed", cfg.seed, "must be between 0 and 2**63-1", provenance)
     has_paths = cfg.vqgan.config is not None or cfg.vqgan.checkpoint is not None
@@ -299,6 +300,29 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     if cfg.generator == "vqgan" and not has_paths and not cfg.vqgan.model:
         raise _bad("vqgan.model", None, "name a model or give vqgan.config and vqgan.checkpoint",
                    provenance)
+
+
+def _check_names(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Names chosen from registries must exist, checked before any model is loaded."""
+    from vqclip.assemble import GENERATORS, INIT_NOISE
+    from vqclip.augment import AUGMENTATIONS
+    from vqclip.cutouts import CUT_METHODS
+    from vqclip.losses import REGULARIZERS
+    from vqclip.optimizers import OPTIMIZERS
+    from vqclip.schedules import SCHEDULES
+
+    single = [
+        ("generator", cfg.generator, list(GENERATORS)),
+        ("init_noise", cfg.init_noise, list(INIT_NOISE)),
+        ("cut_method", cfg.cut_method, list(CUT_METHODS)),
+        ("optimizer.name", cfg.optimizer.name.lower(), sorted(OPTIMIZERS)),
+        ("lr_schedule.name", cfg.lr_schedule.name, list(SCHEDULES)),
+    ]
+    single += [("augmentations", name, AUGMENTATIONS) for name in cfg.augmentations]
+    single += [("losses", item.name, sorted(REGULARIZERS)) for item in cfg.losses]
+    for key, name, valid in single:
+        if name not in valid:
+            raise _bad(key, name, f"unknown name; valid: {', '.join(valid)}", provenance)
 
 
 def parse_size(text: str) -> list[int]:
