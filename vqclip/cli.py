@@ -282,9 +282,10 @@ def resume(
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
 
     def body() -> int:
-        from vqclip.generate import Run, resume_config
+        from vqclip.generate import ResumePoint, Run
 
-        return execute_run(Run(resume_config(run_dir, steps=steps), resume=run_dir),
+        point = ResumePoint.load(run_dir)
+        return execute_run(Run(point.config(steps=steps), resume=point),
                            json_output=json_output, quiet=quiet)
 
     _setup_logging(verbose)

@@ -46,11 +46,11 @@ class GenerateResult:
 class Run:
     """A prepared generation: models loaded and the run folder ready; `execute` runs the loop.
 
-    With `resume=RUN_DIR` it continues that run from its `state.pt` instead of starting anew.
+    With `resume` (a ResumePoint) it continues that run from its state instead of starting anew.
     """
 
-    def __init__(self, cfg: DictConfig, *, resume: Path | None = None) -> None:
-        state = load_state(resume) if resume is not None else None
+    def __init__(self, cfg: DictConfig, *, resume: ResumePoint | None = None) -> None:
+        state = resume.state if resume is not None else None
         device = resolve_device(cfg.device)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
 
@@ -77,7 +77,7 @@ class Run:
             self.run_dir = create_run_dir(cfg.out, seed, cfg.prompt or "image")
         else:
             self.engine.load_state_dict(state)
-            self.run_dir = resume
+            self.run_dir = resume.run_dir
         self.writer = RunWriter(self.run_dir, resolved, record, self._state,
                                 resumed_at=None if state is None else state["step"])
 
@@ -102,24 +102,31 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def load_state(run_dir: Path) -> dict[str, Any]:
-    """Read a run's state.pt with weights_only=True; a usage error if it is missing."""
-    path = Path(run_dir) / "state.pt"
-    if not path.is_file():
-        raise UsageError(f"{run_dir} has no state.pt to resume from")
-    return torch.load(path, map_location="cpu", weights_only=True)
+@dataclass
+class ResumePoint:
+    """A run folder and the state read from its state.pt (with weights_only=True)."""
 
+    run_dir: Path
+    state: dict[str, Any]
 
-def resume_config(run_dir: Path, *, steps: int | None = None) -> DictConfig:
-    """The config a run was started with (from its state), with `steps` optionally raised."""
-    state = load_state(run_dir)
-    cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), state["config"])
-    if steps is not None:
-        if steps < state["step"]:
-            raise UsageError(f"--steps {steps} is below the {state['step']} steps already done")
-        cfg.steps = steps
-    validate(cfg, {})
-    return cfg
+    @classmethod
+    def load(cls, run_dir: Path) -> ResumePoint:
+        """Read `run_dir/state.pt`; a usage error if it is missing."""
+        path = Path(run_dir) / "state.pt"
+        if not path.is_file():
+            raise UsageError(f"{run_dir} has no state.pt to resume from")
+        return cls(Path(run_dir), torch.load(path, map_location="cpu", weights_only=True))
+
+    def config(self, *, steps: int | None = None) -> DictConfig:
+        """The config the run was started with, with `steps` optionally raised."""
+        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), self.state["config"])
+        if steps is not None:
+            done = self.state["step"]
+            if steps < done:
+                raise UsageError(f"--steps {steps} is below the {done} steps already done")
+            cfg.steps = steps
+        validate(cfg, {})
+        return cfg
 
 
 def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any) -> GenerateResult:
