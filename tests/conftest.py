@@ -10,6 +10,7 @@ os.environ.setdefault("VQCLIP_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.models_http import FileServer, use_home  # noqa: E402
 from tests.tiny_clip import write_tiny_clip  # noqa: E402
 from tests.tiny_models import write_taming_vqgan  # noqa: E402
 
@@ -59,3 +60,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server on 127.0.0.1 serving test files (tests/models_http.py)."""
+    with FileServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh VQCLIP_HOME for one test."""
+    return use_home(tmp_path / "home", monkeypatch)

@@ -8,20 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.models_http import FileServer, cache_files, served_vqgan, use_home, write_registry
+from tests.models_http import cache_files, served_vqgan, write_registry
 from tests.tiny_models import write_malicious_checkpoint, write_taming_vqgan
 from vqclip.cli_models import models_app
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    return use_home(tmp_path / "home", monkeypatch)
 
 
 def run(*args: str):

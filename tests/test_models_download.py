@@ -11,7 +11,7 @@ import threading
 import pytest
 import torch
 
-from tests.models_http import FileServer, cache_files, served_vqgan, use_home, write_registry
+from tests.models_http import cache_files, served_vqgan, write_registry
 from tests.tiny_models import write_malicious_checkpoint, write_taming_vqgan
 from vqclip.errors import DownloadError, ModelError, UnsafeCheckpointError
 from vqclip.models import download
@@ -22,17 +22,6 @@ from vqclip.models.vqgan import load_vqgan
 
 BLOB = os.urandom(300_000)
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    return use_home(tmp_path / "home", monkeypatch)
 
 
 def _fetch(home, urls, **kwargs):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models_http import use_home, write_registry
+from tests.models_http import write_registry
 from tests.tiny_models import write_taming_vqgan
 from vqclip.config import ClipConfig, VQGANConfig
 from vqclip.errors import ConfigError, ModelError
@@ -24,11 +24,6 @@ from vqclip.models.registry import (
 NAMED_VQGANS = ["imagenet_f16_1024", "imagenet_f16_16384", "openimages_f8_8192",
                 "wikiart_f16_16384", "sflckr_f16"]
 BUILTIN = builtin_registry()
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    return use_home(tmp_path / "home", monkeypatch)
 
 
 @pytest.mark.parametrize("name", NAMED_VQGANS)

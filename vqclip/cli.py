@@ -79,6 +79,14 @@ def run_guarded(body: Callable[[], Any], *, verbose: bool) -> Any:
         raise fail(f"{type(err).__name__}: {err}{hint}", 1) from None
 
 
+def run_command(body: Callable[[], int | None], *, verbose: bool) -> None:
+    """A command's body with logging set up and errors turned into exit codes; exit if it says so."""
+    _setup_logging(verbose)
+    code = run_guarded(body, verbose=verbose)
+    if code:
+        raise typer.Exit(code)
+
+
 @contextmanager
 def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
     """First Ctrl-C asks the loop to stop after this step; a second one quits at once."""
@@ -200,10 +208,7 @@ def generate(
         return execute_run(Run(cfg), json_output=json_output, quiet=quiet,
                            video=video, fps=fps)
 
-    _setup_logging(verbose)
-    code = run_guarded(body, verbose=verbose)
-    if code:
-        raise typer.Exit(code)
+    run_command(body, verbose=verbose)
 
 
 def check_video_options(video: str, fps: float) -> None:
@@ -288,10 +293,7 @@ def resume(
         return execute_run(Run(point.config(steps=steps), resume=point),
                            json_output=json_output, quiet=quiet)
 
-    _setup_logging(verbose)
-    code = run_guarded(body, verbose=verbose)
-    if code:
-        raise typer.Exit(code)
+    run_command(body, verbose=verbose)
 
 
 def _stored_config(image: Path) -> dict[str, Any]:

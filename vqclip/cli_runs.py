@@ -35,7 +35,7 @@ def batch(
     verbose: Verbose = False,
 ) -> None:
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
-    from vqclip.cli import EXIT_INTERRUPTED, _setup_logging, run_guarded, stop_on_first_interrupt
+    from vqclip.cli import EXIT_INTERRUPTED, run_command, stop_on_first_interrupt
 
     def body() -> int:
         from vqclip.batch import (
@@ -79,10 +79,7 @@ def batch(
             return EXIT_INTERRUPTED
         return 1 if result.failed else 0
 
-    _setup_logging(verbose)
-    code = run_guarded(body, verbose=verbose)
-    if code:
-        raise typer.Exit(code)
+    run_command(body, verbose=verbose)
 
 
 def zoom(
@@ -115,7 +112,7 @@ def zoom(
     verbose: Verbose = False,
 ) -> None:
     """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
-    from vqclip.cli import EXIT_INTERRUPTED, _setup_logging, run_guarded, stop_on_first_interrupt
+    from vqclip.cli import EXIT_INTERRUPTED, run_command, stop_on_first_interrupt
 
     def body() -> int:
         from vqclip.config import build_config, parse_size
@@ -144,10 +141,7 @@ def zoom(
             return EXIT_INTERRUPTED
         return 0
 
-    _setup_logging(verbose)
-    code = run_guarded(body, verbose=verbose)
-    if code:
-        raise typer.Exit(code)
+    run_command(body, verbose=verbose)
 
 
 

@@ -34,13 +34,6 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score)
 
 
-def _guard(body: Callable[[], Any], verbose: bool) -> Any:
-    from vqclip.cli import _setup_logging, run_guarded
-
-    _setup_logging(verbose)
-    return run_guarded(body, verbose=verbose)
-
-
 def _load_clip(preset: str | None, config: list[Path] | None, set_: list[str] | None,
                device: str | None) -> tuple[Any, dict[str, Any]]:
     from vqclip.config import build_config
@@ -134,7 +127,9 @@ def classify(
                 table.add_row(str(item.image) if rank == 0 else "", lp.label, f"{lp.probability:.1%}")
         _print_table(table)
 
-    _guard(body, verbose)
+    from vqclip.cli import run_command
+
+    run_command(body, verbose=verbose)
 
 
 def search(
@@ -221,7 +216,9 @@ def search(
         if data["sheet"] and not quiet:
             _stderr.print(f"contact sheet: {data['sheet']}", markup=False, soft_wrap=True)
 
-    _guard(body, verbose)
+    from vqclip.cli import run_command
+
+    run_command(body, verbose=verbose)
 
 
 def score(
@@ -263,4 +260,6 @@ def score(
             table.add_row(str(row.image), *(f"{s:.4f}" for s in row.similarities))
         _print_table(table)
 
-    _guard(body, verbose)
+    from vqclip.cli import run_command
+
+    run_command(body, verbose=verbose)
