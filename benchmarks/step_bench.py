@@ -2,7 +2,7 @@
 
 Full-size architectures use random weights (shapes and FLOPs are what set the speed):
 the imagenet f16 16384 VQGAN and open_clip's ViT-B-32-quickgelu. `--model tiny` uses the
-tiny test architectures.
+tiny test architectures; `--model half` that VQGAN at half its width with the tiny CLIP.
 
     python benchmarks/step_bench.py --model full --grid 128:8 256:16 --steps 6
 """
@@ -18,7 +18,7 @@ import torch
 
 from vqclip.config import AugmentConfig
 from vqclip.cutouts import Cutouts
-from vqclip.device import resolve_device
+from vqclip.device import allow_tf32, resolve_device
 from vqclip.engine import Engine, Judge, Stage, StepEvent
 from vqclip.generate import autocast_dtype
 from vqclip.generators import VQGANGenerator
@@ -31,6 +31,9 @@ from vqclip.schedules import make_scheduler
 
 FULL_VQGAN = VQGANSpec(embed_dim=256, n_embed=16384, z_channels=256, resolution=256, in_channels=3,
                        out_ch=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
+                       attn_resolutions=(16,))
+HALF_VQGAN = VQGANSpec(embed_dim=256, n_embed=1024, z_channels=256, resolution=256, in_channels=3,
+                       out_ch=3, ch=64, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,
                        attn_resolutions=(16,))
 TINY_VQGAN = VQGANSpec(embed_dim=32, n_embed=64, z_channels=32, resolution=32, in_channels=3,
                        out_ch=3, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=())
@@ -48,7 +51,8 @@ def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
     import open_clip
 
     torch.manual_seed(0)
-    vqgan = VQGAN(FULL_VQGAN if kind == "full" else TINY_VQGAN).to(device).eval().requires_grad_(False)
+    spec = {"full": FULL_VQGAN, "half": HALF_VQGAN, "tiny": TINY_VQGAN}[kind]
+    vqgan = VQGAN(spec).to(device).eval().requires_grad_(False)
     if kind == "full":
         clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None, device=device)
         tokenizer = open_clip.get_tokenizer("ViT-B-32-quickgelu")
@@ -64,9 +68,9 @@ def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
     return vqgan, Perceptor(clip, tokenizer, size, mean, std, kind)
 
 
-def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
-               device: torch.device, precision: str) -> list[float]:
-    """Per-step seconds of `steps` engine steps at side x side (first step excluded)."""
+def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
+                 device: torch.device, precision: str) -> Engine:
+    """An engine for `steps` steps at side x side with `cutn` cutouts, as generate builds it."""
     rng = torch.Generator(device=device).manual_seed(0)
     generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rng)
     cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
@@ -75,9 +79,15 @@ def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: 
     target = perceptor.encode_text(["a red circle"])[0]
     stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])
     judge = Judge(perceptor, cutouts, [stage])
-    scheduler = make_scheduler("constant", optimizer, steps + 1, {})
-    engine = Engine(generator, [judge], optimizer, scheduler, rng, steps=steps + 1, save_every=0,
-                    autocast_dtype=autocast_dtype(precision, device))
+    scheduler = make_scheduler("constant", optimizer, steps, {})
+    return Engine(generator, [judge], optimizer, scheduler, rng, steps=steps, save_every=0,
+                  autocast_dtype=autocast_dtype(precision, device))
+
+
+def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
+               device: torch.device, precision: str, warmup: int = 1) -> list[float]:
+    """Per-step seconds of `steps` engine steps at side x side (after `warmup` untimed ones)."""
+    engine = build_engine(vqgan, perceptor, side, cutn, steps + warmup, device, precision)
     stamps: list[float] = []
 
     def on_event(event: object) -> None:
@@ -89,29 +99,36 @@ def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: 
     start = time.perf_counter()
     engine.run([on_event])
     times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
-    return times[1:]
+    return times[warmup:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["tiny", "full"], default="full")
+    parser.add_argument("--model", choices=["tiny", "half", "full"], default="full")
     parser.add_argument("--grid", nargs="+", default=["128:8", "256:16"],
                         help="SIDE:CUTN pairs")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per setting")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    allow_tf32(device, args.precision)
     vqgan, perceptor = build_models(args.model, device)
+    if args.compile:
+        vqgan.decoder.compile()
+        perceptor.model.visual.compile()
     rows = []
     for item in args.grid:
         side, cutn = (int(x) for x in item.split(":"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision)
+        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision,
+                           args.warmup)
         median = statistics.median(times)
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
@@ -119,11 +136,12 @@ def main() -> None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         rows.append((f"{side}x{side}", cutn, median, 1 / median, peak))
 
-    print(f"model={args.model} device={device} precision={args.precision} threads={args.threads} "
-          f"torch={torch.__version__}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"model={args.model} device={device} ({name}) precision={args.precision} "
+          f"compile={args.compile} threads={args.threads} torch={torch.__version__}")
     print(f"{'size':>9} {'cutn':>5} {'s/step':>8} {'steps/s':>8} {'peak GiB':>9}")
     for size, cutn, median, rate, peak in rows:
-        print(f"{size:>9} {cutn:>5} {median:>8.3f} {rate:>8.2f} {peak:>9.2f}")
+        print(f"{size:>9} {cutn:>5} {median:>8.4f} {rate:>8.2f} {peak:>9.2f}")
     if device.type != "cuda":
         print("peak GiB on the CPU is the process's maximum resident set size so far")
 

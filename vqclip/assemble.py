@@ -48,8 +48,6 @@ def _start_image(cfg: DictConfig, rng: torch.Generator) -> torch.Tensor | None:
 
 def _vqgan(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
     vqgan, info = load_generator_model(cfg.vqgan, device)
-    # Recompute each decoder block in the backward pass instead of keeping its activations.
-    vqgan.decoder.checkpoint_stages = cfg.low_memory
     width, height = cfg.size
     check_size(width, height, vqgan.factor)
     start = _start_image(cfg, rng)
@@ -103,8 +101,6 @@ def build_judges(
     judges, infos = [], []
     for section, weight in clip_sections(cfg):
         perceptor, info = load_clip_model(section, device)
-        if cfg.low_memory:
-            perceptor.model.set_grad_checkpointing(True)
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
                           augmentations=list(cfg.augmentations), strengths=cfg.augment)
@@ -112,6 +108,20 @@ def build_judges(
         judges.append(Judge(perceptor, cutouts, stages, weight, info["name"]))
         infos.append({**info, "weight": weight})
     return judges, infos
+
+
+def set_low_memory(generator: ImageGenerator, judges: list[Judge], enabled: bool) -> None:
+    """Recompute activations block by block in the backward pass (generator and every CLIP)."""
+    generator.set_low_memory(enabled)
+    for judge in judges:
+        judge.perceptor.model.set_grad_checkpointing(enabled)
+
+
+def compile_models(generator: ImageGenerator, judges: list[Judge]) -> None:
+    """torch.compile the generator's network and every CLIP's image tower (on first use)."""
+    generator.compile()
+    for judge in judges:
+        judge.perceptor.model.visual.compile()
 
 
 def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:

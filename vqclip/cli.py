@@ -164,6 +164,14 @@ def generate(
         bool | None,
         typer.Option("--low-memory", help="Recompute activations per block: far less memory, ~30% slower."),
     ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option("--compile", help="torch.compile the models: slow first step, faster after."),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
+    ] = None,
     offline: Annotated[
         bool, typer.Option(help="Never touch the network; missing models are an error.")
     ] = False,
@@ -187,6 +195,7 @@ def generate(
             "negative": negative, "image_prompts": image_prompt or None,
             "noise_prompts": noise_prompt or None, "switch_every": switch_every,
             "init_weight": init_weight, "init_noise": init_noise, "low_memory": low_memory,
+            "max_memory": max_memory, "compile": compile_models,
             "out": str(out) if out is not None else None,
             "size": parse_size(size) if size is not None else None,
         }
@@ -226,6 +235,9 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                 fps: float = 12.0) -> int:
     """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
     show_progress = not quiet and sys.stderr.isatty()
+    note = run.memory.note()
+    if note and not quiet:
+        stderr.print(note)
     with stop_on_first_interrupt(run.engine.request_stop):
         if show_progress:
             from vqclip.progress import ProgressBar

@@ -137,6 +137,8 @@ class GenerateConfig:
     device: str = "auto"
     precision: str = "auto"
     low_memory: bool = False
+    max_memory: str | None = None
+    compile: bool = False
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
@@ -291,6 +293,14 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
     _check_names(cfg, provenance)
+    if cfg.max_memory is not None:
+        from vqclip.memory import parse_bytes
+
+        try:
+            parse_bytes(cfg.max_memory)
+        except ConfigError:
+            raise _bad("max_memory", cfg.max_memory, "expected an amount such as 8GiB or 512MiB",
+                       provenance) from None
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
         raise _bad("seed", cfg.seed, "must be between 0 and 2**63-1", provenance)
     has_paths = cfg.vqgan.config is not None or cfg.vqgan.checkpoint is not None

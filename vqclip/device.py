@@ -30,3 +30,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps': Apple MPS is not available on this machine")
     return torch.device(name)
+
+
+def allow_tf32(device: torch.device, precision: str) -> None:
+    """On CUDA, let fp32 matmuls and convolutions use TF32 unless strict fp32 was asked for.
+
+    TF32 keeps fp32's range with a 10-bit mantissa, the same as what bf16 autocast already
+    accepts for the heavy ops; `precision: fp32` keeps full fp32 everywhere.
+    """
+    if device.type == "cuda":
+        enabled = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled

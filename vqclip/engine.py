@@ -106,6 +106,7 @@ class Engine:
         self.autocast_dtype = autocast_dtype
         self.initial = [p.detach().clone() for p in generator.parameters()]
         self.step = 0  # steps completed
+        self.out_of_memory = False  # set when a step ran out of memory and ended the loop
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -146,6 +147,14 @@ class Engine:
             losses[regularizer.name] = regularizer(ctx, self.step, self.steps)
         return losses
 
+    def forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """This step's image, its named losses and their sum (under autocast), for backward."""
+        with self._autocast():
+            image = self.generator.image()
+            losses = self._losses(image)
+            loss = torch.stack([v.float() for v in losses.values()]).sum()
+        return image, losses, loss
+
     def _autocast(self) -> torch.autocast:
         device_type = self.rng.device.type
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
@@ -160,6 +169,7 @@ class Engine:
 
         started = time.perf_counter()
         loss_value = float("nan")
+        image = losses = loss = None
         while self.step < self.steps and not self._stop_requested:
             step = self.step
             stages = self.judges[0].stages
@@ -167,11 +177,12 @@ class Engine:
             if stage.start == step and (step > 0 or len(stages) > 1):
                 emit(PromptSwitchEvent(step, stage.label))
             self.optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                image = self.generator.image()
-                losses = self._losses(image)
-                loss = torch.stack([v.float() for v in losses.values()]).sum()
-            loss.backward()
+            try:
+                image, losses, loss = self.forward()
+                loss.backward()
+            except torch.OutOfMemoryError:
+                self.out_of_memory = True
+                break
             self.optimizer.step()
             self.scheduler.step()
             self.generator.clamp_()
@@ -181,6 +192,7 @@ class Engine:
                            time.perf_counter() - started))
             if self.save_every and step % self.save_every == 0:
                 emit(ImageEvent(step, image.detach()[0].float().cpu()))
+        del image, losses, loss  # an out-of-memory step leaves nothing behind for the final image
         with torch.no_grad(), self._autocast():
             final = self.generator.image().detach()[0].float().cpu()
         done = DoneEvent(self.step, loss_value, time.perf_counter() - started, final,

@@ -29,3 +29,7 @@ class UnsafeCheckpointError(ModelError):
 
 class DownloadError(VqclipError):
     """A download failed (network, checksum, disk): exit 1."""
+
+
+class OutOfMemory(VqclipError):
+    """The device ran out of memory during a run (its state was saved first): exit 1."""

@@ -10,14 +10,22 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vqclip.assemble import build_generator, build_judges, regularizers
+from vqclip.assemble import (
+    build_generator,
+    build_judges,
+    compile_models,
+    regularizers,
+    set_low_memory,
+)
 from vqclip.config import GenerateConfig, validate
-from vqclip.device import resolve_device
+from vqclip.device import allow_tf32, resolve_device
 from vqclip.engine import Callback, Engine
-from vqclip.errors import UsageError
+from vqclip.errors import OutOfMemory, UsageError
+from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir
+from vqclip.planner import plan, smaller_settings
 from vqclip.schedules import make_scheduler
 
 
@@ -52,6 +60,7 @@ class Run:
     def __init__(self, cfg: DictConfig, *, resume: ResumePoint | None = None) -> None:
         state = resume.state if resume is not None else None
         device = resolve_device(cfg.device)
+        allow_tf32(device, cfg.precision)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
 
         rng = torch.Generator(device=device).manual_seed(seed)
@@ -64,6 +73,17 @@ class Run:
         self.engine = Engine(generator, judges, optimizer, scheduler, rng, steps=cfg.steps,
                              save_every=cfg.save_every, regularizers=regularizers(cfg),
                              autocast_dtype=autocast_dtype(cfg.precision, device))
+        set_low_memory(generator, judges, cfg.low_memory)
+        self.device = device
+        self.memory = plan(
+            self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
+            low_memory=cfg.low_memory, max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
+            set_low_memory=lambda enabled: set_low_memory(generator, judges, enabled),
+        )
+        if self.memory.switched_low_memory:
+            cfg.low_memory = True
+        if cfg.compile:
+            compile_models(generator, judges)
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
         resolved["seed"] = seed
@@ -88,11 +108,26 @@ class Run:
         """Run the loop to the end (or a requested stop); every file lands in the run folder."""
         done = self.engine.run([self.writer, *callbacks])
         cfg = self.config
+        if self.engine.out_of_memory:
+            raise OutOfMemory(self._out_of_memory_message(done.step))
         return GenerateResult(
             image=self.writer.final_path, run_dir=self.run_dir, prompt=cfg["prompt"],
             seed=cfg["seed"], steps=done.step, size=list(cfg["size"]), final_loss=done.loss,
             seconds=done.seconds, interrupted=done.interrupted,
         )
+
+
+    def _out_of_memory_message(self, step: int) -> str:
+        memory = self.memory.memory
+        cfg = self.config
+        half_the_step = memory.resident + memory.step // 2
+        smaller = smaller_settings(memory, half_the_step, size=tuple(cfg["size"]),
+                                   size_multiple=self.engine.generator.size_multiple,
+                                   cutn=cfg["cutn"])
+        low = "" if cfg["low_memory"] else "--low-memory, "
+        return (f"out of memory at step {step} on {self.device.type} (estimated "
+                f"{gib(memory.total)}); image and state saved in {self.run_dir}. Try "
+                f"{low}{smaller}")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

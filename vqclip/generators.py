@@ -24,6 +24,13 @@ class ImageGenerator(Protocol):
 
     def clamp_(self) -> None: ...
 
+    def set_low_memory(self, enabled: bool) -> None: ...
+
+    def compile(self) -> None: ...
+
+    @property
+    def size_multiple(self) -> int: ...
+
 
 class _ClampWithGrad(torch.autograd.Function):
     """Clamp to [0, 1] but let gradients through where they point back into range."""
@@ -86,6 +93,19 @@ class VQGANGenerator:
         """Keep z inside the codebook's range in every dimension."""
         self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
 
+    def set_low_memory(self, enabled: bool) -> None:
+        """Recompute each decoder block in the backward pass instead of keeping its activations."""
+        self.vqgan.decoder.checkpoint_stages = enabled
+
+    def compile(self) -> None:
+        """Compile the decoder with torch.compile (on its first call)."""
+        self.vqgan.decoder.compile()
+
+    @property
+    def size_multiple(self) -> int:
+        """Both sides of the image are multiples of the VQGAN's downsampling factor."""
+        return self.vqgan.factor
+
 
 def _logit(image: torch.Tensor) -> torch.Tensor:
     return torch.logit(image.clamp(1e-3, 1 - 1e-3))
@@ -98,6 +118,7 @@ class PixelGenerator:
         low = F.interpolate(start, size=(height // scale, width // scale), mode="area")
         self.logits = _logit(low).requires_grad_(True)
         self.size = (height, width)
+        self.size_multiple = scale
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.logits]
@@ -110,6 +131,12 @@ class PixelGenerator:
 
     def clamp_(self) -> None:
         """Nothing to clamp: the sigmoid keeps every pixel in range."""
+
+    def set_low_memory(self, enabled: bool) -> None:
+        """Nothing to recompute: the image is one sigmoid and one resize away."""
+
+    def compile(self) -> None:
+        """Nothing worth compiling: two element-wise ops."""
 
 
 class FourierGenerator:
@@ -135,6 +162,7 @@ class FourierGenerator:
             spectrum = torch.view_as_real(complex_spectrum)
         self.spectrum = spectrum.contiguous().requires_grad_(True)
         self.size = (height, width)
+        self.size_multiple = 1
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.spectrum]
@@ -145,3 +173,9 @@ class FourierGenerator:
 
     def clamp_(self) -> None:
         """Nothing to clamp: the sigmoid keeps every pixel in range."""
+
+    def set_low_memory(self, enabled: bool) -> None:
+        """Nothing to recompute: the image is one inverse FFT and one sigmoid away."""
+
+    def compile(self) -> None:
+        """Nothing worth compiling: one inverse FFT and one sigmoid."""

@@ -1,0 +1,99 @@
+"""Before the first step: will the run fit in memory, and if not, what would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from vqclip.engine import Engine
+from vqclip.errors import UsageError
+from vqclip.memory import (
+    LOW_MEMORY_SLACK,
+    SLACK,
+    StepMemory,
+    available_bytes,
+    gib,
+    resident_bytes,
+    simulate_peak,
+)
+
+
+def measure(engine: Engine, device: torch.device, *, low_memory: bool) -> StepMemory:
+    """Resident memory now, and one simulated step of `engine` at its own cutn and at cutn 1.
+
+    `low_memory` says whether the models recompute activations (it sets the allocator slack).
+    """
+    parameters = engine.generator.parameters()
+    step = simulate_peak(lambda: engine.forward()[2], parameters)
+    cutouts = [judge.cutouts for judge in engine.judges]
+    cutn = cutouts[0].cutn
+    cutout_part = 0
+    if cutn > 1:
+        for item in cutouts:
+            item.cutn = 1
+        try:
+            single = simulate_peak(lambda: engine.forward()[2], parameters)
+        finally:
+            for item in cutouts:
+                item.cutn = cutn
+        cutout_part = max(step - single, 0) * cutn // (cutn - 1)
+    slack = LOW_MEMORY_SLACK if low_memory else SLACK
+    return StepMemory(resident_bytes(device), int(step * slack), int(cutout_part * slack))
+
+
+@dataclass
+class MemoryPlan:
+    """The memory a run will use, its budget, and whether low memory had to be switched on."""
+
+    memory: StepMemory
+    budget: int
+    switched_low_memory: bool = False
+
+    def note(self) -> str | None:
+        """What the user should be told before the run starts, if anything."""
+        if not self.switched_low_memory:
+            return None
+        return (f"--low-memory switched on: the run needs about {gib(self.memory.total)} with it, "
+                f"more than the {gib(self.budget)} available without it")
+
+
+def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_multiple: int,
+         low_memory: bool, set_low_memory: Callable[[bool], None],
+         max_memory: int | None = None) -> MemoryPlan:
+    """Check that the run fits `max_memory` (or the device's free memory) before it starts.
+
+    Switches on low memory when that makes it fit; otherwise a usage error names the largest
+    size and cutn that would fit.
+    """
+    memory = measure(engine, device, low_memory=low_memory)
+    budget = max_memory if max_memory is not None else memory.resident + available_bytes(device)
+    if memory.total <= budget:
+        return MemoryPlan(memory, budget)
+    if not low_memory:
+        set_low_memory(True)
+        lean = measure(engine, device, low_memory=True)
+        if lean.total <= budget:
+            return MemoryPlan(lean, budget, switched_low_memory=True)
+        memory = lean
+    if memory.resident >= budget:
+        raise UsageError(f"{gib(budget)} of memory is less than the {gib(memory.resident)} that "
+                         f"the models (and the program) take before the first step")
+    advice = smaller_settings(memory, budget, size=size, size_multiple=size_multiple,
+                              cutn=engine.judges[0].cutouts.cutn)
+    raise UsageError(f"the run needs about {gib(memory.total)} of memory but {gib(budget)} is "
+                     f"available on {device.type}; largest that fits: {advice} (with --low-memory)")
+
+
+def smaller_settings(memory: StepMemory, budget: int, *, size: tuple[int, int],
+                     size_multiple: int, cutn: int) -> str:
+    """'--size WxH or --cutn N': the largest of each that fits `budget`, the other unchanged."""
+    options = []
+    fitting_size = memory.largest_size(*size, size_multiple, budget)
+    if fitting_size is not None:
+        options.append(f"--size {fitting_size[0]}x{fitting_size[1]}")
+    fitting_cutn = memory.largest_cutn(cutn, budget)
+    if fitting_cutn is not None:
+        options.append(f"--cutn {fitting_cutn}")
+    return " or ".join(options) if options else "a smaller size and cutn"
