@@ -1,10 +1,10 @@
 PYTHON ?= python3
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install test demo lint bench
+.PHONY: help install test demo lint bench gpu-wheels
 
 help: ## Show this help
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
 
 install: ## Install vqclip with its development tools (pip install -e .[dev])
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -20,3 +20,9 @@ lint: ## Check the code with ruff
 
 bench: ## Time steps of the tiny and full-size architectures on this machine
 	$(PYTHON) benchmarks/step_bench.py
+
+gpu-wheels: ## Download the wheels benchmarks/gpu.sh installs on a GPU box without network
+	$(PYTHON) -m pip download --dest benchmarks/wheels --only-binary=:all: --no-deps \
+		--python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+		open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock
+	$(PYTHON) -m pip wheel --wheel-dir benchmarks/wheels --no-deps "antlr4-python3-runtime==4.9.3"
