@@ -1,7 +1,8 @@
 """Generation quality on the bundled shapes models, judged by pixel statistics; prints a table.
 
-For every seed: one image per color ("a <color> circle") checked for its dominant color, and
-a circle and a square in red compared for roundness (the circle's region should be rounder).
+For every seed: one image per color ("a red circle", "an orange circle", ...) checked for
+its dominant color, and a circle and a square in red compared for roundness (the circle's
+region should be rounder).
 
     python benchmarks/shapes_quality.py --seeds 4 --steps 150
 """
@@ -17,6 +18,7 @@ from PIL import Image
 
 from vqclip.config import build_config
 from vqclip.generate import Run
+from vqclip.shapes.data import article
 from vqclip.shapes.pixel_judge import color_mask, dominant_color, largest_region, roundness
 
 COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
@@ -43,8 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for seed in range(args.seeds):
             for color in COLORS:
-                color_hits[color] += dominant_color(generate(f"a {color} circle", seed, args.steps,
-                                                             out)) == color
+                prompt = f"{article(color)} {color} circle"
+                color_hits[color] += dominant_color(generate(prompt, seed, args.steps, out)) == color
             circle, square = (
                 roundness(largest_region(color_mask(generate(f"a red {shape}", seed, args.steps,
                                                              out), "red")))

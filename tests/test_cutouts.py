@@ -60,3 +60,19 @@ def test_unknown_augmentation_and_method_list_valid_names() -> None:
         Cutouts(16, 2, augmentations=["blur"])
     with pytest.raises(ConfigError, match="valid: random, pooled"):
         Cutouts(16, 2, method="tiles")
+
+
+def test_padding_decides_what_shifted_cutouts_see_past_the_edge() -> None:
+    image = torch.ones(1, 3, 32, 32)
+    strengths = AugmentConfig(affine=1.0)
+
+    def darkest(padding: str) -> float:
+        cut = Cutouts(16, 16, method="pooled", padding=padding, augmentations=["affine"],
+                      strengths=strengths)
+        return float(cut(image, torch.Generator().manual_seed(0)).min())
+
+    assert darkest("reflection") == pytest.approx(1.0)
+    assert darkest("border") == pytest.approx(1.0)
+    assert darkest("zeros") < 0.5
+    with pytest.raises(ConfigError, match="cut_padding='mirror': valid: reflection, zeros, border"):
+        Cutouts(16, 4, padding="mirror")

@@ -103,6 +103,7 @@ def build_judges(
         perceptor, info = load_clip_model(section, device)
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
+                          padding=cfg.cut_padding,
                           augmentations=list(cfg.augmentations), strengths=cfg.augment)
         stages = build_stages(cfg, perceptor, cutouts, seed)
         judges.append(Judge(perceptor, cutouts, stages, weight, info["name"]))

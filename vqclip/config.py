@@ -126,6 +126,7 @@ class GenerateConfig:
     cut_min: float = 0.0
     cut_full: bool = False
     cut_method: str = "random"
+    cut_padding: str = "reflection"
     augmentations: list[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init_image: str | None = None
@@ -316,7 +317,7 @@ def _check_names(cfg: DictConfig, provenance: dict[str, str]) -> None:
     """Names chosen from registries must exist, checked before any model is loaded."""
     from vqclip.assemble import GENERATORS, INIT_NOISE
     from vqclip.augment import AUGMENTATIONS
-    from vqclip.cutouts import CUT_METHODS
+    from vqclip.cutouts import CUT_METHODS, CUT_PADDINGS
     from vqclip.losses import REGULARIZERS
     from vqclip.optimizers import OPTIMIZERS
     from vqclip.schedules import SCHEDULES
@@ -325,6 +326,7 @@ def _check_names(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("generator", cfg.generator, list(GENERATORS)),
         ("init_noise", cfg.init_noise, list(INIT_NOISE)),
         ("cut_method", cfg.cut_method, list(CUT_METHODS)),
+        ("cut_padding", cfg.cut_padding, list(CUT_PADDINGS)),
         ("optimizer.name", cfg.optimizer.name.lower(), sorted(OPTIMIZERS)),
         ("lr_schedule.name", cfg.lr_schedule.name, list(SCHEDULES)),
     ]

@@ -11,6 +11,7 @@ from vqclip.augment import GRID_AUGMENTS, PIXEL_AUGMENTS, THETA_AUGMENTS, Draw, 
 from vqclip.errors import ConfigError
 
 CUT_METHODS = ("random", "pooled")
+CUT_PADDINGS = ("reflection", "zeros", "border")
 
 
 class Cutouts:
@@ -20,7 +21,9 @@ class Cutouts:
     composition. `pooled` gives every cutout the whole image (the peers' default), augmented.
     All crops and geometric augmentations become one sampling grid and one `grid_sample`,
     sampled at twice the output size and average-pooled once, which keeps large crops from
-    aliasing without an image pyramid.
+    aliasing without an image pyramid. Where an augmentation looks past the image's edge,
+    `padding` says what CLIP sees there: the image mirrored (`reflection`), black (`zeros`,
+    right for images on a black background) or the edge pixels repeated (`border`).
     """
 
     def __init__(
@@ -32,11 +35,14 @@ class Cutouts:
         cut_pow: float = 1.0,
         cut_min: float = 0.0,
         cut_full: bool = False,
+        padding: str = "reflection",
         augmentations: list[str] = (),
         strengths: Any = None,
     ) -> None:
         if method not in CUT_METHODS:
             raise ConfigError(f"cut_method={method!r}: valid: {', '.join(CUT_METHODS)}")
+        if padding not in CUT_PADDINGS:
+            raise ConfigError(f"cut_padding={padding!r}: valid: {', '.join(CUT_PADDINGS)}")
         check_names(list(augmentations))
         self.cut_size = cut_size
         self.cutn = cutn
@@ -44,6 +50,7 @@ class Cutouts:
         self.cut_pow = cut_pow
         self.cut_min = cut_min
         self.cut_full = cut_full
+        self.padding = padding
         self.augmentations = list(augmentations)
         self.strengths = strengths
 
@@ -85,7 +92,7 @@ class Cutouts:
             if name in GRID_AUGMENTS:
                 grid = GRID_AUGMENTS[name](grid, draw, self._strength(name))
         batch = image.expand(self.cutn, -1, -1, -1)
-        cutouts = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection",
+        cutouts = F.grid_sample(batch, grid, mode="bilinear", padding_mode=self.padding,
                                 align_corners=False)
         cutouts = F.avg_pool2d(cutouts, 2)
         for name in self.augmentations:

@@ -1,14 +1,14 @@
-"""Peak memory of one generation step, simulated before the first step, and what fits instead.
+"""Peak memory of one generation step, simulated on fake tensors before the first step.
 
-The estimate runs one real step (forward, losses, backward) on fake tensors: shapes and dtypes
-flow through the same code and autocast, checkpointing and the optimizer's inputs behave as in
-the real run, but nothing is computed or allocated. Every tensor the step creates is counted
-from its first op until Python drops it, so the peak is the largest sum of live bytes.
+The simulation runs the step's own code (forward, losses, backward) on fake tensors: shapes
+and dtypes flow through it and autocast and checkpointing behave as in the real run, but
+nothing is computed or allocated. Every tensor the step creates is counted from its first op
+until Python drops it, so the peak is the largest sum of live bytes.
 
 What the allocator adds on top (caching, fragmentation) is a factor calibrated on the CPU
 against the measured resident-set growth of full-size models (benchmarks/memory_bench.py):
 1.15 for a plain step; 1.8 with --low-memory, whose recomputation frees and reallocates
-every block's activations.
+every block's activations. The same factors serve CUDA until it is measured there.
 """
 
 from __future__ import annotations
