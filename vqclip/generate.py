@@ -116,7 +116,6 @@ class Run:
             seconds=done.seconds, interrupted=done.interrupted,
         )
 
-
     def _out_of_memory_message(self, step: int) -> str:
         memory = self.memory.memory
         cfg = self.config
