@@ -25,7 +25,7 @@ from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir
-from vqclip.planner import plan, smaller_settings
+from vqclip.planner import measure, plan, smaller_settings
 from vqclip.schedules import make_scheduler
 
 
@@ -117,15 +117,16 @@ class Run:
         )
 
     def _out_of_memory_message(self, step: int) -> str:
-        memory = self.memory.memory
         cfg = self.config
+        memory = measure(self.engine, self.device, low_memory=cfg["low_memory"],
+                         split_cutouts=True)
         half_the_step = memory.resident + memory.step // 2
         smaller = smaller_settings(memory, half_the_step, size=tuple(cfg["size"]),
                                    size_multiple=self.engine.generator.size_multiple,
                                    cutn=cfg["cutn"])
         low = "" if cfg["low_memory"] else "--low-memory, "
         return (f"out of memory at step {step} on {self.device.type} (estimated "
-                f"{gib(memory.total)}); image and state saved in {self.run_dir}. Try "
+                f"{gib(self.memory.memory.total)}); image and state saved in {self.run_dir}. Try "
                 f"{low}{smaller}")
 
 

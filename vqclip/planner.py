@@ -20,17 +20,20 @@ from vqclip.memory import (
 )
 
 
-def measure(engine: Engine, device: torch.device, *, low_memory: bool) -> StepMemory:
-    """Resident memory now, and one simulated step of `engine` at its own cutn and at cutn 1.
+def measure(engine: Engine, device: torch.device, *, low_memory: bool,
+            split_cutouts: bool = False) -> StepMemory:
+    """Resident memory now and one simulated step of `engine`.
 
     `low_memory` says whether the models recompute activations (it sets the allocator slack).
+    With `split_cutouts` a second simulation at cutn 1 tells the share that grows with cutn,
+    which only suggestions of smaller settings need.
     """
     parameters = engine.generator.parameters()
     step = simulate_peak(lambda: engine.forward()[2], parameters)
     cutouts = [judge.cutouts for judge in engine.judges]
     cutn = cutouts[0].cutn
     cutout_part = 0
-    if cutn > 1:
+    if split_cutouts and cutn > 1:
         for item in cutouts:
             item.cutn = 1
         try:
@@ -45,18 +48,23 @@ def measure(engine: Engine, device: torch.device, *, low_memory: bool) -> StepMe
 
 @dataclass
 class MemoryPlan:
-    """The memory a run will use, its budget, and whether low memory had to be switched on."""
+    """The memory a run will use and its budget; `without_low_memory` is set when low memory
+    had to be switched on (what the run would have needed without it)."""
 
     memory: StepMemory
     budget: int
-    switched_low_memory: bool = False
+    without_low_memory: int | None = None
+
+    @property
+    def switched_low_memory(self) -> bool:
+        return self.without_low_memory is not None
 
     def note(self) -> str | None:
         """What the user should be told before the run starts, if anything."""
-        if not self.switched_low_memory:
+        if self.without_low_memory is None:
             return None
-        return (f"--low-memory switched on: the run needs about {gib(self.memory.total)} with it, "
-                f"more than the {gib(self.budget)} available without it")
+        return (f"--low-memory switched on: the run needs about {gib(self.without_low_memory)} "
+                f"without it and {gib(self.memory.total)} with it; {gib(self.budget)} is available")
 
 
 def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_multiple: int,
@@ -75,11 +83,11 @@ def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_mu
         set_low_memory(True)
         lean = measure(engine, device, low_memory=True)
         if lean.total <= budget:
-            return MemoryPlan(lean, budget, switched_low_memory=True)
-        memory = lean
+            return MemoryPlan(lean, budget, without_low_memory=memory.total)
     if memory.resident >= budget:
         raise UsageError(f"{gib(budget)} of memory is less than the {gib(memory.resident)} that "
                          f"the models (and the program) take before the first step")
+    memory = measure(engine, device, low_memory=True, split_cutouts=True)
     advice = smaller_settings(memory, budget, size=size, size_multiple=size_multiple,
                               cutn=engine.judges[0].cutouts.cutn)
     raise UsageError(f"the run needs about {gib(memory.total)} of memory but {gib(budget)} is "
