@@ -111,7 +111,7 @@ def test_a_run_that_cannot_fit_names_settings_that_would(monkeypatch) -> None:
         plan_with(FakeMeasure(), monkeypatch, GIB // 2)
 
 
-def test_too_small_max_memory_exits_2_without_a_run_folder(tiny_sets, tmp_path) -> None:
+def test_too_small_max_memory_exits_2_without_a_run_folder_unless_unchecked(tiny_sets, tmp_path) -> None:
     sets = [item for s in tiny_sets for item in ("--set", s)]
     result = runner.invoke(app, ["generate", "a red circle", *sets, "-o", str(tmp_path),
                                  "--steps", "2", "--max-memory", "10MiB"])
@@ -121,6 +121,10 @@ def test_too_small_max_memory_exits_2_without_a_run_folder(tiny_sets, tmp_path) 
     bad = runner.invoke(app, ["generate", "a red circle", *sets, "-o", str(tmp_path),
                               "--max-memory", "lots"])
     assert bad.exit_code == 2 and "max_memory=lots" in bad.output
+    unchecked = runner.invoke(app, ["generate", "a red circle", *sets, "-o", str(tmp_path),
+                                    "--steps", "2", "--size", "32x32", "--max-memory", "10MiB",
+                                    "--set", "plan_memory=false"])
+    assert unchecked.exit_code == 0, unchecked.output
 
 
 def test_out_of_memory_mid_run_saves_state_and_suggests_smaller_settings(

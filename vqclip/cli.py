@@ -235,7 +235,7 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                 fps: float = 12.0) -> int:
     """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
     show_progress = not quiet and sys.stderr.isatty()
-    note = run.memory.note()
+    note = run.memory.note() if run.memory is not None else None
     if note and not quiet:
         stderr.print(note)
     with stop_on_first_interrupt(run.engine.request_stop):

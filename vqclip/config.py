@@ -139,6 +139,7 @@ class GenerateConfig:
     precision: str = "auto"
     low_memory: bool = False
     max_memory: str | None = None
+    plan_memory: bool = True
     compile: bool = False
     out: str = "outputs"
     generator: str = "vqgan"

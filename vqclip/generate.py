@@ -25,7 +25,7 @@ from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir
-from vqclip.planner import measure, plan, smaller_settings
+from vqclip.planner import MemoryPlan, measure, plan, smaller_settings
 from vqclip.schedules import make_scheduler
 
 
@@ -75,13 +75,15 @@ class Run:
                              autocast_dtype=autocast_dtype(cfg.precision, device))
         set_low_memory(generator, judges, cfg.low_memory)
         self.device = device
-        self.memory = plan(
-            self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
-            low_memory=cfg.low_memory, max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
-            set_low_memory=lambda enabled: set_low_memory(generator, judges, enabled),
-        )
-        if self.memory.switched_low_memory:
-            cfg.low_memory = True
+        self.memory: MemoryPlan | None = None
+        if cfg.plan_memory:
+            self.memory = plan(
+                self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
+                low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
+                max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
+            )
+            if self.memory.switched_low_memory:
+                cfg.low_memory = True
         if cfg.compile:
             compile_models(generator, judges)
 
@@ -125,9 +127,8 @@ class Run:
                                    size_multiple=self.engine.generator.size_multiple,
                                    cutn=cfg["cutn"])
         low = "" if cfg["low_memory"] else "--low-memory, "
-        return (f"out of memory at step {step} on {self.device.type} (estimated "
-                f"{gib(self.memory.memory.total)}); image and state saved in {self.run_dir}. Try "
-                f"{low}{smaller}")
+        return (f"out of memory at step {step} on {self.device.type} (a step needs about "
+                f"{gib(memory.total)}); image and state saved in {self.run_dir}. Try {low}{smaller}")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
