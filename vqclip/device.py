@@ -35,8 +35,8 @@ def resolve_device(name: str) -> torch.device:
 def allow_tf32(device: torch.device, precision: str) -> None:
     """On CUDA, let fp32 matmuls and convolutions use TF32 unless strict fp32 was asked for.
 
-    TF32 keeps fp32's range with a 10-bit mantissa, the same as what bf16 autocast already
-    accepts for the heavy ops; `precision: fp32` keeps full fp32 everywhere.
+    TF32 keeps fp32's range with a 10-bit mantissa, finer than the 7 bits bf16 autocast
+    already accepts for the heavy ops; `precision: fp32` keeps full fp32 everywhere.
     """
     if device.type == "cuda":
         enabled = precision != "fp32"
