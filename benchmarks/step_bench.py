@@ -3,8 +3,11 @@
 Full-size architectures use random weights (shapes and FLOPs are what set the speed):
 the imagenet f16 16384 VQGAN and open_clip's ViT-B-32-quickgelu. `--model tiny` uses the
 tiny test architectures; `--model half` that VQGAN at half its width with the tiny CLIP.
+`--batch-sizes 1 4` also times K images optimized together (`--batch-size K`) and converts
+each to images per hour at `--image-steps` steps per image.
 
     python benchmarks/step_bench.py --model full --grid 128:8 256:16 --steps 6
+    python benchmarks/step_bench.py --model tiny --grid 64:8 --batch-sizes 1 2 4 8
 """
 
 from __future__ import annotations
@@ -69,10 +72,11 @@ def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
 
 
 def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
-                 device: torch.device, precision: str) -> Engine:
-    """An engine for `steps` steps at side x side with `cutn` cutouts, as generate builds it."""
-    rng = torch.Generator(device=device).manual_seed(0)
-    generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rng)
+                 device: torch.device, precision: str, batch_size: int = 1) -> Engine:
+    """An engine for `steps` steps at side x side with `cutn` cutouts and `batch_size` images,
+    as generate builds it."""
+    rngs = [torch.Generator(device=device).manual_seed(seed) for seed in range(batch_size)]
+    generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rngs)
     cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
                       strengths=AugmentConfig())
     optimizer = make_optimizer("adam", generator.parameters(), 0.1, {})
@@ -80,18 +84,20 @@ def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps
     stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])
     judge = Judge(perceptor, cutouts, [stage])
     scheduler = make_scheduler("constant", optimizer, steps, {})
-    return Engine(generator, [judge], optimizer, scheduler, rng, steps=steps, save_every=0,
+    return Engine(generator, [judge], optimizer, scheduler, rngs, steps=steps, save_every=0,
                   autocast_dtype=autocast_dtype(precision, device))
 
 
 def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
-               device: torch.device, precision: str, warmup: int = 1) -> list[float]:
+               device: torch.device, precision: str, warmup: int = 1,
+               batch_size: int = 1) -> list[float]:
     """Per-step seconds of `steps` engine steps at side x side (after `warmup` untimed ones)."""
-    engine = build_engine(vqgan, perceptor, side, cutn, steps + warmup, device, precision)
+    engine = build_engine(vqgan, perceptor, side, cutn, steps + warmup, device, precision,
+                          batch_size)
     stamps: list[float] = []
 
     def on_event(event: object) -> None:
-        if isinstance(event, StepEvent):
+        if isinstance(event, StepEvent) and event.index == 0:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
@@ -113,6 +119,10 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per setting")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1],
+                        help="images optimized together (K of --batch-size)")
+    parser.add_argument("--image-steps", type=int, default=300,
+                        help="steps per image, for the images-per-hour column")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -125,23 +135,34 @@ def main() -> None:
     rows = []
     for item in args.grid:
         side, cutn = (int(x) for x in item.split(":"))
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision,
-                           args.warmup)
-        median = statistics.median(times)
-        if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated() / 2**30
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        rows.append((f"{side}x{side}", cutn, median, 1 / median, peak))
+        measured = []
+        for batch_size in args.batch_sizes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision,
+                               args.warmup, batch_size)
+            if device.type == "cuda":
+                peak = torch.cuda.max_memory_allocated() / 2**30
+            else:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            measured.append((batch_size, statistics.median(times), peak))
+        # K=1 is one image per run: K separate runs make images at its rate
+        single = next((3600 / (m * args.image_steps) for k, m, _ in measured if k == 1), None)
+        for batch_size, median, peak in measured:
+            per_hour = 3600 * batch_size / (median * args.image_steps)
+            gain = f"{per_hour / single:.2f}x" if single else "-"
+            rows.append((f"{side}x{side}", cutn, batch_size, median, 1 / median, per_hour, gain,
+                         peak))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"model={args.model} device={device} ({name}) precision={args.precision} "
-          f"compile={args.compile} threads={args.threads} torch={torch.__version__}")
-    print(f"{'size':>9} {'cutn':>5} {'s/step':>8} {'steps/s':>8} {'peak GiB':>9}")
-    for size, cutn, median, rate, peak in rows:
-        print(f"{size:>9} {cutn:>5} {median:>8.4f} {rate:>8.2f} {peak:>9.2f}")
+          f"compile={args.compile} threads={args.threads} torch={torch.__version__} "
+          f"image_steps={args.image_steps}")
+    print(f"{'size':>9} {'cutn':>5} {'K':>3} {'s/step':>8} {'steps/s':>8} {'images/h':>9} "
+          f"{'vs K=1':>7} {'peak GiB':>9}")
+    for size, cutn, batch_size, median, rate, per_hour, gain, peak in rows:
+        print(f"{size:>9} {cutn:>5} {batch_size:>3} {median:>8.4f} {rate:>8.2f} {per_hour:>9.1f} "
+              f"{gain:>7} {peak:>9.2f}")
     if device.type != "cuda":
         print("peak GiB on the CPU is the process's maximum resident set size so far")
 

@@ -44,7 +44,7 @@ def test_generators_start_from_an_init_image() -> None:
     start = torch.zeros(1, 3, 16, 16)
     start[:, 0] = 0.8
     pixel = PixelGenerator(start, 16, 16, scale=2)
-    fourier = FourierGenerator(start, 16, 16, 1.0, torch.Generator().manual_seed(0))
+    fourier = FourierGenerator(start, 16, 16, 1.0, [torch.Generator().manual_seed(0)])
     for generator in (pixel, fourier):
         image = generator.image()
         assert image.shape == (1, 3, 16, 16)

@@ -37,12 +37,12 @@ def test_parse_bytes_reads_binary_units() -> None:
 def test_simulated_step_touches_nothing_real(tiny_sets, tmp_path, one_thread) -> None:
     engine = make_run(tiny_sets, tmp_path, "steps=2").engine
     z = engine.generator.z.detach().clone()
-    rng_state = engine.rng.get_state()
+    rng_state = engine.rngs[0].get_state()
     peak = simulate_peak(lambda: engine.forward()[2], engine.generator.parameters())
     assert peak > 0
     assert engine.generator.z.grad is None
     assert torch.equal(engine.generator.z, z)
-    assert torch.equal(engine.rng.get_state(), rng_state)
+    assert torch.equal(engine.rngs[0].get_state(), rng_state)
 
 
 def test_estimate_is_within_a_quarter_of_the_measured_peak_at_three_sizes() -> None:

@@ -34,57 +34,60 @@ def check_size(width: int, height: int, factor: int) -> None:
     )
 
 
-def _start_image(cfg: DictConfig, rng: torch.Generator) -> torch.Tensor | None:
-    """The init image, or a pixel/gradient noise canvas; None for the generator's own start."""
+def _start_images(cfg: DictConfig, rngs: list[torch.Generator]) -> torch.Tensor | None:
+    """The init image, or a pixel/gradient noise canvas, once per random generator, (K, 3, H, W);
+    None for the generator's own start."""
     width, height = cfg.size
     if cfg.init_noise not in INIT_NOISE:
         raise ConfigError(f"init_noise={cfg.init_noise!r}: valid: {', '.join(INIT_NOISE)}")
     if cfg.init_image:
-        return init_canvas(cfg.init_image, width, height).to(rng.device)
+        canvas = init_canvas(cfg.init_image, width, height).to(rngs[0].device)
+        return canvas.expand(len(rngs), -1, -1, -1)
     if cfg.init_noise in NOISE_CANVASES:
-        return noise_canvas(cfg.init_noise, width, height, rng)
+        return torch.cat([noise_canvas(cfg.init_noise, width, height, rng) for rng in rngs])
     return None
 
 
-def _vqgan(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+def _vqgan(cfg: DictConfig, device: torch.device, rngs: list[torch.Generator]) -> Built:
     vqgan, info = load_generator_model(cfg.vqgan, device)
     width, height = cfg.size
     check_size(width, height, vqgan.factor)
-    start = _start_image(cfg, rng)
+    start = _start_images(cfg, rngs)
     if start is None:
-        return VQGANGenerator.from_random_tokens(vqgan, width, height, rng), info
+        return VQGANGenerator.from_random_tokens(vqgan, width, height, rngs), info
     return VQGANGenerator.from_image(vqgan, start), info
 
 
-def _pixel(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+def _pixel(cfg: DictConfig, device: torch.device, rngs: list[torch.Generator]) -> Built:
     width, height = cfg.size
     scale = cfg.pixel.scale
     if width % scale or height % scale:
         raise ConfigError(f"pixel.scale={scale} must divide both sides of the size {width}x{height}")
-    start = _start_image(cfg, rng)
+    start = _start_images(cfg, rngs)
     if start is None:  # "tokens" has no meaning here: start from uniform noise
-        start = noise_canvas("pixels", width, height, rng)
+        start = torch.cat([noise_canvas("pixels", width, height, rng) for rng in rngs])
     return PixelGenerator(start, width, height, scale), {"name": "pixel", "scale": scale}
 
 
-def _fourier(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
+def _fourier(cfg: DictConfig, device: torch.device, rngs: list[torch.Generator]) -> Built:
     width, height = cfg.size
-    generator = FourierGenerator(_start_image(cfg, rng), width, height, cfg.fourier.decay, rng)
+    generator = FourierGenerator(_start_images(cfg, rngs), width, height, cfg.fourier.decay, rngs)
     return generator, {"name": "fourier", "decay": cfg.fourier.decay}
 
 
-GENERATORS: dict[str, Callable[[DictConfig, torch.device, torch.Generator], Built]] = {
+GENERATORS: dict[str, Callable[[DictConfig, torch.device, list[torch.Generator]], Built]] = {
     "vqgan": _vqgan,
     "pixel": _pixel,
     "fourier": _fourier,
 }
 
 
-def build_generator(cfg: DictConfig, device: torch.device, rng: torch.Generator) -> Built:
-    """The generator the config names, at its start, with a description for the metadata."""
+def build_generator(cfg: DictConfig, device: torch.device, rngs: list[torch.Generator]) -> Built:
+    """The generator the config names, at its start with one image per random generator, and
+    a description for the metadata."""
     if cfg.generator not in GENERATORS:
         raise ConfigError(f"generator={cfg.generator!r} is unknown; valid: {', '.join(GENERATORS)}")
-    return GENERATORS[cfg.generator](cfg, device, rng)
+    return GENERATORS[cfg.generator](cfg, device, rngs)
 
 
 def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
@@ -94,9 +97,7 @@ def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
     return [(cfg.clip, 1.0)]
 
 
-def build_judges(
-    cfg: DictConfig, device: torch.device, seed: int
-) -> tuple[list[Judge], list[dict[str, Any]]]:
+def build_judges(cfg: DictConfig, device: torch.device) -> tuple[list[Judge], list[dict[str, Any]]]:
     """One judge per CLIP model: its own cutout size, normalization and prompt embeddings."""
     judges, infos = [], []
     for section, weight in clip_sections(cfg):
@@ -105,7 +106,7 @@ def build_judges(
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
                           padding=cfg.cut_padding,
                           augmentations=list(cfg.augmentations), strengths=cfg.augment)
-        stages = build_stages(cfg, perceptor, cutouts, seed)
+        stages = build_stages(cfg, perceptor, cutouts)
         judges.append(Judge(perceptor, cutouts, stages, weight, info["name"]))
         infos.append({**info, "weight": weight})
     return judges, infos

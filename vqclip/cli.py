@@ -172,6 +172,10 @@ def generate(
         str | None,
         typer.Option(help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
+    ] = None,
     offline: Annotated[
         bool, typer.Option(help="Never touch the network; missing models are an error.")
     ] = False,
@@ -195,7 +199,7 @@ def generate(
             "negative": negative, "image_prompts": image_prompt or None,
             "noise_prompts": noise_prompt or None, "switch_every": switch_every,
             "init_weight": init_weight, "init_noise": init_noise, "low_memory": low_memory,
-            "max_memory": max_memory, "compile": compile_models,
+            "max_memory": max_memory, "compile": compile_models, "batch_size": batch_size,
             "out": str(out) if out is not None else None,
             "size": parse_size(size) if size is not None else None,
         }
@@ -246,20 +250,27 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                 result = run.execute([bar])
         else:
             result = run.execute()
+    results = result.batch or [result]
     data = result.to_json()
+    entries = data.get("batch", [data])  # one per image: the first image's fields lead the object
     if video is not None:
         from vqclip.video import frames_of, write_video
 
-        path = write_video(frames_of(result.run_dir), result.run_dir / f"progress.{video}", fps=fps)
-        data["video"] = str(path)
+        for each, entry in zip(results, entries, strict=True):
+            path = write_video(frames_of(each.run_dir), each.run_dir / f"progress.{video}", fps=fps)
+            entry["video"] = str(path)
+        data["video"] = entries[0]["video"]
     if json_output:
         typer.echo(json.dumps(data))
     else:
-        typer.echo(str(result.image))
+        for each in results:
+            typer.echo(str(each.image))
     if result.interrupted:
         if not quiet:
+            how = (f"vqclip resume {result.run_dir}" if len(results) == 1 else
+                   "vqclip resume FOLDER, for each of " + " ".join(str(e.run_dir) for e in results))
             stderr.print(f"interrupted at step {result.steps}; image and state saved. "
-                         f"Continue with: vqclip resume {result.run_dir}")
+                         f"Continue with: {how}")
         return EXIT_INTERRUPTED
     return 0
 

@@ -13,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vqclip.errors import ConfigError
 
 MAX_SIDE = 4096
+MAX_BATCH = 256
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -141,6 +142,7 @@ class GenerateConfig:
     max_memory: str | None = None
     plan_memory: bool = True
     compile: bool = False
+    batch_size: int = 1
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
@@ -281,6 +283,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("steps", cfg.steps >= 1, "must be at least 1"),
         ("lr", cfg.lr > 0, "must be positive"),
         ("cutn", cfg.cutn >= 1, "must be at least 1"),
+        ("batch_size", 1 <= cfg.batch_size <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
         ("cut_pow", cfg.cut_pow > 0, "must be positive"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),

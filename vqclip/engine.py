@@ -16,20 +16,23 @@ from vqclip.models.clip import Perceptor
 
 @dataclass
 class StepEvent:
-    """One optimizer step: its total loss, the named parts, and seconds since the loop began."""
+    """One optimizer step of image `index`: its total loss, the named parts, and seconds since
+    the loop began (a batch of K images emits K of these per step)."""
 
     step: int
     loss: float
     losses: dict[str, float]
     seconds: float
+    index: int = 0
 
 
 @dataclass
 class ImageEvent:
-    """The image CLIP scored at `step`, (3, H, W) in [0, 1] on the CPU."""
+    """Image `index` as CLIP scored it at `step`, (3, H, W) in [0, 1] on the CPU."""
 
     step: int
     image: torch.Tensor
+    index: int = 0
 
 
 @dataclass
@@ -42,13 +45,14 @@ class PromptSwitchEvent:
 
 @dataclass
 class DoneEvent:
-    """The loop ended: after all steps, or early because a stop was requested."""
+    """The loop ended for image `index`: after all steps, or early because a stop was requested."""
 
     step: int
     loss: float
     seconds: float
     image: torch.Tensor
     interrupted: bool
+    index: int = 0
 
 
 @dataclass
@@ -79,8 +83,36 @@ Event = StepEvent | ImageEvent | PromptSwitchEvent | DoneEvent
 Callback = Callable[[Event], None]
 
 
+def for_image(index: int, callback: Callback) -> Callback:
+    """`callback`, seeing only the events of image `index` and those shared by the batch."""
+
+    def filtered(event: Event) -> None:
+        if getattr(event, "index", index) == index:
+            callback(event)
+
+    return filtered
+
+
+def _slice_optimizer_state(state: dict, parameters: list[torch.Tensor], index: int) -> dict:
+    """The optimizer state of image `index` alone: per-element buffers cut along the batch."""
+    per_param = {}
+    for key, buffers in state["state"].items():
+        shape = parameters[key].shape
+        per_param[key] = {
+            name: value[index:index + 1].clone()
+            if isinstance(value, torch.Tensor) and value.shape == shape else value
+            for name, value in buffers.items()
+        }
+    return {**state, "state": per_param}
+
+
 class Engine:
-    """Optimizes a generator so that CLIP scores its image close to the prompts."""
+    """Optimizes a generator so that CLIP scores its images close to the prompts.
+
+    The generator may hold a batch of K images, one per random generator in `rngs`: each
+    image draws its cutouts from its own generator and its losses are summed, so with an
+    element-wise optimizer (every one offered) image i follows the same path it would alone.
+    """
 
     def __init__(
         self,
@@ -88,7 +120,7 @@ class Engine:
         judges: list[Judge],
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
-        rng: torch.Generator,
+        rngs: list[torch.Generator],
         *,
         steps: int,
         save_every: int,
@@ -99,7 +131,7 @@ class Engine:
         self.judges = judges
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.rng = rng
+        self.rngs = rngs
         self.steps = steps
         self.save_every = save_every
         self.regularizers = list(regularizers)
@@ -113,42 +145,56 @@ class Engine:
         """Finish the current step, then end the loop (used for Ctrl-C)."""
         self._stop_requested = True
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue bit-identically: step, parameters, optimizer, RNG."""
+    @property
+    def batch_size(self) -> int:
+        return len(self.rngs)
+
+    def state_dict(self, index: int = 0) -> dict:
+        """Everything needed to continue image `index` alone, bit-identically: step,
+        parameters, optimizer, RNG."""
+        parameters = self.generator.parameters()
         return {
             "step": self.step,
-            "parameters": [p.detach().cpu() for p in self.generator.parameters()],
-            "initial": [p.cpu() for p in self.initial],
-            "optimizer": self.optimizer.state_dict(),
+            "parameters": [p.detach()[index:index + 1].cpu() for p in parameters],
+            "initial": [p[index:index + 1].cpu() for p in self.initial],
+            "optimizer": _slice_optimizer_state(self.optimizer.state_dict(), parameters, index),
             "scheduler": self.scheduler.state_dict(),
-            "rng": self.rng.get_state(),
+            "rng": self.rngs[index].get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from `state_dict()` output (parameters are copied in place)."""
+        """Continue one image from `state_dict()` output (parameters are copied in place)."""
         with torch.no_grad():
             for param, saved in zip(self.generator.parameters(), state["parameters"], strict=True):
                 param.copy_(saved)
         self.initial = [p.to(self.initial[0].device) for p in state["initial"]]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.set_state(state["rng"])
+        self.rngs[0].set_state(state["rng"])
         self.step = state["step"]
 
-    def _losses(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each named loss per image, (K,): the cutouts of all K images go through CLIP at once."""
         losses: dict[str, torch.Tensor] = {}
         for judge in self.judges:
-            embeddings = judge.perceptor.encode_image(judge.cutouts(image, self.rng))
+            cutouts = [judge.cutouts(images[i:i + 1], rng) for i, rng in enumerate(self.rngs)]
+            embeddings = judge.perceptor.encode_image(torch.cat(cutouts))
+            per_image = embeddings.view(self.batch_size, -1, embeddings.shape[-1])
             prefix = f"{judge.name}/" if len(self.judges) > 1 else ""
             for pl in judge.stage_at(self.step).prompt_losses:
-                losses[prefix + pl.name] = judge.weight * pl(embeddings)
-        ctx = LossContext(image, self.generator.parameters(), self.initial)
+                losses[prefix + pl.name] = judge.weight * torch.stack([pl(e) for e in per_image])
+        parameters = self.generator.parameters()
+        contexts = [LossContext(images[i:i + 1], [p[i:i + 1] for p in parameters],
+                                [p[i:i + 1] for p in self.initial])
+                    for i in range(self.batch_size)]
         for regularizer in self.regularizers:
-            losses[regularizer.name] = regularizer(ctx, self.step, self.steps)
+            losses[regularizer.name] = torch.stack(
+                [regularizer(ctx, self.step, self.steps) for ctx in contexts])
         return losses
 
     def forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """This step's image, its named losses and their sum (under autocast), for backward."""
+        """This step's images, their named losses per image and the sum of all (under
+        autocast), for backward."""
         with self._autocast():
             image = self.generator.image()
             losses = self._losses(image)
@@ -156,20 +202,22 @@ class Engine:
         return image, losses, loss
 
     def _autocast(self) -> torch.autocast:
-        device_type = self.rng.device.type
+        device_type = self.rngs[0].device.type
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
                               enabled=self.autocast_dtype is not None)
 
-    def run(self, callbacks: list[Callback]) -> DoneEvent:
-        """Step until `steps` or a stop request; every event goes to every callback."""
+    def run(self, callbacks: list[Callback]) -> list[DoneEvent]:
+        """Step until `steps` or a stop request; every event goes to every callback.
+
+        Returns the end of each image of the batch."""
 
         def emit(event: Event) -> None:
             for callback in callbacks:
                 callback(event)
 
         started = time.perf_counter()
-        loss_value = float("nan")
-        image = losses = loss = None
+        loss_values = [float("nan")] * self.batch_size
+        images = losses = loss = None
         while self.step < self.steps and not self._stop_requested:
             step = self.step
             stages = self.judges[0].stages
@@ -178,7 +226,7 @@ class Engine:
                 emit(PromptSwitchEvent(step, stage.label))
             self.optimizer.zero_grad(set_to_none=True)
             try:
-                image, losses, loss = self.forward()
+                images, losses, loss = self.forward()
                 loss.backward()
             except torch.OutOfMemoryError:
                 self.out_of_memory = True
@@ -187,15 +235,23 @@ class Engine:
             self.scheduler.step()
             self.generator.clamp_()
             self.step = step + 1
-            loss_value = loss.item()
-            emit(StepEvent(step, loss_value, {k: v.item() for k, v in losses.items()},
-                           time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            parts = {name: value.tolist() for name, value in losses.items()}
+            for i in range(self.batch_size):
+                named = {name: values[i] for name, values in parts.items()}
+                loss_values[i] = sum(named.values())
+                emit(StepEvent(step, loss_values[i], named, seconds, index=i))
             if self.save_every and step % self.save_every == 0:
-                emit(ImageEvent(step, image.detach()[0].float().cpu()))
-        del image, losses, loss  # an out-of-memory step leaves nothing behind for the final image
+                frames = images.detach().float().cpu()
+                for i in range(self.batch_size):
+                    emit(ImageEvent(step, frames[i], index=i))
+        del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
         with torch.no_grad(), self._autocast():
-            final = self.generator.image().detach()[0].float().cpu()
-        done = DoneEvent(self.step, loss_value, time.perf_counter() - started, final,
-                         interrupted=self.step < self.steps)
-        emit(done)
+            finals = self.generator.image().detach().float().cpu()
+        seconds = time.perf_counter() - started
+        done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],
+                          interrupted=self.step < self.steps, index=i)
+                for i in range(self.batch_size)]
+        for event in done:
+            emit(event)
         return done

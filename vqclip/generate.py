@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from vqclip.assemble import (
 )
 from vqclip.config import GenerateConfig, validate
 from vqclip.device import allow_tf32, resolve_device
-from vqclip.engine import Callback, Engine
+from vqclip.engine import Callback, Engine, for_image
 from vqclip.errors import OutOfMemory, UsageError
 from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
@@ -42,9 +42,17 @@ class GenerateResult:
     final_loss: float
     seconds: float
     interrupted: bool = False
+    batch: list[GenerateResult] = field(default_factory=list)  # every image of a batch run
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """This image's fields, and with --batch-size every image's under "batch"."""
+        data = self._image_json()
+        if self.batch:
+            data["batch"] = [result._image_json() for result in self.batch]
+        return data
+
+    def _image_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch"}
         data["image"], data["run_dir"] = str(self.image), str(self.run_dir)
         data["final_loss"] = round(self.final_loss, 6)
         data["seconds"] = round(self.seconds, 3)
@@ -52,8 +60,10 @@ class GenerateResult:
 
 
 class Run:
-    """A prepared generation: models loaded and the run folder ready; `execute` runs the loop.
+    """A prepared generation: models loaded and the run folders ready; `execute` runs the loop.
 
+    With `batch_size` K it makes the images of seeds seed..seed+K-1 in one optimization, each
+    in its own run folder whose config is that of the single run giving the same image.
     With `resume` (a ResumePoint) it continues that run from its state instead of starting anew.
     """
 
@@ -62,15 +72,16 @@ class Run:
         device = resolve_device(cfg.device)
         allow_tf32(device, cfg.precision)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
+        seeds = [seed + i for i in range(cfg.batch_size)]
 
-        rng = torch.Generator(device=device).manual_seed(seed)
-        generator, generator_info = build_generator(cfg, device, rng)
-        judges, clip_infos = build_judges(cfg, device, seed)
+        rngs = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        generator, generator_info = build_generator(cfg, device, rngs)
+        judges, clip_infos = build_judges(cfg, device)
         optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
                                    OmegaConf.to_container(cfg.optimizer.options))
         scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
                                    OmegaConf.to_container(cfg.lr_schedule.options))
-        self.engine = Engine(generator, judges, optimizer, scheduler, rng, steps=cfg.steps,
+        self.engine = Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
                              save_every=cfg.save_every, regularizers=regularizers(cfg),
                              autocast_dtype=autocast_dtype(cfg.precision, device))
         set_low_memory(generator, judges, cfg.low_memory)
@@ -81,54 +92,81 @@ class Run:
                 self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
                 low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
                 max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
+                batch_size=cfg.batch_size,
             )
             if self.memory.switched_low_memory:
                 cfg.low_memory = True
         if cfg.compile:
             compile_models(generator, judges)
 
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        resolved["seed"] = seed
-        if cfg.vqgan.config is not None:
-            resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
-        self.config = resolved
         models = {cfg.generator: generator_info,
                   "clip": clip_infos[0] if len(clip_infos) == 1 else clip_infos}
-        record = build_record(resolved, models)
+        self.configs = [_image_config(cfg, s) for s in seeds]
         if state is None:
-            self.run_dir = create_run_dir(cfg.out, seed, cfg.prompt or "image")
+            self.run_dirs = [create_run_dir(cfg.out, s, cfg.prompt or "image") for s in seeds]
         else:
             self.engine.load_state_dict(state)
-            self.run_dir = resume.run_dir
-        self.writer = RunWriter(self.run_dir, resolved, record, self._state,
-                                resumed_at=None if state is None else state["step"])
+            self.run_dirs = [resume.run_dir]
+        self.writers = [
+            RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i)),
+                      lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
+            for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
+        ]
 
-    def _state(self) -> dict[str, Any]:
-        return {**self.engine.state_dict(), "config": self.config}
+    def _state(self, index: int) -> dict[str, Any]:
+        return {**self.engine.state_dict(index), "config": self.configs[index]}
 
     def execute(self, callbacks: list[Callback] = ()) -> GenerateResult:
-        """Run the loop to the end (or a requested stop); every file lands in the run folder."""
-        done = self.engine.run([self.writer, *callbacks])
-        cfg = self.config
+        """Run the loop to the end (or a requested stop); every file lands in the run folders.
+
+        Returns the first image's result, with every image's in `batch` when there are several.
+        `callbacks` see the events of the first image and those shared by the batch."""
+        writers = [for_image(i, writer) for i, writer in enumerate(self.writers)]
+        done = self.engine.run([*writers, *(for_image(0, c) for c in callbacks)])
         if self.engine.out_of_memory:
-            raise OutOfMemory(self._out_of_memory_message(done.step))
-        return GenerateResult(
-            image=self.writer.final_path, run_dir=self.run_dir, prompt=cfg["prompt"],
-            seed=cfg["seed"], steps=done.step, size=list(cfg["size"]), final_loss=done.loss,
-            seconds=done.seconds, interrupted=done.interrupted,
-        )
+            raise OutOfMemory(self._out_of_memory_message(done[0].step))
+        results = [
+            GenerateResult(
+                image=writer.final_path, run_dir=writer.run_dir, prompt=cfg["prompt"],
+                seed=cfg["seed"], steps=end.step, size=list(cfg["size"]), final_loss=end.loss,
+                seconds=end.seconds, interrupted=end.interrupted,
+            )
+            for writer, cfg, end in zip(self.writers, self.configs, done, strict=True)
+        ]
+        first = results[0]
+        if len(results) > 1:
+            first.batch = results
+        return first
 
     def _out_of_memory_message(self, step: int) -> str:
-        cfg = self.config
+        cfg = self.configs[0]
         memory = measure(self.engine, self.device, low_memory=cfg["low_memory"],
                          split_cutouts=True)
         half_the_step = memory.resident + memory.step // 2
         smaller = smaller_settings(memory, half_the_step, size=tuple(cfg["size"]),
                                    size_multiple=self.engine.generator.size_multiple,
-                                   cutn=cfg["cutn"])
+                                   cutn=cfg["cutn"], batch_size=self.engine.batch_size)
         low = "" if cfg["low_memory"] else "--low-memory, "
+        saved = ", ".join(str(run_dir) for run_dir in self.run_dirs)
         return (f"out of memory at step {step} on {self.device.type} (a step needs about "
-                f"{gib(memory.total)}); image and state saved in {self.run_dir}. Try {low}{smaller}")
+                f"{gib(memory.total)}); images and state saved in {saved}. Try {low}{smaller}")
+
+
+def _image_config(cfg: DictConfig, seed: int) -> dict[str, Any]:
+    """The resolved config of one image: the single run (its seed, batch size 1) that makes it."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["seed"] = seed
+    resolved["batch_size"] = 1
+    if cfg.vqgan.config is not None:
+        resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
+    return resolved
+
+
+def _batch_note(seeds: list[int], index: int) -> dict[str, Any] | None:
+    """What the image's record says of the batch it was made in (None for a single run)."""
+    if len(seeds) == 1:
+        return None
+    return {"size": len(seeds), "index": index, "seeds": seeds}
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

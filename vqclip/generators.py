@@ -65,17 +65,19 @@ class VQGANGenerator:
 
     @classmethod
     def from_random_tokens(
-        cls, vqgan: VQGAN, width: int, height: int, generator: torch.Generator
+        cls, vqgan: VQGAN, width: int, height: int, generators: list[torch.Generator]
     ) -> VQGANGenerator:
-        """The classic start: a random codebook token at every latent position."""
+        """The classic start: a random codebook token at every latent position, one image per
+        random generator."""
         device = vqgan.codebook.device
         shape = (1, height // vqgan.factor, width // vqgan.factor)
-        tokens = torch.randint(vqgan.codebook.shape[0], shape, generator=generator, device=device)
+        tokens = torch.cat([torch.randint(vqgan.codebook.shape[0], shape, generator=generator,
+                                          device=device) for generator in generators])
         return cls(vqgan, vqgan.tokens_to_latent(tokens))
 
     @classmethod
     def from_image(cls, vqgan: VQGAN, image: torch.Tensor) -> VQGANGenerator:
-        """Start from the VQGAN encoding of a (1, 3, H, W) [0, 1] image."""
+        """Start from the VQGAN encoding of (K, 3, H, W) [0, 1] images."""
         with torch.no_grad():
             z = vqgan.encode(image.to(vqgan.codebook.device) * 2 - 1)
         return cls(vqgan, z)
@@ -84,7 +86,7 @@ class VQGANGenerator:
         return [self.z]
 
     def image(self) -> torch.Tensor:
-        """(1, 3, H, W) image in [0, 1], differentiable with respect to z."""
+        """(K, 3, H, W) images in [0, 1], differentiable with respect to z."""
         z_q, _ = self.vqgan.quantize_latent(self.z)
         return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2))
 
@@ -147,8 +149,8 @@ class FourierGenerator:
     """
 
     def __init__(self, start: torch.Tensor | None, width: int, height: int, decay: float,
-                 generator: torch.Generator) -> None:
-        device = generator.device
+                 generators: list[torch.Generator]) -> None:
+        device = generators[0].device
         fy = torch.fft.fftfreq(height, device=device).view(-1, 1)
         fx = torch.fft.rfftfreq(width, device=device).view(1, -1)
         frequency = torch.sqrt(fx**2 + fy**2).clamp_min(1.0 / max(width, height))
@@ -156,7 +158,8 @@ class FourierGenerator:
         self.scale = self.scale / self.scale.max()
         if start is None:  # a faint random spectrum: mid-gray with low-frequency blotches
             shape = (1, 3, height, width // 2 + 1, 2)
-            spectrum = torch.randn(shape, generator=generator, device=device) * 0.01
+            spectrum = torch.cat([torch.randn(shape, generator=generator, device=device)
+                                  for generator in generators]) * 0.01
         else:
             complex_spectrum = torch.fft.rfft2(_logit(start.to(device)), norm="ortho") / self.scale
             spectrum = torch.view_as_real(complex_spectrum)

@@ -14,15 +14,20 @@ from vqclip.errors import UsageError
 CHUNK = "vqclip"
 
 
-def build_record(config: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
-    """The JSON stored in the image: version, prompt, seed, resolved config, models."""
-    return {
+def build_record(config: dict[str, Any], models: dict[str, Any],
+                 batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON stored in the image: version, prompt, seed, resolved config, models, and the
+    batch it was made in (size, index, seeds) when it was one of several."""
+    record = {
         "version": __version__,
         "prompt": config["prompt"],
         "seed": config["seed"],
         "config": config,
         "models": models,
     }
+    if batch is not None:
+        record["batch"] = batch
+    return record
 
 
 def a1111_parameters(record: dict[str, Any]) -> str:

@@ -69,11 +69,11 @@ class MemoryPlan:
 
 def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_multiple: int,
          low_memory: bool, set_low_memory: Callable[[bool], None],
-         max_memory: int | None = None) -> MemoryPlan:
+         max_memory: int | None = None, batch_size: int = 1) -> MemoryPlan:
     """Check that the run fits `max_memory` (or the device's free memory) before it starts.
 
     Switches on low memory when that makes it fit; otherwise a usage error names the largest
-    size and cutn that would fit.
+    size, cutn (and batch size) that would fit.
     """
     memory = measure(engine, device, low_memory=low_memory)
     budget = max_memory if max_memory is not None else memory.resident + available_bytes(device)
@@ -89,15 +89,20 @@ def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_mu
                          f"the models (and the program) take before the first step")
     memory = measure(engine, device, low_memory=True, split_cutouts=True)
     advice = smaller_settings(memory, budget, size=size, size_multiple=size_multiple,
-                              cutn=engine.judges[0].cutouts.cutn)
+                              cutn=engine.judges[0].cutouts.cutn, batch_size=batch_size)
     raise UsageError(f"the run needs about {gib(memory.total)} of memory but {gib(budget)} is "
                      f"available on {device.type}; largest that fits: {advice} (with --low-memory)")
 
 
 def smaller_settings(memory: StepMemory, budget: int, *, size: tuple[int, int],
-                     size_multiple: int, cutn: int) -> str:
-    """'--size WxH or --cutn N': the largest of each that fits `budget`, the other unchanged."""
+                     size_multiple: int, cutn: int, batch_size: int = 1) -> str:
+    """'--size WxH or --cutn N' (or '--batch-size K'): the largest of each that fits `budget`,
+    the others unchanged."""
     options = []
+    if batch_size > 1:  # each image of a batch adds an equal share of the step
+        fitting_batch = (budget - memory.resident) * batch_size // max(memory.step, 1)
+        if 1 <= fitting_batch < batch_size:
+            options.append(f"--batch-size {fitting_batch}")
     fitting_size = memory.largest_size(*size, size_multiple, budget)
     if fitting_size is not None:
         options.append(f"--size {fitting_size[0]}x{fitting_size[1]}")

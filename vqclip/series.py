@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 from omegaconf import DictConfig
 
-from vqclip.errors import VqclipError
+from vqclip.errors import UsageError, VqclipError
 from vqclip.outputs import create_numbered_dir, slugify
 
 if TYPE_CHECKING:
@@ -157,11 +157,20 @@ class SeriesResult:
                 "interrupted": self.interrupted, "items": self.records}
 
 
+def check_single_image(cfg: DictConfig) -> None:
+    """Series record one image per item: refuse a batch size that would make several."""
+    if cfg.batch_size != 1:
+        raise UsageError(f"batch_size={cfg.batch_size}: sweeps, prompt files and zooms make one "
+                         "image per item; use --batch-size with a single generate (seeds "
+                         "SEED..SEED+K-1)")
+
+
 def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitch | None = None
             ) -> GenerateResult:
     """Prepare and execute one run, letting `stop` reach it while it runs."""
     from vqclip.generate import Run
 
+    check_single_image(cfg)
     run = Run(cfg)
     if stop is not None:
         stop.current = run

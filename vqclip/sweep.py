@@ -20,6 +20,7 @@ from vqclip.series import (
     SeriesResult,
     StopSwitch,
     WorkItem,
+    check_single_image,
     item_key,
     new_series_dir,
     run_items,
@@ -159,6 +160,7 @@ def run_sweep(
     base = build([])
     if not base.prompt:
         raise UsageError("a prompt is required for a sweep")
+    check_single_image(base)
     if not seeds:
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)

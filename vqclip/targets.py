@@ -31,15 +31,16 @@ def negative_prompts(spec: str) -> list[Prompt]:
 
 
 def image_prompt_losses(
-    specs: list[str], perceptor: Perceptor, cutouts: Cutouts, size: list[int], seed: int
+    specs: list[str], perceptor: Perceptor, cutouts: Cutouts, size: list[int]
 ) -> list[PromptLoss]:
     """Embed each "path[:weight[:stop]]" image through the same cutouts as the generated image."""
     losses = []
     for index, spec in enumerate(specs):
         prompt = parse_prompt(spec)
         image = init_canvas(prompt.text, *size).to(perceptor.device)
-        # Its own generator, so image prompts do not shift the run's random stream.
-        rng = torch.Generator(device=perceptor.device).manual_seed(seed + 1 + index)
+        # Its own generator, seeded by the prompt's place alone: image prompts neither shift
+        # the run's random stream nor depend on its seed, so every image of a batch shares them.
+        rng = torch.Generator(device=perceptor.device).manual_seed(index)
         with torch.no_grad():
             embedding = perceptor.encode_image(cutouts(image, rng)).mean(dim=0)
         losses.append(PromptLoss(prompt, F.normalize(embedding, dim=-1), kind="image"))
@@ -77,10 +78,10 @@ def story_sets(cfg: DictConfig) -> list[tuple[int, str]]:
     return [(index * every, part) for index, part in enumerate(parts)]
 
 
-def build_stages(cfg: DictConfig, perceptor: Perceptor, cutouts: Cutouts, seed: int) -> list[Stage]:
+def build_stages(cfg: DictConfig, perceptor: Perceptor, cutouts: Cutouts) -> list[Stage]:
     """All prompt stages; negative, image and noise prompts apply in every stage."""
     shared = _text_losses(negative_prompts(cfg.negative), perceptor)
-    shared += image_prompt_losses(list(cfg.image_prompts), perceptor, cutouts, list(cfg.size), seed)
+    shared += image_prompt_losses(list(cfg.image_prompts), perceptor, cutouts, list(cfg.size))
     shared += noise_prompt_losses(list(cfg.noise_prompts), perceptor)
     stages = []
     for start, text in story_sets(cfg):
