@@ -196,10 +196,10 @@ class Engine:
         """This step's images, their named losses per image and the sum of all (under
         autocast), for backward."""
         with self._autocast():
-            image = self.generator.image()
-            losses = self._losses(image)
+            images = self.generator.image()
+            losses = self._losses(images)
             loss = torch.stack([v.float() for v in losses.values()]).sum()
-        return image, losses, loss
+        return images, losses, loss
 
     def _autocast(self) -> torch.autocast:
         device_type = self.rngs[0].device.type
