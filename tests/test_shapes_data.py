@@ -16,6 +16,7 @@ from vqclip.shapes.data import (
     Claim,
     batch_for_seed,
     caption_scene,
+    darkened,
     draw_shape,
     make_batch,
     random_multi_scene,
@@ -87,6 +88,32 @@ def test_one_object_captions_reject_several_copies() -> None:
     obj = scene.objects[0]
     assert not Claim(count=1, shape=obj.shape, color=obj.color).matches(scene)
     assert Claim(at_least=2, shape=obj.shape, color=obj.color).matches(scene)
+
+
+def test_dark_shapes_are_dimmer_and_only_dark_captions_fit_them() -> None:
+    rng = np.random.default_rng(3)
+    scene = random_single_scene(rng)
+    dark = darkened(scene, rng)
+    (bright_obj,), (dark_obj,) = scene.objects, dark.objects
+    assert max(dark_obj.rgb) < 0.61 * max(bright_obj.rgb)
+    color, shape = bright_obj.color, bright_obj.shape
+    assert not Claim(count=1, shape=shape, color=color, dark=False).matches(dark)
+    assert Claim(count=1, shape=shape, color=color, dark=True).matches(dark)
+    assert Claim(count=1, shape=shape).matches(dark)  # "a circle" is true of a dark circle too
+    for _ in range(20):
+        caption, claim = caption_scene(dark, rng)
+        assert claim.matches(dark)
+        assert (color in caption) == (f"dark {color}" in caption)
+
+
+def test_dark_fraction_darkens_one_shape_scenes_on_black_only() -> None:
+    batch = make_batch(200, np.random.default_rng(5), dark_fraction=1.0)
+    for scene in batch.scenes:
+        darkened_here = any(o.dark for o in scene.objects)
+        eligible = (len(scene.objects) == 1 and scene.background_word == "black"
+                    and scene.objects[0].color != "white")
+        assert darkened_here == eligible
+    assert bool(batch.positives().diagonal().all())
 
 
 def test_mirroring_moves_left_to_right() -> None:

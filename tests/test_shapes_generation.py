@@ -59,9 +59,9 @@ def drawn(tmp_path_factory):
     return draw
 
 
-# The colors that pass for every seed in benchmarks/shapes_quality.py; orange, yellow, green
-# and cyan do not yet (BENCHMARKS.md).
-@pytest.mark.parametrize("color", ["red", "blue", "purple", "pink"])
+# The colors that pass for every seed in benchmarks/shapes_quality.py; cyan and yellow do not
+# yet (BENCHMARKS.md).
+@pytest.mark.parametrize("color", ["red", "orange", "green", "blue", "purple", "pink"])
 def test_the_asked_color_dominates_the_image(drawn, color) -> None:
     assert dominant_color(drawn(f"{article(color)} {color} circle")) == color
 
@@ -79,15 +79,17 @@ def color_share(image: Image.Image, color: str) -> float:
     return float((bright & (nearest == list(PALETTE).index(color))).mean())
 
 
-def test_story_mode_turns_the_image_toward_the_second_prompt(tmp_path) -> None:
-    result = generate(tmp_path, "a red square ^ a blue square", "seed=0", "save_every=60",
-                      steps=120)
+def test_story_mode_switched_at_half_ends_with_the_second_prompts_color(tmp_path) -> None:
+    # 300 steps: switched at 75 of 150 the blue square wins in 2 of 4 seeds (BENCHMARKS.md)
+    result = generate(tmp_path, "a red square ^ a blue square", "seed=0", "save_every=150",
+                      steps=300)
     lines = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
-    assert {"event": "prompt_switch", "step": 60, "prompt": "a blue square"} in lines
-    with Image.open(result.run_dir / "frames" / "000060.png") as at_switch, \
+    assert {"event": "prompt_switch", "step": 150, "prompt": "a blue square"} in lines
+    with Image.open(result.run_dir / "frames" / "000150.png") as at_switch, \
             Image.open(result.image) as final:
+        assert dominant_color(at_switch) != "blue"
+        assert dominant_color(final) == "blue"
         assert color_share(final, "blue") > color_share(at_switch, "blue") + 0.01
-        assert color_share(final, "red") < color_share(at_switch, "red")
 
 
 def test_negative_prompt_lowers_similarity_to_that_text(tmp_path) -> None:

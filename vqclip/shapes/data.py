@@ -34,6 +34,7 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUND_WEIGHTS: dict[str, float] = {"black": 0.5, "dark gray": 0.2, "gray": 0.15, "white": 0.15}
 TWO_TONE_FRACTION = 0.2
+DIM_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
 
 SIZE_WORDS = ("small", "medium", "large")
 # Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
@@ -56,7 +57,8 @@ COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One shape: kind, color name, exact RGB, center (x, y) and radius as fractions of the side."""
+    """One shape: kind, color name, exact RGB, center (x, y) and radius as fractions of the
+    side; `dark` shapes are drawn dimmed and captioned "dark red"."""
 
     shape: str
     color: str
@@ -64,6 +66,12 @@ class ShapeObject:
     cx: float
     cy: float
     radius: float
+    dark: bool = False
+
+    @property
+    def color_word(self) -> str:
+        """The color as captions name it."""
+        return f"dark {self.color}" if self.dark else self.color
 
     @property
     def size_word(self) -> str:
@@ -103,6 +111,7 @@ class Claim:
     at_least: int = 1
     shape: str | None = None
     color: str | None = None
+    dark: bool | None = None  # with a color: whether the caption called it dark
     objects: tuple[tuple[str, str], ...] | None = None
     size: str | None = None
     position: str | None = None
@@ -117,6 +126,7 @@ class Claim:
             or len(objs) < self.at_least
             or (self.shape is not None and any(o.shape != self.shape for o in objs))
             or (self.color is not None and any(o.color != self.color for o in objs))
+            or (self.dark is not None and any(o.dark != self.dark for o in objs))
             or (self.objects is not None
                 and sorted(self.objects) != sorted((o.shape, o.color) for o in objs))
             or (self.size is not None and (one is None or one.size_word != self.size))
@@ -339,36 +349,51 @@ def random_view(scene: Scene, rng: np.random.Generator, min_side: float = 0.5) -
                       flip=bool(rng.random() < 0.5))
 
 
+def darkened(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with every shape darkened by one random factor in DIM_RANGE ("dark red").
+
+    Generation starts from black and brightens its shapes step by step. A CLIP that has seen
+    dark shapes tells their hue, so its gradient points to the asked color from the first
+    steps; and as "a red circle" is not true of a dark red one, it still asks for brightness.
+    """
+    factor = rng.uniform(*DIM_RANGE)
+    objs = tuple(replace(o, rgb=tuple(int(c * factor) for c in o.rgb), dark=True)
+                 for o in scene.objects)
+    return replace(scene, objects=objs)
+
+
 def _single_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
     """One of several phrasings describing a one-shape scene, with what it claims."""
     o = scene.objects[0]
     bg = scene.background_word
     form = int(rng.integers(12))
-    cs = f"{o.color} {o.shape}"
+    cs = f"{o.color_word} {o.shape}"
     if form == 0:
         return f"a {o.shape}", Claim(count=1, shape=o.shape)
     if form == 1:
-        return f"{article(o.color)} {o.color} shape", Claim(count=1, color=o.color)
+        return f"{article(o.color_word)} {o.color_word} shape", Claim(count=1, color=o.color,
+                                                                      dark=o.dark)
     if form == 2:
         return f"{article(o.size_word)} {o.size_word} {cs}", Claim(
-            count=1, shape=o.shape, color=o.color, size=o.size_word)
+            count=1, shape=o.shape, color=o.color, dark=o.dark, size=o.size_word)
     if form == 3:
         return f"{article(cs)} {cs} {POSITION_PHRASES[o.position_word]}", Claim(
-            count=1, shape=o.shape, color=o.color, position=o.position_word)
+            count=1, shape=o.shape, color=o.color, dark=o.dark, position=o.position_word)
     if form == 4:
         s = o.size_word
         return f"{article(s)} {s} {cs} {POSITION_PHRASES[o.position_word]}", Claim(
-            count=1, shape=o.shape, color=o.color, size=s, position=o.position_word)
+            count=1, shape=o.shape, color=o.color, dark=o.dark, size=s, position=o.position_word)
     if form == 5 and bg != "two-tone":
         return f"{article(cs)} {cs} on a {bg} background", Claim(
-            count=1, shape=o.shape, color=o.color, background=bg)
+            count=1, shape=o.shape, color=o.color, dark=o.dark, background=bg)
     if form == 6:
-        return f"one {cs}", Claim(count=1, shape=o.shape, color=o.color)
+        return f"one {cs}", Claim(count=1, shape=o.shape, color=o.color, dark=o.dark)
     if form == 7:
-        return f"a single {cs}", Claim(count=1, shape=o.shape, color=o.color)
+        return f"a single {cs}", Claim(count=1, shape=o.shape, color=o.color, dark=o.dark)
     if form == 8:
-        return f"a picture of {article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color)
-    return f"{article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color)
+        return f"a picture of {article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color,
+                                                         dark=o.dark)
+    return f"{article(cs)} {cs}", Claim(count=1, shape=o.shape, color=o.color, dark=o.dark)
 
 
 def _multi_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
@@ -408,12 +433,15 @@ def make_batch(
     augment: bool = False,
     with_masks: bool = False,
     shape_pairs: float = 0.0,
+    dark_fraction: float = 0.0,
 ) -> ShapeBatch:
     """A batch of n random scenes, rendered, captioned and labelled.
 
     Labels: shape and color indices into SHAPES/COLORS (-1 for several-shape images) and the
     shape count. augment: half the scenes are seen through a random crop, maybe mirrored.
     shape_pairs: the fraction of one-shape scenes followed by a twin of another shape.
+    dark_fraction: the fraction of one-shape scenes on plain black (a shape not white) whose
+        shape is darkened.
     """
     scenes: list[Scene] = []
     while len(scenes) < n:
@@ -421,6 +449,10 @@ def make_batch(
             rng)
         if augment and rng.random() < 0.5:
             scene = random_view(scene, rng)
+        # A darkened white would be gray, a color the palette does not name.
+        if dark_fraction and len(scene.objects) == 1 and scene.objects[0].color != "white" and (
+                scene.background_word == "black" and rng.random() < dark_fraction):
+            scene = darkened(scene, rng)
         scenes.append(scene)
         # A twin differing only in shape: a hard negative that color alone cannot separate.
         if shape_pairs and len(scene.objects) == 1 and len(scenes) < n and (

@@ -57,6 +57,7 @@ class ClipTrainConfig:
     warmup: int = 50
     multi_fraction: float = 0.25
     shape_pairs: float = 0.5
+    dark_fraction: float = 0.3
     max_noise: float = 0.1
     seed: int = 0
 
@@ -126,7 +127,8 @@ def train_clip(
             group["lr"] = lr
         batch: ShapeBatch = make_batch(cfg.batch_size, np.random.default_rng(seeds[step]),
                                        multi_fraction=cfg.multi_fraction, augment=True,
-                                       shape_pairs=cfg.shape_pairs)
+                                       shape_pairs=cfg.shape_pairs,
+                                       dark_fraction=cfg.dark_fraction)
         images = normalize(add_noise(batch.images, cfg.max_noise, gen))
         img = model.encode_image(images, normalize=True)
         txt = model.encode_text(tokenizer(batch.captions), normalize=True)
