@@ -63,7 +63,7 @@ class Run:
     """A prepared generation: models loaded and the run folders ready; `execute` runs the loop.
 
     With `batch_size` K it makes the images of seeds seed..seed+K-1 in one optimization, each
-    in its own run folder whose config is that of the single run giving the same image.
+    in its own run folder whose config is that of the single run following the same path.
     With `resume` (a ResumePoint) it continues that run from its state instead of starting anew.
     """
 
