@@ -81,7 +81,7 @@ class FakeMeasure:
 def plan_with(fake: FakeMeasure, monkeypatch, budget: int, *, low_memory: bool = False):
     monkeypatch.setattr(planner, "measure", fake)
     fake.low = low_memory
-    engine = SimpleNamespace(judges=[SimpleNamespace(cutouts=SimpleNamespace(cutn=32))])
+    engine = SimpleNamespace(judges=[SimpleNamespace(cutouts=SimpleNamespace(cutn=32))], batch_size=1)
     return plan(engine, torch.device("cpu"), size=(512, 512), size_multiple=16,
                 low_memory=low_memory, set_low_memory=fake.set_low_memory, max_memory=budget)
 

@@ -92,7 +92,6 @@ class Run:
                 self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
                 low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
                 max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
-                batch_size=cfg.batch_size,
             )
             if self.memory.switched_low_memory:
                 cfg.low_memory = True

@@ -69,7 +69,7 @@ class MemoryPlan:
 
 def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_multiple: int,
          low_memory: bool, set_low_memory: Callable[[bool], None],
-         max_memory: int | None = None, batch_size: int = 1) -> MemoryPlan:
+         max_memory: int | None = None) -> MemoryPlan:
     """Check that the run fits `max_memory` (or the device's free memory) before it starts.
 
     Switches on low memory when that makes it fit; otherwise a usage error names the largest
@@ -89,7 +89,7 @@ def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_mu
                          f"the models (and the program) take before the first step")
     memory = measure(engine, device, low_memory=True, split_cutouts=True)
     advice = smaller_settings(memory, budget, size=size, size_multiple=size_multiple,
-                              cutn=engine.judges[0].cutouts.cutn, batch_size=batch_size)
+                              cutn=engine.judges[0].cutouts.cutn, batch_size=engine.batch_size)
     raise UsageError(f"the run needs about {gib(memory.total)} of memory but {gib(budget)} is "
                      f"available on {device.type}; largest that fits: {advice} (with --low-memory)")
 
