@@ -34,7 +34,7 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUND_WEIGHTS: dict[str, float] = {"black": 0.5, "dark gray": 0.2, "gray": 0.15, "white": 0.15}
 TWO_TONE_FRACTION = 0.2
-DIM_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
+DARK_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
 
 SIZE_WORDS = ("small", "medium", "large")
 # Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
@@ -350,13 +350,13 @@ def random_view(scene: Scene, rng: np.random.Generator, min_side: float = 0.5) -
 
 
 def darkened(scene: Scene, rng: np.random.Generator) -> Scene:
-    """The scene with every shape darkened by one random factor in DIM_RANGE ("dark red").
+    """The scene with every shape darkened by one random factor in DARK_RANGE ("dark red").
 
     Generation starts from black and brightens its shapes step by step. A CLIP that has seen
     dark shapes tells their hue, so its gradient points to the asked color from the first
     steps; and as "a red circle" is not true of a dark red one, it still asks for brightness.
     """
-    factor = rng.uniform(*DIM_RANGE)
+    factor = rng.uniform(*DARK_RANGE)
     objs = tuple(replace(o, rgb=tuple(int(c * factor) for c in o.rgb), dark=True)
                  for o in scene.objects)
     return replace(scene, objects=objs)
