@@ -51,6 +51,16 @@ def test_generate_writes_every_file_and_one_json_object(tiny_sets, tmp_path) -> 
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_local_dir_clip_runs_with_the_default_pretrained_setting(tiny_vqgan, tiny_clip, tmp_path) -> None:
+    config, checkpoint = tiny_vqgan
+    sets = [f"vqgan.config={config}", f"vqgan.checkpoint={checkpoint}", f"clip.model=local-dir:{tiny_clip}",
+            "device=cpu"]
+    result = generate(sets, tmp_path, "--steps", "1", "--size", "32x32", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(Image.open(json.loads(result.stdout)["image"]).info["vqclip"])
+    assert record["config"]["clip"]["pretrained"] is None
+
+
 def test_seed_is_recorded_when_not_given(tiny_sets, tmp_path) -> None:
     result = generate(tiny_sets, tmp_path, "--steps", "1", "--size", "32x32", "--json")
     assert result.exit_code == 0, result.output

@@ -288,3 +288,25 @@ def test_shapes_score_orders_matching_above_other(drawn) -> None:
                           "-p", "a blue circle", "--json", "--preset", "shapes", "--device", "cpu"))
     scores = {Path(r["image"]).name: r["scores"][0]["similarity"] for r in data["results"]}
     assert scores["blue_circle.png"] > scores["red_square.png"]
+
+
+# --- a local-dir CLIP without a tag ----------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["classify", "{photos}", "-l", "red", "-l", "blue"],
+    ["search", "a red square", "{photos}"],
+    ["score", "{photos}", "-p", "red"],
+])
+def test_local_dir_clip_needs_no_pretrained_setting(photos, tiny_clip, command) -> None:
+    """The default tag (openai) belongs to the default model, not to a folder that has its weights."""
+    args = [arg.format(photos=photos) for arg in command]
+    result = invoke(*args, "-s", f"clip.model=local-dir:{tiny_clip}", "--device", "cpu",
+                    "--json")
+    assert json_of(result)["results"]
+
+
+def test_a_tag_set_for_a_local_dir_clip_says_why_it_is_refused(photos, tiny_clip) -> None:
+    result = invoke("classify", photos, "-l", "red", "-s", f"clip.model=local-dir:{tiny_clip}",
+                    "-s", "clip.pretrained=openai", "--device", "cpu")
+    assert result.exit_code == 2
+    assert "clip.pretrained=openai" in result.stderr and "carries its own weights" in result.stderr

@@ -15,6 +15,8 @@ from vqclip.errors import ConfigError
 MAX_SIDE = 4096
 MAX_BATCH = 256
 PRECISIONS = ("auto", "fp32", "bf16")
+# open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
+SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
 
 
 @dataclass
@@ -253,6 +255,8 @@ def build_config(
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: {key}: {_first_line(err)}") from None
         provenance.update({key: source for key in _leaf_keys(layer)})
+    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and provenance["clip.pretrained"] == "defaults":
+        merged.clip.pretrained = None
     validate(merged, provenance)
     return merged, provenance
 
@@ -298,6 +302,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
     _check_names(cfg, provenance)
+    _check_clip_tags(cfg, provenance)
     if cfg.max_memory is not None:
         from vqclip.memory import parse_bytes
 
@@ -315,6 +320,18 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     if cfg.generator == "vqgan" and not has_paths and not cfg.vqgan.model:
         raise _bad("vqgan.model", None, "name a model or give vqgan.config and vqgan.checkpoint",
                    provenance)
+
+
+def _check_clip_tags(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """A `local-dir:` or `hf-hub:` CLIP carries its own weights: a tag set for it would be ignored."""
+    members = [(f"clip.models.{i}", m.model, m.pretrained) for i, m in enumerate(cfg.clip.models)]
+    if not members:
+        members = [("clip", cfg.clip.model, cfg.clip.pretrained)]
+    for key, model, tag in members:
+        if tag is not None and str(model).startswith(SELF_CONTAINED_CLIP):
+            scheme = str(model).split(":")[0]
+            raise _bad(f"{key}.pretrained", tag, f"a {scheme}: CLIP ({model}) carries its own weights; "
+                       "leave clip.pretrained unset (or null)", provenance)
 
 
 def _check_names(cfg: DictConfig, provenance: dict[str, str]) -> None:
