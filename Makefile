@@ -1,25 +1,37 @@
 PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+# Touched after a complete install: an environment older than pyproject.toml is brought up to date.
+VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install test demo lint bench gpu-wheels
+.PHONY: help venv install test demo lint bench gpu-wheels
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
 
-install: ## Install vqclip with its development tools (pip install -e .[dev])
+$(VENV_READY): pyproject.toml
+	@echo "Setting up the project environment in $(VENV) from pyproject.toml (once; torch alone is several GB)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --progress-bar on -e '.[dev]'
+	@touch $@
+
+venv: $(VENV_READY) ## Build the project environment .venv (demo, test, lint and bench do it when needed)
+
+install: ## Install vqclip with its development tools into the current Python (pip install -e .[dev])
 	$(PYTHON) -m pip install -e '.[dev]'
 
-test: ## Run the fast test suite (tiny and bundled models, CPU, offline)
-	$(PYTHON) -m pytest -q
+test: $(VENV_READY) ## Run the fast test suite (tiny and bundled models, CPU, offline, the installed wheel)
+	$(VENV_PYTHON) -m pytest -q
 
-demo: ## Generate "a red circle" offline with the bundled shapes models
-	vqclip generate "a red circle" --preset shapes --seed 1
+demo: $(VENV_READY) ## Generate "a red circle" offline with the bundled shapes models
+	$(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1
 
-lint: ## Check the code with ruff
-	$(PYTHON) -m ruff check vqclip tests benchmarks
+lint: $(VENV_READY) ## Check the code with ruff
+	$(VENV_PYTHON) -m ruff check vqclip tests benchmarks
 
-bench: ## Time steps of the tiny and full-size architectures on this machine
-	$(PYTHON) benchmarks/step_bench.py
+bench: $(VENV_READY) ## Time steps of the tiny and full-size architectures on this machine
+	$(VENV_PYTHON) benchmarks/step_bench.py
 
 gpu-wheels: ## Download the wheels benchmarks/gpu.sh installs on a GPU box without network
 	$(PYTHON) -m pip download --dest benchmarks/wheels --only-binary=:all: --no-deps \
