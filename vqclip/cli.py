@@ -24,7 +24,6 @@ app = typer.Typer(
     name="vqclip",
     help="Text-to-image with VQGAN+CLIP, plus CLIP classification, search and scoring.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, highlight=False)

@@ -11,8 +11,17 @@ ConfigFiles = Annotated[
     list[Path] | None,
     typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
 ]
+
+
+def _preset_names(incomplete: str) -> list[str]:
+    from vqclip.config import list_presets
+
+    return [name for name in list_presets() if name.startswith(incomplete)]
+
+
 Preset = Annotated[
-    str | None, typer.Option("--preset", help="Preset name: draft, normal, best, shapes.")
+    str | None,
+    typer.Option("--preset", help="Preset name: draft, normal, best, shapes.", autocompletion=_preset_names),
 ]
 SetItems = Annotated[
     list[str] | None,
