@@ -97,7 +97,7 @@ def test_metadata_round_trips_through_show(tiny_sets, tmp_path) -> None:
         assert png.info["parameters"].splitlines()[0] == "photo: a cat | dog:-0.5"
         assert "Seed: 11" in png.info["parameters"]
     plain = runner.invoke(app, ["show", str(image)])
-    assert "Steps: 2, Seed: 11, Size: 32x32" in plain.stdout
+    assert "Steps: 2, Sampler: adam, Seed: 11, Size: 32x32" in plain.stdout
 
 
 def test_from_image_reproduces_and_flags_override(tiny_sets, tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +31,52 @@ def build_record(config: dict[str, Any], models: dict[str, Any],
     return record
 
 
+def _setting(value: Any) -> str:
+    """A value as A1111-reading tools split the settings line: no comma, colon or line break inside."""
+    return " ".join(re.sub(r"[,:\r\n]", " ", str(value)).split())
+
+
+def _model_label(name: str) -> str:
+    """A model's short name: a local-dir: CLIP by its folder, an hf-hub: one by its repository."""
+    if name.startswith("local-dir:"):
+        return Path(name.removeprefix("local-dir:")).name
+    return name.removeprefix("hf-hub:")
+
+
 def a1111_parameters(record: dict[str, Any]) -> str:
-    """The `parameters` text A1111-aware tools show: prompt line, then a settings line."""
+    """The `parameters` text A1111-aware tools read: prompt line, negative prompt line, settings line.
+
+    The settings follow A1111's order (Steps, Sampler, Seed, Size, Model hash, Model), the
+    optimizer standing in for the sampler; vqclip's own keys come after. There is no CFG scale.
+    """
     config = record["config"]
     width, height = config["size"]
     models = record["models"]
-    generator = models.get(config.get("generator", "vqgan"), {}).get("name", "?")
+    generator = models.get(config.get("generator", "vqgan"), {})
     clips = models.get("clip", {})
-    clip = "+".join(c["name"] for c in clips) if isinstance(clips, list) else clips.get("name", "?")
+    clip = "+".join(_model_label(c["name"]) for c in clips) if isinstance(clips, list) \
+        else _model_label(clips.get("name", "?"))
     settings = [
-        f"Steps: {config['steps']}",
-        f"Seed: {config['seed']}",
-        f"Size: {width}x{height}",
-        f"Model: {generator}",
-        f"CLIP: {clip}",
-        f"Cutn: {config['cutn']}",
-        f"Lr: {config['lr']}",
-        f"Optimizer: {config['optimizer']['name']}",
-        f"Version: vqclip {record['version']}",
+        ("Steps", config["steps"]),
+        ("Sampler", config["optimizer"]["name"]),
+        ("Seed", config["seed"]),
+        ("Size", f"{width}x{height}"),
     ]
-    return f"{config['prompt']}\n" + ", ".join(settings)
+    if generator.get("checkpoint_sha256"):
+        settings.append(("Model hash", generator["checkpoint_sha256"][:10]))
+    settings += [
+        ("Model", _model_label(generator.get("name", config.get("generator", "?")))),
+        ("CLIP", clip),
+        ("Cutn", config["cutn"]),
+        ("Cut pow", config["cut_pow"]),
+        ("Lr", config["lr"]),
+        ("Version", f"vqclip {record['version']}"),
+    ]
+    lines = [config["prompt"]]
+    if config.get("negative"):
+        lines.append(f"Negative prompt: {config['negative']}")
+    lines.append(", ".join(f"{key}: {_setting(value)}" for key, value in settings))
+    return "\n".join(lines)
 
 
 def png_info(record: dict[str, Any]) -> PngImagePlugin.PngInfo:
