@@ -24,7 +24,7 @@ Images = Annotated[
                    help="Image files, folders (searched recursively) or globs such as 'shots/*.png'."),
 ]
 
-_stderr = Console(stderr=True, highlight=False)
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
