@@ -179,6 +179,19 @@ def test_video_flag_writes_a_decodable_progress_video(tiny_sets, tmp_path) -> No
     assert video_frame_count(Path(data["video"])) >= 5  # 4 frames and the final image
 
 
+@pytest.mark.parametrize(("args", "frames"), [
+    ([], 25),  # save_every chosen: steps 0..47 every 2nd, 2 s at 12 fps, plus the final image
+    (["--save-every", "24"], 3),
+    (["-s", "save_every=16"], 4),
+])
+def test_video_has_two_seconds_unless_save_every_is_given(tiny_sets, tmp_path, args, frames) -> None:
+    result = generate(tiny_sets, tmp_path, "--steps", "48", "--size", "32x32", "-s", "cutn=1",
+                      "--video", "gif", "--json", *args)
+    assert result.exit_code == 0, result.output
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    assert len(list((run_dir / "frames").iterdir())) + 1 == frames
+
+
 def test_seeds_and_sweep_flags_make_one_run_each_and_a_sheet(tiny_sets, tmp_path) -> None:
     result = generate(tiny_sets, tmp_path, "--steps", "1", "--size", "32x32", "--seeds", "1-2",
                       "--sweep", "lr=0.1,0.2", "--json")

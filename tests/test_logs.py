@@ -17,7 +17,8 @@ def test_paths_in_redirected_stderr_are_never_wrapped(tiny_sets, tmp_path) -> No
         result = subprocess.run(
             [sys.executable, "-m", "vqclip", "generate", "a red circle", "--seeds", "1-2", *sets,
              "-s", "steps=1", "-s", "size=[32,32]", "-s", "save_every=0", "-o", str(out), "--json"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=300)
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ, "COLUMNS": "80"},
+            timeout=300)
     assert result.returncode == 0, log.read_text()
     images = [item["image"] for item in json.loads(result.stdout)["items"]]
     text = log.read_text()

@@ -149,7 +149,9 @@ def generate(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
     video: Annotated[
         str | None,
-        typer.Option(help="Also write the frames as a video in the run folder: mp4, gif or webp."),
+        typer.Option(help="Also write the frames as a video in the run folder: mp4, gif or webp. "
+                          "Unless --save-every is given, enough frames are saved for at least 2 s "
+                          "of video at --fps."),
     ] = None,
     fps: Annotated[float, typer.Option(help="Frames per second of --video.")] = 12.0,
     seeds: Annotated[
@@ -208,13 +210,23 @@ def generate(
             return build_config(preset=preset, config_files=config or [], flags=flags,
                                 dotlist=[*(set_ or []), *extra], base=base)[0]
 
+        def build_for_video() -> Any:
+            """Unless the user chose save_every, save enough frames for a video of a few seconds."""
+            from vqclip.video import frame_interval
+
+            cfg, provenance = build_config(preset=preset, config_files=config or [], flags=flags,
+                                           dotlist=set_ or [], base=base)
+            if provenance["save_every"] != "defaults" and not provenance["save_every"].startswith("preset "):
+                return cfg
+            return build([f"save_every={frame_interval(cfg.steps, fps)}"])
+
         if video is not None:
             check_video_options(video, fps)
             if seeds or sweep:
                 raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
         if seeds or sweep:
             return execute_sweep(build, seeds, sweep or [], json_output=json_output, quiet=quiet)
-        cfg = build([])
+        cfg = build([]) if video is None else build_for_video()
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
         return execute_run(Run(cfg), json_output=json_output, quiet=quiet,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,14 @@ log = logging.getLogger(__name__)
 
 FORMATS = (".mp4", ".gif", ".webp")
 _FRAME_NAME = re.compile(r"^(\d+)\.png$")
+
+
+MIN_VIDEO_SECONDS = 2.0
+
+
+def frame_interval(steps: int, fps: float, seconds: float = MIN_VIDEO_SECONDS) -> int:
+    """The save_every that gives a video of `steps` steps at least `seconds` at `fps` (where it can)."""
+    return max(1, steps // math.ceil(seconds * fps))
 
 
 def frames_of(run_dir: Path) -> list[Path]:
