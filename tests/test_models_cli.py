@@ -56,6 +56,12 @@ def test_download_then_list_verify_path(home, registry, server):
     assert run("download", "tiny", "--offline", "--registry", registry).exit_code == 0
 
 
+def test_verify_with_nothing_cached_says_so(home):
+    result = run("verify")
+    assert result.exit_code == 0
+    assert f"nothing to verify: no VQGAN is cached in {home}" in result.stderr
+
+
 def test_verify_reports_a_corrupt_byte(home, registry):
     assert run("download", "tiny", "--registry", registry).exit_code == 0
     ckpt = home / "models" / "tiny" / "source" / "checkpoint.ckpt"

@@ -166,7 +166,7 @@ def verify(
         else:
             entries = [e for e in load_registry(registry).values()
                        if e.kind == "vqgan" and e.path is None]
-    bad = 0
+    bad = checked = 0
     for entry in entries:
         if entry.kind != "vqgan" or entry.path is not None:
             typer.echo(f"skipped  {entry.name}  ({'bundled' if entry.path else 'CLIP'} weights "
@@ -178,12 +178,15 @@ def verify(
         if not checks:
             typer.echo(f"missing  {entry.name}  (not cached)")
             bad += 1
+        checked += len(checks)
         for check in checks:
             line = f"{check.status:<8} {entry.name}  {check.path}"
             if check.status == "corrupt":
                 line += f"  expected sha256 {check.expected}, got {check.actual}"
             typer.echo(line)
             bad += check.status in ("corrupt", "missing")
+    if not names and not checked:
+        _say(f"nothing to verify: no VQGAN is cached in {cache.home}")
     if bad:
         _say(f"error: {bad} file(s) failed verification; repair with `vqclip models rm NAME` "
              "then `vqclip models download NAME`")
