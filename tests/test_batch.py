@@ -56,6 +56,33 @@ def test_prompt_lines_take_flags_and_unknown_flags_fail_the_item() -> None:
     assert "--seed 'abc': expected a whole number" in items[4].error
 
 
+def test_prompt_lines_take_image_prompts_switches_and_the_other_generate_flags() -> None:
+    [item] = parse_batch("a cat --negative 'blurry | text:0.5' --image-prompt a.png --image-prompt b.png:0.5 "
+                         "--noise-prompt 3:0.2 --init-weight 0.5 --init-noise pixels --switch-every 10 "
+                         "--low-memory --device cpu --max-memory 2GiB --compile\n")
+    assert item.error is None
+    assert item.values == {
+        "prompt": "a cat", "negative": "blurry | text:0.5", "image_prompts": ["a.png", "b.png:0.5"],
+        "noise_prompts": ["3:0.2"], "init_weight": 0.5, "init_noise": "pixels", "switch_every": 10,
+        "low_memory": True, "device": "cpu", "max_memory": "2GiB", "compile": True,
+    }
+
+
+def test_every_generate_flag_of_one_image_works_on_a_prompt_line() -> None:
+    from typer.main import get_command
+
+    from vqclip.batch import LINE_FLAGS, LIST_FLAGS, OTHER_FLAGS, SWITCH_FLAGS
+    from vqclip.cli import app
+
+    generate = get_command(app).commands["generate"]
+    options = {name for param in generate.params for name in param.opts if name.startswith("--")}
+    # Flags about the whole command rather than one image stay on the command line.
+    command_level = {"--from", "--config", "--seeds", "--sweep", "--video", "--fps", "--out", "--batch-size",
+                     "--offline", "--json", "--quiet", "--verbose", "--help"}
+    per_line = {*LINE_FLAGS, *LIST_FLAGS, *SWITCH_FLAGS, *OTHER_FLAGS}
+    assert options - command_level - per_line == set()
+
+
 def test_yaml_list_items_are_prompts_or_mappings_of_config_keys() -> None:
     items = parse_batch("- a red circle\n- prompt: a blue square\n  seed: 4\n  clip.model: RN50\n"
                         "  preset: draft\n- 42\n")

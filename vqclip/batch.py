@@ -31,8 +31,18 @@ LINE_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--cutn": ("cutn", int),
     "--cut-pow": ("cut_pow", float),
     "--save-every": ("save_every", int),
+    "--negative": ("negative", str),
     "--init-image": ("init_image", str),
+    "--init-weight": ("init_weight", float),
+    "--init-noise": ("init_noise", str),
+    "--switch-every": ("switch_every", int),
+    "--device": ("device", str),
+    "--max-memory": ("max_memory", str),
 }
+# Repeatable flags: each use adds one value to the key's list.
+LIST_FLAGS = {"--image-prompt": "image_prompts", "--noise-prompt": "noise_prompts"}
+# Switches take no value: present means true.
+SWITCH_FLAGS = {"--low-memory": "low_memory", "--compile": "compile"}
 OTHER_FLAGS = ("--preset", "--set", "-s")
 # Flags start at the first " --word", or at " -s KEY=VALUE"; what comes before is the prompt.
 _FLAGS_START = re.compile(r"(?:^|\s)(?=--[A-Za-z]|-s\s+[\w.]+=)")
@@ -106,8 +116,12 @@ def _apply_flags(item: BatchItem, tokens: list[str]) -> None:
         flag, inline = tokens[position], None
         if flag.startswith("--") and "=" in flag:  # --seed=3 as well as --seed 3
             flag, inline = flag.split("=", 1)
-        if flag not in LINE_FLAGS and flag not in OTHER_FLAGS:
-            valid = ", ".join([*LINE_FLAGS, *OTHER_FLAGS])
+        if flag in SWITCH_FLAGS and inline is None:
+            item.values[SWITCH_FLAGS[flag]] = True
+            position += 1
+            continue
+        if flag not in LINE_FLAGS and flag not in LIST_FLAGS and flag not in OTHER_FLAGS:
+            valid = ", ".join([*LINE_FLAGS, *LIST_FLAGS, *SWITCH_FLAGS, *OTHER_FLAGS])
             raise UsageError(f"unknown flag {flag!r} (valid: {valid})")
         if inline is not None:
             value = inline
@@ -123,6 +137,8 @@ def _apply_flags(item: BatchItem, tokens: list[str]) -> None:
             if "=" not in value:
                 raise UsageError(f"{flag} {value!r}: expected KEY=VALUE")
             item.sets.append(value)
+        elif flag in LIST_FLAGS:
+            item.values.setdefault(LIST_FLAGS[flag], []).append(value)
         else:
             key, convert = LINE_FLAGS[flag]
             try:
