@@ -125,3 +125,33 @@ def test_a_bad_swept_key_fails_before_any_run(tiny_sets, tmp_path) -> None:
     with pytest.raises(UsageError, match="nonsense"):
         run_sweep(build, seeds=[1], sweeps={"nonsense": [1, 2]})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_resumes_from_the_same_command_or_its_folder(tiny_sets, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from vqclip.cli import app
+
+    def sweep(*args: str):
+        sets = [item for s in [*tiny_sets, *FAST] for item in ("-s", s)]
+        return CliRunner().invoke(app, ["generate", "a red circle", "--seeds", "1-3", *sets, "--json", *args])
+
+    first = sweep("-o", str(tmp_path))
+    assert first.exit_code == 0, first.output
+    folder = Path(json.loads(first.stdout)["folder"])
+    manifest = folder / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:2]))  # as if stopped before the third run finished
+
+    again = sweep("-o", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.stdout)
+    assert Path(data["folder"]) == folder and (data["skipped"], data["ok"]) == (2, 1)
+
+    given = sweep("-o", str(folder))
+    assert given.exit_code == 0, given.output
+    assert Path(json.loads(given.stdout)["folder"]) == folder and json.loads(given.stdout)["skipped"] == 3
+    assert [p for p in tmp_path.rglob("*-sweep-*") if p.is_dir()] == [folder]
+
+    other = sweep("-o", str(folder), "-s", "lr=0.3")
+    assert other.exit_code == 2 and "holds a sweep of other settings" in other.stderr

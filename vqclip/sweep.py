@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from vqclip.atomic import write_json_atomic
 from vqclip.errors import UsageError
+from vqclip.outputs import slugify
 from vqclip.series import (
     MANIFEST_NAME,
     Manifest,
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_RUNS = 10_000  # a typo such as "1-100000" should fail fast, not queue a week of work
 SHEET_NAME = "sheet.png"
+SETTINGS_NAME = "sweep.json"  # what the sweep runs: found again by the same command
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -154,8 +158,9 @@ def run_sweep(
     """Run every (swept values × seed) combination into one folder, then draw its contact sheet.
 
     `build(overrides)` returns the validated config with the dotlist `overrides` applied last.
-    Without `folder`, a new `<out>/<date>/<NNNN>-sweep-<slug>/` is made; with one, runs already
-    ok in its manifest are skipped (resume). Without `seeds`, every run shares one seed.
+    Without `folder`, the sweep folder that `out` names or an earlier one of the same settings is
+    resumed (runs already ok in its manifest are skipped), else a new
+    `<out>/<date>/<NNNN>-sweep-<slug>/` is made. Without `seeds`, every run shares one seed.
     """
     base = build([])
     if not base.prompt:
@@ -165,8 +170,12 @@ def run_sweep(
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)
     configs = [build(o) for o in overrides]  # a bad key or value fails now, before any run
+    settings = sweep_settings(base, seeds, sweeps)
+    if folder is None:
+        folder = find_sweep(base, settings)
     if folder is None:
         folder = new_series_dir(base.out, "sweep", base.prompt)
+        write_json_atomic(folder / SETTINGS_NAME, settings)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     items = [
@@ -177,6 +186,43 @@ def run_sweep(
     series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop)
     sheet = write_sweep_sheet(folder, items, sweep_grid(seeds, sweeps), cell_size=cell_size)
     return SweepResult(**vars(series), sheet=sheet)
+
+
+def sweep_settings(base: DictConfig, seeds: list[int], sweeps: dict[str, list[Any]]) -> dict[str, Any]:
+    """What makes two sweeps the same: seeds, swept values and every setting but where they go."""
+    config = OmegaConf.to_container(base, resolve=True)
+    config.pop("out")
+    settings = {"seeds": seeds, "sweeps": {key: [format_value(v) for v in values]
+                                           for key, values in sweeps.items()}, "config": config}
+    return json.loads(json.dumps(settings, sort_keys=True))
+
+
+def _recorded_settings(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / SETTINGS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_sweep(base: DictConfig, settings: dict[str, Any]) -> Path | None:
+    """The sweep folder to resume: the one `out` names, else the newest one of the same settings.
+
+    A folder given as `out` that holds another sweep, or a batch, is an error: resuming it would
+    mix two experiments in one manifest and sheet.
+    """
+    given = Path(base.out)
+    if (given / MANIFEST_NAME).is_file():
+        recorded = _recorded_settings(given)
+        if recorded is None:
+            raise UsageError(f"{given} holds a manifest but is not a sweep folder; give another -o")
+        if recorded != settings:
+            raise UsageError(f"{given} holds a sweep of other settings; resume it with the command that "
+                             "made it, or give another -o")
+        return given
+    for folder in sorted(given.glob(f"*/*-sweep-{slugify(base.prompt)}"), reverse=True):
+        if _recorded_settings(folder) == settings:
+            return folder
+    return None
 
 
 def write_sweep_sheet(folder: Path, items: list[WorkItem], grid: SweepGrid, *,
