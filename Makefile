@@ -5,7 +5,7 @@ VENV_PYTHON := $(VENV)/bin/python
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help venv install test demo lint bench gpu-wheels
+.PHONY: help venv install test demo docs-images lint bench gpu-wheels
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ test: $(VENV_READY) ## Run the fast test suite (tiny and bundled models, CPU, of
 
 demo: $(VENV_READY) ## Generate "a red circle" offline with the bundled shapes models
 	$(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1
+
+docs-images: $(VENV_READY) ## Remake the README's pictures with the commands the README shows
+	cp "$$($(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1 -q -o build/docs-runs)" \
+		docs/shapes-red-circle.png
 
 lint: $(VENV_READY) ## Check the code with ruff
 	$(VENV_PYTHON) -m ruff check vqclip tests benchmarks
