@@ -1,11 +1,15 @@
 """Judge generated shapes images by pixel statistics alone, independent of any model.
 
-Used by the quality tests and benchmarks: the dominant color of the bright pixels, and how
-round the largest region of the asked color is (its overlap with a disk versus a square of
-the same area).
+Used by the quality tests and benchmarks: the dominant color of the bright pixels, how round
+the largest region of the asked color is (its overlap with a disk versus a square of the same
+area), which shape its geometry says it is, how many objects the image holds and whether the
+object lies inside the frame. Shapes are drawn upright (data.py), so the box around a region
+is the shape's own box.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -42,14 +46,14 @@ def color_mask(image: Image.Image, color: str) -> np.ndarray:
     return bright & (nearest == list(PALETTE).index(color))
 
 
-def largest_region(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected region of a boolean mask (empty if the mask is)."""
+def regions(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """4-connected regions of a boolean mask: a label per pixel (0 outside) and each one's size."""
     labels = np.zeros(mask.shape, dtype=np.int32)
-    best, best_size, current = 0, 0, 0
+    sizes: list[int] = []
     for start in zip(*np.nonzero(mask), strict=True):
         if labels[start]:
             continue
-        current += 1
+        current = len(sizes) + 1
         labels[start] = current
         stack, size = [start], 0
         while stack:
@@ -60,9 +64,16 @@ def largest_region(mask: np.ndarray) -> np.ndarray:
                         and not labels[ny, nx]:
                     labels[ny, nx] = current
                     stack.append((ny, nx))
-        if size > best_size:
-            best, best_size = current, size
-    return labels == best if best else np.zeros_like(mask)
+        sizes.append(size)
+    return labels, sizes
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a boolean mask (empty if the mask is)."""
+    labels, sizes = regions(mask)
+    if not sizes:
+        return np.zeros_like(mask)
+    return labels == int(np.argmax(sizes)) + 1
 
 
 def roundness(region: np.ndarray) -> float:
@@ -84,3 +95,82 @@ def roundness(region: np.ndarray) -> float:
         return float((region & template).sum() / max((region | template).sum(), 1))
 
     return iou(disk) - iou(square)
+
+
+MIN_OBJECT_PIXELS = 20  # bright specks smaller than this are noise, not objects
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of (N, 2) points (monotone chain, then the shoelace formula)."""
+    pts = sorted(set(map(tuple, points.tolist())))
+    if len(pts) < 3:
+        return 0.0
+
+    def half(sequence: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        chain: list[tuple[float, float]] = []
+        for p in sequence:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    hull = np.array(half(pts)[:-1] + half(pts[::-1])[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def shape_features(region: np.ndarray) -> tuple[float, float]:
+    """(fill, solidity) of a region: its share of its bounding box and of its convex hull.
+
+    Pixels count as unit squares (their four corners go into the hull), so a solid square
+    has both near 1: a circle fills about pi/4 of its box, a triangle half; a star and a
+    cross fill much less of their hull than convex shapes do.
+    """
+    ys, xs = np.nonzero(region)
+    if len(xs) == 0:
+        return 0.0, 0.0
+    area = float(len(xs))
+    box = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1))
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
+    return area / box, area / max(_hull_area(corners), area)
+
+
+def shape_of(region: np.ndarray) -> str | None:
+    """The shape a region's geometry says it is: circle, square, triangle, star or cross."""
+    fill, solidity = shape_features(region)
+    if fill == 0:
+        return None
+    # Thresholds halfway between the ranges drawn shapes of every size fall in (the test checks them).
+    if solidity < 0.84:
+        return "star" if fill < 0.51 else "cross"
+    if fill > 0.9:
+        return "square"
+    return "circle" if fill > 0.65 else "triangle"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the pixels of one image say about a prompt "a COLOR SHAPE"."""
+
+    color: bool  # the bright pixels are mostly the asked color
+    shape: bool  # the largest region of that color has the asked shape's geometry
+    single: bool  # exactly one object (bright region of MIN_OBJECT_PIXELS or more)
+    inside: bool  # that region does not touch the image's edge
+
+    @property
+    def right(self) -> bool:
+        """Every criterion holds."""
+        return self.color and self.shape and self.single and self.inside
+
+
+def judge(image: Image.Image, color: str, shape: str) -> Verdict:
+    """Judge one image against "a COLOR SHAPE" by its pixels alone."""
+    nearest, bright = nearest_colors(image)
+    region = largest_region(bright & (nearest == list(PALETTE).index(color)))
+    _, sizes = regions(bright)
+    ys, xs = np.nonzero(region)
+    inside = bool(len(xs)) and xs.min() > 0 and ys.min() > 0 \
+        and xs.max() < region.shape[1] - 1 and ys.max() < region.shape[0] - 1
+    return Verdict(color=dominant_color(image) == color, shape=shape_of(region) == shape,
+                   single=sum(size >= MIN_OBJECT_PIXELS for size in sizes) == 1, inside=inside)
