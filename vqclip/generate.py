@@ -18,7 +18,7 @@ from vqclip.assemble import (
     set_low_memory,
 )
 from vqclip.config import GenerateConfig, validate
-from vqclip.device import allow_tf32, resolve_device
+from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.engine import Callback, Engine, for_image
 from vqclip.errors import OutOfMemory, UsageError
 from vqclip.memory import gib, parse_bytes
@@ -166,13 +166,6 @@ def _batch_note(seeds: list[int], index: int) -> dict[str, Any] | None:
     if len(seeds) == 1:
         return None
     return {"size": len(seeds), "index": index, "seeds": seeds}
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast for `bf16`, and for `auto` on CUDA (bf16, not fp16: the decoder's range)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
 
 
 @dataclass

@@ -76,8 +76,11 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
 
 @register("saturation")
 def saturation(ctx: LossContext) -> torch.Tensor:
-    """Mean distance of each pixel from its gray: a positive weight desaturates."""
-    image = ctx.image
+    """Mean distance of each pixel from its gray: a positive weight desaturates.
+
+    Reduced in fp32: autocast leaves these ops in the image's bf16 (tv and symmetry square,
+    which autocast already runs in fp32)."""
+    image = ctx.image.float()
     return (image - image.mean(dim=1, keepdim=True)).abs().mean()
 
 
