@@ -236,7 +236,9 @@ class Engine:
             self.generator.clamp_()
             self.step = step + 1
             seconds = time.perf_counter() - started
-            parts = {name: value.tolist() for name, value in losses.items()}
+            # One device-to-host copy for every loss: each copy waits for the step to finish.
+            values = torch.stack([value.detach().float() for value in losses.values()]).tolist()
+            parts = dict(zip(losses, values, strict=True))
             for i in range(self.batch_size):
                 named = {name: values[i] for name, values in parts.items()}
                 loss_values[i] = sum(named.values())
@@ -246,8 +248,9 @@ class Engine:
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
         del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
-        with torch.no_grad(), self._autocast():
-            finals = self.generator.image().detach().float().cpu()
+        # Decoded once, in fp32 and eagerly: a compiled model would compile again for no_grad.
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            finals = self.generator.image().float().cpu()
         seconds = time.perf_counter() - started
         done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],
                           interrupted=self.step < self.steps, index=i)
