@@ -151,7 +151,7 @@ class Engine:
 
     def state_dict(self, index: int = 0) -> dict:
         """Everything needed to continue image `index` alone, bit-identically: step,
-        parameters, optimizer, RNG."""
+        parameters, optimizer, RNG and the kind of device that RNG belongs to."""
         parameters = self.generator.parameters()
         return {
             "step": self.step,
@@ -160,6 +160,7 @@ class Engine:
             "optimizer": _slice_optimizer_state(self.optimizer.state_dict(), parameters, index),
             "scheduler": self.scheduler.state_dict(),
             "rng": self.rngs[index].get_state(),
+            "device": self.rngs[index].device.type,
         }
 
     def load_state_dict(self, state: dict) -> None:
