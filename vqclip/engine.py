@@ -238,8 +238,8 @@ class Engine:
             self.step = step + 1
             seconds = time.perf_counter() - started
             # One device-to-host copy for every loss: each copy waits for the step to finish.
-            values = torch.stack([value.detach().float() for value in losses.values()]).tolist()
-            parts = dict(zip(losses, values, strict=True))
+            rows = torch.stack([value.detach().float() for value in losses.values()]).tolist()
+            parts = dict(zip(losses, rows, strict=True))
             for i in range(self.batch_size):
                 named = {name: values[i] for name, values in parts.items()}
                 loss_values[i] = sum(named.values())

@@ -202,7 +202,7 @@ class ResumePoint:
     def check_device(self, device: torch.device) -> None:
         """Refuse to continue on another kind of device than the run's: a CUDA random generator
         and a CPU one have different states (a saved `device: auto` can resolve to either)."""
-        saved = self.state.get("device", device.type)  # states written before it was saved
+        saved = self.state.get("device", device.type)  # a state.pt from before it was saved
         if saved != device.type:
             raise UsageError(f"{self.run_dir} ran on {saved} and would continue on {device.type}: "
                              f"its random state only continues on {saved}; pass --device {saved}")

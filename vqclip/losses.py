@@ -78,8 +78,7 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
 def saturation(ctx: LossContext) -> torch.Tensor:
     """Mean distance of each pixel from its gray: a positive weight desaturates.
 
-    Reduced in fp32: autocast leaves these ops in the image's bf16 (tv and symmetry square,
-    which autocast already runs in fp32)."""
+    In fp32: under autocast the image is bf16, and autocast would leave these ops in it."""
     image = ctx.image.float()
     return (image - image.mean(dim=1, keepdim=True)).abs().mean()
 
