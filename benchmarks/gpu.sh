@@ -3,7 +3,8 @@
 #
 #   make gpu-wheels                        # here, with network: the wheels a bare GPU box lacks
 #   bash benchmarks/gpu.sh                 # there, from the repository root (benchmarks/wheels carried)
-#   bash benchmarks/gpu.sh --device cpu    # the same runs with the tiny models: try the script anywhere
+#   bash benchmarks/gpu.sh --device cpu    # the same runs with the tiny models on one CPU thread:
+#                                          # tries the script anywhere, even on a busy machine
 #   bash benchmarks/gpu.sh --dry-run       # the planned runs in order, their time limits and the total
 #
 # The box needs torch (with CUDA), typer, rich, imageio, timm and safetensors; open_clip_torch,
@@ -29,8 +30,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $DEVICE in
-  cuda) MODEL=full SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 512:32:low 1024:32 1024:32:low" ;;
-  cpu) MODEL=tiny SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" ;;
+  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 512:32:low 1024:32 1024:32:low" ;;
+  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" ;;
   *) echo "--device $DEVICE: expected cuda or cpu" >&2; exit 2 ;;
 esac
 if [ "$DEVICE" = cuda ]; then
@@ -38,7 +39,7 @@ if [ "$DEVICE" = cuda ]; then
 else
   MACHINE="lscpu | sed -n 's/^Model name: *//p'"
 fi
-STEP="$PY benchmarks/step_bench.py --device $DEVICE --model $MODEL"
+STEP="$PY benchmarks/step_bench.py --device $DEVICE --model $MODEL --threads $THREADS"
 WHEELS="open_clip_torch omegaconf"  # their dependencies come from benchmarks/wheels too
 IMPORTS="import open_clip, omegaconf, torch, step_bench, memory_bench"
 [ "$DEVICE" = cuda ] && IMPORTS="$IMPORTS; assert torch.cuda.is_available(), 'no CUDA device'"
@@ -52,7 +53,7 @@ PLAN=(
   "tf32|35|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
   "fp32|35|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
   "eager_large|40|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
-  "memory|75|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --grid $MEM"
+  "memory|75|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
   "compiled|90|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
 )
 
