@@ -47,14 +47,14 @@ IMPORTS="import open_clip, omegaconf, torch, step_bench, memory_bench"
 # NAME|SECONDS|COMMAND, in the order they run.
 PLAN=(
   "machine|5|$MACHINE"
-  "install|45|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
-  "imports|30|PYTHONPATH=benchmarks:\$PYTHONPATH $PY -c \"$IMPORTS; print('imports ok: torch', torch.__version__, 'open_clip', open_clip.__version__)\""
-  "eager_bf16|50|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
-  "tf32|35|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
-  "fp32|35|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
-  "eager_large|40|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
-  "memory|75|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
-  "compiled|90|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
+  "install|30|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
+  "imports|25|PYTHONPATH=benchmarks:\$PYTHONPATH $PY -c \"$IMPORTS; print('imports ok: torch', torch.__version__, 'open_clip', open_clip.__version__)\""
+  "eager_bf16|45|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
+  "tf32|30|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
+  "fp32|30|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
+  "eager_large|35|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
+  "memory|85|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
+  "compiled|115|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
 )
 
 total=0
@@ -78,8 +78,10 @@ echo "vqclip benchmarks/gpu.sh --device $DEVICE, $(date -u +%Y-%m-%d)"
 for item in "${PLAN[@]}"; do
   IFS='|' read -r name limit command <<<"$item"
   echo "== $name (limit $limit s): $command"
+  run_started=$SECONDS
   timeout --kill-after=5 "$limit" bash -c "$command" 2>"$LOGS/$name.err" | tee "$LOGS/$name.txt"
   status=${PIPESTATUS[0]}
+  echo "   ($name took $((SECONDS - run_started)) s)"
   if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     echo "TIMED OUT after $limit s (rows above were measured)" | tee -a "$LOGS/$name.txt"
   elif [ "$status" -ne 0 ]; then
