@@ -24,7 +24,7 @@ BUDGET=420
 DEVICE=cuda DRY=0
 while [ $# -gt 0 ]; do
   case $1 in
-    --device) DEVICE=$2; shift 2 ;;
+    --device) DEVICE=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
     --dry-run) DRY=1; shift ;;
     *) echo "usage: bash benchmarks/gpu.sh [--device cuda|cpu] [--dry-run]" >&2; exit 2 ;;
   esac
