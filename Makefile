@@ -37,8 +37,9 @@ lint: $(VENV_READY) ## Check the code with ruff
 bench: $(VENV_READY) ## Time steps of the tiny and full-size architectures on this machine
 	$(VENV_PYTHON) benchmarks/step_bench.py
 
-gpu-wheels: ## Download the wheels benchmarks/gpu.sh installs on a GPU box without network
-	$(PYTHON) -m pip download --dest benchmarks/wheels --only-binary=:all: --no-deps \
-		--python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-		open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock
-	$(PYTHON) -m pip wheel --wheel-dir benchmarks/wheels --no-deps "antlr4-python3-runtime==4.9.3"
+gpu-wheels: ## Download the wheels benchmarks/gpu.sh installs on a GPU box without network (Python 3.10-3.13)
+	for version in 3.10 3.11 3.12 3.13; do \
+		$(PYTHON) -m pip download --dest benchmarks/wheels --only-binary=:all: --no-deps \
+			--python-version $$version --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+			open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock timm || exit 1; \
+	done

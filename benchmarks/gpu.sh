@@ -1,41 +1,102 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one run (well under 8 minutes on an H100); the summary table last.
+# Every GPU measurement of vqclip in one device call, under 7 minutes by construction.
 #
-#   make gpu-wheels            # here, with network: the wheels a bare GPU box lacks
-#   bash benchmarks/gpu.sh     # there, from the repository root (benchmarks/wheels carried along)
+#   make gpu-wheels                        # here, with network: the wheels a bare GPU box lacks
+#   bash benchmarks/gpu.sh                 # there, from the repository root (benchmarks/wheels carried)
+#   bash benchmarks/gpu.sh --device cpu    # the same runs with the tiny models on one CPU thread:
+#                                          # tries the script anywhere, even on a busy machine
+#   bash benchmarks/gpu.sh --dry-run       # the planned runs in order, their time limits and the total
 #
-# The box needs torch with CUDA, typer, rich, imageio, timm and safetensors; open_clip_torch,
-# omegaconf and their small dependencies are installed from benchmarks/wheels, offline.
+# The box needs torch (with CUDA), typer, rich, imageio, timm and safetensors; open_clip_torch,
+# omegaconf and their small dependencies are installed from benchmarks/wheels, offline, and the
+# benchmarks' imports are checked before anything is measured.
 # Full-size random weights: imagenet f16 16384 VQGAN and ViT-B/32 (speed needs no real weights).
-set -euo pipefail
+#
+# Every run has a time limit and the limits add up to less than 420 s; the cheap runs come first
+# and the compiled one last. Rows are printed as they are measured and kept in
+# ${OUT:-/tmp}/vqclip-gpu/NAME.txt, so a run stopped at its limit keeps the rows it finished.
+set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+BUDGET=420
+
+DEVICE=cuda DRY=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --device) DEVICE=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+    --dry-run) DRY=1; shift ;;
+    *) echo "usage: bash benchmarks/gpu.sh [--device cuda|cpu] [--dry-run]" >&2; exit 2 ;;
+  esac
+done
+case $DEVICE in
+  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 512:32:low 1024:32 1024:32:low" ;;
+  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" ;;
+  *) echo "--device $DEVICE: expected cuda or cpu" >&2; exit 2 ;;
+esac
+if [ "$DEVICE" = cuda ]; then
+  MACHINE="nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader"
+else
+  MACHINE="lscpu | sed -n 's/^Model name: *//p'"
+fi
+STEP="$PY benchmarks/step_bench.py --device $DEVICE --model $MODEL --threads $THREADS"
+WHEELS="open_clip_torch omegaconf"  # their dependencies come from benchmarks/wheels too
+IMPORTS="import open_clip, omegaconf, torch, step_bench, memory_bench"
+[ "$DEVICE" = cuda ] && IMPORTS="$IMPORTS; assert torch.cuda.is_available(), 'no CUDA device'"
+
+# NAME|SECONDS|COMMAND, in the order they run.
+PLAN=(
+  "machine|5|$MACHINE"
+  "install|30|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
+  "imports|25|PYTHONPATH=benchmarks:\$PYTHONPATH $PY -c \"$IMPORTS; print('imports ok: torch', torch.__version__, 'open_clip', open_clip.__version__)\""
+  "eager_bf16|45|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
+  "tf32|30|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
+  "fp32|30|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
+  "eager_large|35|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
+  "memory|85|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
+  "compiled|115|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
+)
+
+total=0
+for item in "${PLAN[@]}"; do total=$((total + $(cut -d'|' -f2 <<<"$item"))); done
+if [ "$DRY" = 1 ]; then
+  for item in "${PLAN[@]}"; do
+    IFS='|' read -r name limit command <<<"$item"
+    printf '%-12s %4d s  %s\n' "$name" "$limit" "$command"
+  done
+  printf 'total %d s of %d s\n' "$total" "$BUDGET"
+fi
+if [ "$total" -ge "$BUDGET" ]; then
+  echo "the runs' time limits add up to $total s, over the $BUDGET s budget" >&2; exit 1
+fi
+[ "$DRY" = 1 ] && exit 0
+
 LOGS=${OUT:-/tmp}/vqclip-gpu
 mkdir -p "$LOGS"
-
-if ! "$PY" -c "import open_clip, omegaconf" 2>/dev/null; then
-  "$PY" -m pip install --quiet --no-index --find-links benchmarks/wheels \
-    open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock antlr4-python3-runtime
-fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOGS/gpu.txt"
-
-run() {  # NAME COMMAND...: run a measurement, keep its table, go on if it fails
-  local name=$1; shift
-  echo "== $name: $*" >&2
-  if ! timeout 240 "$@" >"$LOGS/$name.txt" 2>"$LOGS/$name.err"; then
-    echo "FAILED (see $LOGS/$name.err)" >"$LOGS/$name.txt"; tail -5 "$LOGS/$name.err" >&2
+started=$SECONDS
+echo "vqclip benchmarks/gpu.sh --device $DEVICE, $(date -u +%Y-%m-%d)"
+for item in "${PLAN[@]}"; do
+  IFS='|' read -r name limit command <<<"$item"
+  echo "== $name (limit $limit s): $command"
+  run_started=$SECONDS
+  timeout --kill-after=5 "$limit" bash -c "$command" 2>"$LOGS/$name.err" | tee "$LOGS/$name.txt"
+  status=${PIPESTATUS[0]}
+  echo "   ($name took $((SECONDS - run_started)) s)"
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "TIMED OUT after $limit s (rows above were measured)" | tee -a "$LOGS/$name.txt"
+  elif [ "$status" -ne 0 ]; then
+    echo "FAILED with status $status (see $LOGS/$name.err):" | tee -a "$LOGS/$name.txt"
+    tail -5 "$LOGS/$name.err" | tee -a "$LOGS/$name.txt"
+    if [ "$name" = install ] || [ "$name" = imports ]; then
+      echo "cannot measure without these imports; nothing else was run" >&2; exit 1
+    fi
   fi
-}
-run eager "$PY" benchmarks/step_bench.py --device cuda --grid 256:32 512:32 1024:32 --steps 20 --warmup 3
-run fp32_tf32 "$PY" benchmarks/step_bench.py --device cuda --precision fp32 --grid 512:32 --steps 10 --warmup 2
-run compiled "$PY" benchmarks/step_bench.py --device cuda --compile --grid 512:32 --steps 30 --warmup 5
-run memory "$PY" benchmarks/memory_bench.py --device cuda --grid 512:32 1024:32 512:32:low 1024:32:low
+done
 
 echo
-echo "vqclip GPU benchmarks, $(date -u +%Y-%m-%d), $(cat "$LOGS/gpu.txt")"
-for name in eager fp32_tf32 compiled memory; do
+echo "== summary: vqclip benchmarks/gpu.sh --device $DEVICE, $(date -u +%Y-%m-%d), $((SECONDS - started)) s"
+for item in "${PLAN[@]}"; do
+  name=${item%%|*}
   echo "-- $name"
   cat "$LOGS/$name.txt"
 done

@@ -1,9 +1,12 @@
 """The memory planner's estimate of one step against the measured peak; prints a table.
 
 Each setting runs in a fresh process: the planner simulates one step, then two real steps
-run. On the CPU the measured peak is the growth of the resident set (Linux VmHWM, reset
-just before the steps) over what was resident before them; on CUDA it is
-`max_memory_allocated` over what was allocated before them.
+run. Side by side: the simulated peak as simulated, the planner's estimate (the simulated
+peak with its allowance for the allocator), and what the steps took. On the CPU that is the
+growth of the resident set (Linux VmHWM, reset just before the steps) over what was resident
+before them; on CUDA `max_memory_allocated` over what was allocated before them (comparable
+with the simulated peak) and `max_memory_reserved` over what was reserved before them (what
+the estimate's allowance is for). Each row is printed as soon as its setting is measured.
 
     python benchmarks/memory_bench.py --model full --grid 128:8 256:16 384:16
 """
@@ -22,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from step_bench import build_engine, build_models  # noqa: E402
 
 from vqclip.assemble import set_low_memory  # noqa: E402
+from vqclip.config import PRECISIONS  # noqa: E402
 from vqclip.device import resolve_device  # noqa: E402
-from vqclip.memory import resident_bytes  # noqa: E402
+from vqclip.memory import resident_bytes, simulate_peak  # noqa: E402
 from vqclip.planner import measure  # noqa: E402
 
 
@@ -36,21 +40,26 @@ def _vm_hwm() -> int:
 
 def measure_one(model: str, side: int, cutn: int, low_memory: bool, device_name: str,
                 precision: str) -> dict:
-    """Estimated and measured peak bytes that one step adds, for one setting."""
+    """Simulated, estimated and measured peak bytes that one step adds, for one setting."""
     device = resolve_device(device_name)
     vqgan, perceptor = build_models(model, device)
     engine = build_engine(vqgan, perceptor, side, cutn, 2, device, precision)
     set_low_memory(engine.generator, engine.judges, low_memory)
+    simulated = simulate_peak(lambda: engine.forward()[2], engine.generator.parameters())
     estimate = measure(engine, device, low_memory=low_memory)
     before = resident_bytes(device)
     if device.type == "cuda":
+        reserved_before = torch.cuda.memory_reserved(device)
         torch.cuda.reset_peak_memory_stats(device)
     else:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     engine.run([])
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _vm_hwm()
-    return {"side": side, "cutn": cutn, "low_memory": low_memory,
-            "estimated": estimate.step, "measured": peak - before}
+    row = {"side": side, "cutn": cutn, "low_memory": low_memory, "simulated": simulated,
+           "estimated": estimate.step}
+    if device.type == "cuda":
+        return {**row, "measured": torch.cuda.max_memory_allocated(device) - before,
+                "reserved": torch.cuda.max_memory_reserved(device) - reserved_before}
+    return {**row, "measured": _vm_hwm() - before, "reserved": None}
 
 
 def main() -> None:
@@ -59,7 +68,7 @@ def main() -> None:
     parser.add_argument("--grid", nargs="+", default=["128:8", "256:16", "384:16"],
                         help="SIDE:CUTN pairs; add :low for --low-memory")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a single setting, in this process
     args = parser.parse_args()
@@ -70,22 +79,22 @@ def main() -> None:
         print(json.dumps(measure_one(args.model, int(side), int(cutn), bool(low), args.device,
                                      args.precision)))
         return
-    rows = []
+    measured = "allocated MiB" if args.device.startswith("cuda") else "RSS MiB"
+    print(f"model={args.model} device={args.device} precision={args.precision} "
+          f"torch={torch.__version__}")
+    print(f"{'size':>9} {'cutn':>5} {'low-mem':>8} {'simulated MiB':>14} {'estimated MiB':>14} "
+          f"{measured:>14} {'reserved MiB':>13} {'est/meas':>9}", flush=True)
     for item in args.grid:
         command = [sys.executable, __file__, "--model", args.model, "--device", args.device,
                    "--precision", args.precision, "--threads", str(args.threads), "--one", item]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
-
-    print(f"model={args.model} device={args.device} precision={args.precision} "
-          f"torch={torch.__version__}")
-    print(f"{'size':>9} {'cutn':>5} {'low-mem':>8} {'estimated MiB':>14} {'measured MiB':>13} "
-          f"{'est/meas':>9}")
-    for row in rows:
+        row = json.loads(output.strip().splitlines()[-1])
+        size = f"{row['side']}x{row['side']}"
+        reserved = "-" if row["reserved"] is None else f"{row['reserved'] / 2**20:.0f}"
         ratio = row["estimated"] / max(row["measured"], 1)
-        print(f"{row['side']:>5}x{row['side']:<3} {row['cutn']:>5} {'yes' if row['low_memory'] else 'no':>8} "
-              f"{row['estimated'] / 2**20:>14.0f} {row['measured'] / 2**20:>13.0f} {ratio:>9.2f}")
-
+        print(f"{size:>9} {row['cutn']:>5} {'yes' if row['low_memory'] else 'no':>8} "
+              f"{row['simulated'] / 2**20:>14.0f} {row['estimated'] / 2**20:>14.0f} "
+              f"{row['measured'] / 2**20:>14.0f} {reserved:>13} {ratio:>9.2f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,8 @@ Full-size architectures use random weights (shapes and FLOPs are what set the sp
 the imagenet f16 16384 VQGAN and open_clip's ViT-B-32-quickgelu. `--model tiny` uses the
 tiny test architectures; `--model half` that VQGAN at half its width with the tiny CLIP.
 `--batch-sizes 1 4` also times K images optimized together (`--batch-size K`) and converts
-each to images per hour at `--image-steps` steps per image.
+each to images per hour at `--image-steps` steps per image. Each row is printed as soon as it
+is measured, so a run stopped by a time limit keeps the rows it finished.
 
     python benchmarks/step_bench.py --model full --grid 128:8 256:16 --steps 6
     python benchmarks/step_bench.py --model tiny --grid 64:8 --batch-sizes 1 2 4 8
@@ -19,11 +20,10 @@ import time
 
 import torch
 
-from vqclip.config import AugmentConfig
+from vqclip.config import PRECISIONS, AugmentConfig
 from vqclip.cutouts import Cutouts
-from vqclip.device import allow_tf32, resolve_device
+from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.engine import Engine, Judge, Stage, StepEvent
-from vqclip.generate import autocast_dtype
 from vqclip.generators import VQGANGenerator
 from vqclip.losses import PromptLoss
 from vqclip.models.clip import Perceptor
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per setting")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1],
@@ -132,11 +132,18 @@ def main() -> None:
     if args.compile:
         vqgan.decoder.compile()
         perceptor.model.visual.compile()
-    rows = []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"model={args.model} device={device} ({name}) precision={args.precision} "
+          f"compile={args.compile} threads={args.threads} torch={torch.__version__} "
+          f"image_steps={args.image_steps}")
+    if device.type != "cuda":
+        print("peak GiB on the CPU is the process's maximum resident set size so far")
+    print(f"{'size':>9} {'cutn':>5} {'K':>3} {'s/step':>8} {'steps/s':>8} {'images/h':>9} "
+          f"{'vs K=1':>7} {'peak GiB':>9}", flush=True)
     for item in args.grid:
         side, cutn = (int(x) for x in item.split(":"))
-        measured = []
-        for batch_size in args.batch_sizes:
+        single = None  # images per hour of K=1: K separate runs make images at its rate
+        for batch_size in sorted(set(args.batch_sizes)):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision,
@@ -145,26 +152,14 @@ def main() -> None:
                 peak = torch.cuda.max_memory_allocated() / 2**30
             else:
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            measured.append((batch_size, statistics.median(times), peak))
-        # K=1 is one image per run: K separate runs make images at its rate
-        single = next((3600 / (m * args.image_steps) for k, m, _ in measured if k == 1), None)
-        for batch_size, median, peak in measured:
+            median = statistics.median(times)
             per_hour = 3600 * batch_size / (median * args.image_steps)
+            if batch_size == 1:
+                single = per_hour
             gain = f"{per_hour / single:.2f}x" if single else "-"
-            rows.append((f"{side}x{side}", cutn, batch_size, median, 1 / median, per_hour, gain,
-                         peak))
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"model={args.model} device={device} ({name}) precision={args.precision} "
-          f"compile={args.compile} threads={args.threads} torch={torch.__version__} "
-          f"image_steps={args.image_steps}")
-    print(f"{'size':>9} {'cutn':>5} {'K':>3} {'s/step':>8} {'steps/s':>8} {'images/h':>9} "
-          f"{'vs K=1':>7} {'peak GiB':>9}")
-    for size, cutn, batch_size, median, rate, per_hour, gain, peak in rows:
-        print(f"{size:>9} {cutn:>5} {batch_size:>3} {median:>8.4f} {rate:>8.2f} {per_hour:>9.1f} "
-              f"{gain:>7} {peak:>9.2f}")
-    if device.type != "cuda":
-        print("peak GiB on the CPU is the process's maximum resident set size so far")
+            size = f"{side}x{side}"
+            print(f"{size:>9} {cutn:>5} {batch_size:>3} {median:>8.4f} {1 / median:>8.2f} "
+                  f"{per_hour:>9.1f} {gain:>7} {peak:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,18 @@ def test_padding_decides_what_shifted_cutouts_see_past_the_edge() -> None:
     assert darkest("zeros") < 0.5
     with pytest.raises(ConfigError, match="cut_padding='mirror': valid: reflection, zeros, border"):
         Cutouts(16, 4, padding="mirror")
+
+
+def test_cutouts_under_bf16_autocast_equal_fp32_cutouts_at_512() -> None:
+    # A smooth 512x512 image, as the VQGAN's bf16 output under autocast: bf16 crop coordinates
+    # are only good to about a pixel there, so each cutout would shift by up to one pixel.
+    y, x = torch.meshgrid(torch.linspace(0, 1, 512), torch.linspace(0, 1, 512), indexing="ij")
+    image = torch.stack([x, y, 0.5 + 0.5 * torch.sin(12 * x + 9 * y)]).unsqueeze(0)
+    image = image.bfloat16()
+    cut = Cutouts(224, 8, augmentations=["flip", "affine", "perspective"],
+                  strengths=AugmentConfig())
+    reference = cut(image.float(), torch.Generator().manual_seed(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = cut(image, torch.Generator().manual_seed(3))
+    assert fast.dtype == torch.float32
+    assert (fast - reference).abs().max() <= 1e-6

@@ -57,6 +57,24 @@ def test_resume_refuses_fewer_steps_and_missing_state(tiny_sets, tmp_path) -> No
     assert missing.exit_code == 2 and "no state.pt" in missing.stderr
 
 
+
+def test_resume_refuses_another_kind_of_device_and_names_device(tiny_sets, tmp_path) -> None:
+    import torch
+
+    first = generate(tiny_sets, tmp_path, "--steps", "2")
+    path = Path(first["run_dir"]) / "state.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["device"] == "cpu"
+    # As a `device: auto` run made on CUDA leaves it: a 16-byte Philox state, not the CPU's
+    # 5,056 bytes; here auto resolves to the CPU.
+    config = {**state["config"], "device": "auto"}
+    torch.save({**state, "device": "cuda", "rng": torch.zeros(16, dtype=torch.uint8),
+                "config": config}, path)
+    resumed = runner.invoke(app, ["resume", first["run_dir"], "--steps", "3"])
+    assert resumed.exit_code == 2, resumed.output
+    assert "ran on cuda" in resumed.stderr and "--device cuda" in resumed.stderr
+    assert "Traceback" not in resumed.output
+
 def test_ctrl_c_saves_state_exits_130_and_resumes(tiny_sets, tmp_path) -> None:
     sets = [item for s in tiny_sets for item in ("--set", s)]
     command = [sys.executable, "-m", "vqclip", "generate", "a red circle", *sets, "-o",

@@ -219,3 +219,28 @@ def test_bad_specs_and_configs(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="expected a taming .yaml"):
         load_vqgan(tmp_path / "model.txt", tmp_path / "unused.ckpt")
     assert VQGANSpec.from_dict(TINY_SPEC.to_dict()) == TINY_SPEC
+
+
+def test_attention_inputs_suit_the_fused_kernels_and_match_the_math_kernel(monkeypatch) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from vqclip.models.vqgan_layers import AttnBlock
+
+    torch.manual_seed(0)
+    block = AttnBlock(32).eval()
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        reference = block(x)
+    inputs = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(*args, **kwargs):
+        inputs.extend(args[:3])
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    with torch.no_grad():
+        out = block(x)
+    # The flash and memory-efficient kernels refuse a last dimension with a stride other than 1.
+    assert len(inputs) == 3 and all(t.is_contiguous() and t.stride(-1) == 1 for t in inputs)
+    assert torch.allclose(out, reference, atol=1e-5)

@@ -314,6 +314,10 @@ def resume(
     steps: Annotated[
         int | None, typer.Option(help="Run to this many steps in all (default: the run's own).")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:N or mps (default: the run's own); "
+                                      "a run continues only on the kind of device it ran on.")
+    ] = None,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -324,7 +328,7 @@ def resume(
         from vqclip.generate import ResumePoint, Run
 
         point = ResumePoint.load(run_dir)
-        return execute_run(Run(point.config(steps=steps), resume=point),
+        return execute_run(Run(point.config(steps=steps, device=device), resume=point),
                            json_output=json_output, quiet=quiet)
 
     run_command(body, verbose=verbose)

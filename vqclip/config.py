@@ -14,7 +14,7 @@ from vqclip.errors import ConfigError
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
 SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
 

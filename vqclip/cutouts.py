@@ -79,7 +79,16 @@ class Cutouts:
         return theta
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts."""
+        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts, in fp32.
+
+        Cut in fp32 even under autocast: a bf16 sampling coordinate is only good to about a
+        pixel at 512 pixels, so bf16 cutouts would shift and their gradient would land on every
+        second or fourth pixel. The sampling is a small part of a step.
+        """
+        with torch.autocast(image.device.type, enabled=False):
+            return self._cut(image.float(), generator)
+
+    def _cut(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         _, channels, height, width = image.shape
         draw = Draw(generator, image.device, self.cutn)
         theta = self._crop_theta(height, width, draw)

@@ -1,8 +1,10 @@
-"""Pick the torch device: auto prefers CUDA, then Apple MPS, then the CPU."""
+"""Pick the torch device (auto prefers CUDA, then Apple MPS, then the CPU) and its precision."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import torch
 
@@ -36,9 +38,29 @@ def allow_tf32(device: torch.device, precision: str) -> None:
     """On CUDA, let fp32 matmuls and convolutions use TF32 unless strict fp32 was asked for.
 
     TF32 keeps fp32's range with a 10-bit mantissa, finer than the 7 bits bf16 autocast
-    already accepts for the heavy ops; `precision: fp32` keeps full fp32 everywhere.
+    already accepts for the heavy ops: `precision: tf32` runs every op in fp32 with TF32
+    matmuls, `auto` and `bf16` use it where autocast leaves fp32, and `fp32` keeps full fp32
+    everywhere.
     """
     if device.type == "cuda":
         enabled = precision != "fp32"
         torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled
+
+
+@contextlib.contextmanager
+def strict_fp32_matmul() -> Iterator[None]:
+    """Full fp32 matmuls inside, even where `allow_tf32` turned TF32 on (restored after)."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast for `bf16`, and for `auto` on CUDA (bf16, not fp16: the decoder's range)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None

@@ -151,7 +151,7 @@ class Engine:
 
     def state_dict(self, index: int = 0) -> dict:
         """Everything needed to continue image `index` alone, bit-identically: step,
-        parameters, optimizer, RNG."""
+        parameters, optimizer, RNG and the kind of device that RNG belongs to."""
         parameters = self.generator.parameters()
         return {
             "step": self.step,
@@ -160,6 +160,7 @@ class Engine:
             "optimizer": _slice_optimizer_state(self.optimizer.state_dict(), parameters, index),
             "scheduler": self.scheduler.state_dict(),
             "rng": self.rngs[index].get_state(),
+            "device": self.rngs[index].device.type,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -236,7 +237,9 @@ class Engine:
             self.generator.clamp_()
             self.step = step + 1
             seconds = time.perf_counter() - started
-            parts = {name: value.tolist() for name, value in losses.items()}
+            # One device-to-host copy for every loss: each copy waits for the step to finish.
+            rows = torch.stack([value.detach().float() for value in losses.values()]).tolist()
+            parts = dict(zip(losses, rows, strict=True))
             for i in range(self.batch_size):
                 named = {name: values[i] for name, values in parts.items()}
                 loss_values[i] = sum(named.values())
@@ -246,8 +249,9 @@ class Engine:
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
         del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
-        with torch.no_grad(), self._autocast():
-            finals = self.generator.image().detach().float().cpu()
+        # Decoded once, in fp32 and eagerly: a compiled model would compile again for no_grad.
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            finals = self.generator.image().float().cpu()
         seconds = time.perf_counter() - started
         done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],
                           interrupted=self.step < self.steps, index=i)

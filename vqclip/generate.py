@@ -18,7 +18,7 @@ from vqclip.assemble import (
     set_low_memory,
 )
 from vqclip.config import GenerateConfig, validate
-from vqclip.device import allow_tf32, resolve_device
+from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.engine import Callback, Engine, for_image
 from vqclip.errors import OutOfMemory, UsageError
 from vqclip.memory import gib, parse_bytes
@@ -70,6 +70,8 @@ class Run:
     def __init__(self, cfg: DictConfig, *, resume: ResumePoint | None = None) -> None:
         state = resume.state if resume is not None else None
         device = resolve_device(cfg.device)
+        if resume is not None:
+            resume.check_device(device)
         allow_tf32(device, cfg.precision)
         seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
         seeds = [seed + i for i in range(cfg.batch_size)]
@@ -168,13 +170,6 @@ def _batch_note(seeds: list[int], index: int) -> dict[str, Any] | None:
     return {"size": len(seeds), "index": index, "seeds": seeds}
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast for `bf16`, and for `auto` on CUDA (bf16, not fp16: the decoder's range)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
 @dataclass
 class ResumePoint:
     """A run folder and the state read from its state.pt (with weights_only=True)."""
@@ -190,9 +185,12 @@ class ResumePoint:
             raise UsageError(f"{run_dir} has no state.pt to resume from")
         return cls(Path(run_dir), torch.load(path, map_location="cpu", weights_only=True))
 
-    def config(self, *, steps: int | None = None) -> DictConfig:
-        """The config the run was started with, with `steps` optionally raised."""
+    def config(self, *, steps: int | None = None, device: str | None = None) -> DictConfig:
+        """The config the run was started with, with `steps` optionally raised and `device`
+        optionally replaced."""
         cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), self.state["config"])
+        if device is not None:
+            cfg.device = device
         if steps is not None:
             done = self.state["step"]
             if steps < done:
@@ -200,6 +198,14 @@ class ResumePoint:
             cfg.steps = steps
         validate(cfg, {})
         return cfg
+
+    def check_device(self, device: torch.device) -> None:
+        """Refuse to continue on another kind of device than the run's: a CUDA random generator
+        and a CPU one have different states (a saved `device: auto` can resolve to either)."""
+        saved = self.state.get("device", device.type)  # a state.pt from before it was saved
+        if saved != device.type:
+            raise UsageError(f"{self.run_dir} ran on {saved} and would continue on {device.type}: "
+                             f"its random state only continues on {saved}; pass --device {saved}")
 
 
 def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any) -> GenerateResult:

@@ -76,8 +76,10 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
 
 @register("saturation")
 def saturation(ctx: LossContext) -> torch.Tensor:
-    """Mean distance of each pixel from its gray: a positive weight desaturates."""
-    image = ctx.image
+    """Mean distance of each pixel from its gray: a positive weight desaturates.
+
+    In fp32: under autocast the image is bf16, and autocast would leave these ops in it."""
+    image = ctx.image.float()
     return (image - image.mean(dim=1, keepdim=True)).abs().mean()
 
 

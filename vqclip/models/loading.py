@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from vqclip.errors import ModelError
-from vqclip.models.cache import offline_requested
 from vqclip.models.clip import Perceptor, load_perceptor
 from vqclip.models.vqgan import VQGAN, load_vqgan
 
@@ -69,6 +68,8 @@ def _cached_clip_weights(model: str, tag: str) -> Path:
 
 def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict[str, Any]]:
     """Load the CLIP the config names (registry names such as shapes_clip included)."""
+    from vqclip.models.cache import offline_requested  # brings in the download code: import late
+
     model_name, pretrained = section.model, section.pretrained
     if not model_name.startswith(("local-dir:", "hf-hub:")):
         from vqclip.models.registry import resolve_clip

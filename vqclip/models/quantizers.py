@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqclip.device import strict_fp32_matmul
+
 __all__ = ["GumbelQuantizer", "VectorQuantizer", "lookup_codes", "nearest_codes"]
 
 
@@ -14,8 +16,9 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     b, c, h, w = z.shape
     if c != codebook.shape[1]:
         raise ValueError(f"latent has {c} channels, the codebook {codebook.shape[1]}")
-    # Distances in fp32 even under autocast: in bf16 the nearest code is often the wrong one.
-    with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+    # Distances in fp32 even under autocast (in bf16 the nearest code is often the wrong one)
+    # and without TF32, whose 10-bit products can flip the choice between two close codes.
+    with torch.no_grad(), torch.autocast(z.device.type, enabled=False), strict_fp32_matmul():
         flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
         codes = codebook.detach().float()
         # |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every code, so it is dropped.

@@ -60,7 +60,9 @@ class AttnBlock(nn.Module):
         normed = self.norm(x)
 
         def tokens(conv: nn.Conv2d) -> torch.Tensor:  # (B, C, H, W) -> (B, 1, HW, C)
-            return conv(normed).reshape(b, 1, c, h * w).transpose(2, 3)
+            # Contiguous: the fused attention kernels need a unit stride in the last dimension
+            # and otherwise fall back to the math kernel, which holds the whole HW x HW matrix.
+            return conv(normed).reshape(b, 1, c, h * w).transpose(2, 3).contiguous()
 
         out = F.scaled_dot_product_attention(tokens(self.q), tokens(self.k), tokens(self.v))
         return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))

@@ -1,0 +1,48 @@
+"""The benchmark scripts: a GPU call's plan fits its time, and the imports fit a bare GPU box."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def plan(*args: str) -> tuple[list[tuple[str, int, str]], int]:
+    """The runs `benchmarks/gpu.sh --dry-run` lists (name, seconds, command) and its total."""
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", *args],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    runs = [(m[1], int(m[2]), m[3]) for m in (re.match(r"(\S+) +(\d+) s  (.*)", line)
+                                            for line in out[:-1]) if m]
+    total = re.fullmatch(r"total (\d+) s of 420 s", out[-1])
+    assert len(runs) == len(out) - 1 and total
+    return runs, int(total[1])
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_gpu_script_fits_one_device_call_cheap_runs_first(device: str) -> None:
+    runs, total = plan("--device", device)
+    names = [name for name, _, _ in runs]
+    assert sum(seconds for _, seconds, _ in runs) == total < 420  # under 7 minutes, all limits hit
+    # Imports are checked before anything is measured; the compiled run, the slowest to start,
+    # comes last so that a long compilation loses no other row.
+    assert names[:3] == ["machine", "install", "imports"]
+    assert names[-1] == "compiled" and all("--compile" not in cmd for _, _, cmd in runs[:-1])
+    measured = [cmd for _, _, cmd in runs[3:]]
+    assert all(f"--device {device}" in cmd for cmd in measured)
+    model = "full" if device == "cuda" else "tiny"
+    assert all(f"--model {model}" in cmd for cmd in measured)
+    assert any("--precision tf32" in cmd for cmd in measured)
+
+
+def test_benchmarks_import_no_download_code() -> None:
+    # A bare GPU box has no pooch; the benchmarks build models from random weights only.
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import step_bench, memory_bench; "
+            "print(sorted({'pooch', 'requests', 'vqclip.models.download'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "[]"
