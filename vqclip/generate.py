@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from vqclip.assemble import (
@@ -24,7 +26,7 @@ from vqclip.errors import OutOfMemory, UsageError
 from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
-from vqclip.outputs import RunWriter, create_run_dir
+from vqclip.outputs import RunWriter, create_run_dir, lock_run_dir
 from vqclip.planner import MemoryPlan, measure, plan, smaller_settings
 from vqclip.schedules import make_scheduler
 
@@ -103,9 +105,11 @@ class Run:
         self.configs = [_image_config(cfg, s) for s in seeds]
         if state is None:
             self.run_dirs = [create_run_dir(cfg.out, s, cfg.prompt or "image") for s in seeds]
+            self._locks = [lock_run_dir(run_dir) for run_dir in self.run_dirs]
         else:
             self.engine.load_state_dict(state)
             self.run_dirs = [resume.run_dir]
+            self._locks = [resume.lock]
         self.writers = [
             RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i)),
                       lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
@@ -121,7 +125,11 @@ class Run:
         Returns the first image's result, with every image's in `batch` when there are several.
         `callbacks` see the events of the first image and those shared by the batch."""
         writers = [for_image(i, writer) for i, writer in enumerate(self.writers)]
-        done = self.engine.run([*writers, *(for_image(0, c) for c in callbacks)])
+        try:
+            done = self.engine.run([*writers, *(for_image(0, c) for c in callbacks)])
+        finally:
+            for lock in self._locks:
+                lock.release()
         if self.engine.out_of_memory:
             raise OutOfMemory(self._out_of_memory_message(done[0].step))
         results = [
@@ -175,20 +183,35 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+STATE_KEYS = {"step", "parameters", "initial", "optimizer", "scheduler", "rng", "config"}
+
+
 @dataclass
 class ResumePoint:
-    """A run folder and the state read from its state.pt (with weights_only=True)."""
+    """A run folder, locked against other processes, and the state read from its state.pt
+    (with weights_only=True)."""
 
     run_dir: Path
     state: dict[str, Any]
+    lock: FileLock
 
     @classmethod
     def load(cls, run_dir: Path) -> ResumePoint:
-        """Read `run_dir/state.pt`; a usage error if it is missing."""
+        """Lock `run_dir` and read its state.pt; a usage error if the folder is in use or the
+        state is missing or unreadable."""
         path = Path(run_dir) / "state.pt"
         if not path.is_file():
             raise UsageError(f"{run_dir} has no state.pt to resume from")
-        return cls(Path(run_dir), torch.load(path, map_location="cpu", weights_only=True))
+        lock = lock_run_dir(Path(run_dir))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError):
+            lock.release()
+            raise UsageError(f"{path} is damaged (not a state vqclip wrote)") from None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+            lock.release()
+            raise UsageError(f"{path} is not a vqclip run state (it lacks step, parameters or config)")
+        return cls(Path(run_dir), state, lock)
 
     def config(self, *, steps: int | None = None) -> DictConfig:
         """The config the run was started with, with `steps` optionally raised."""
