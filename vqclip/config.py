@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -190,9 +191,27 @@ def _dotlist_layer(items: list[str]) -> tuple[str, DictConfig]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
     try:
-        return "--set", OmegaConf.from_dotlist(items)
+        layer = OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=False)
     except OmegaConfBaseException as err:
         raise ConfigError(f"--set: {err.msg if hasattr(err, 'msg') else err}") from None
+    return "--set", OmegaConf.create(literal(layer))
+
+
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def literal(data: Any) -> Any:
+    """`data` (plain containers) with every string escaped so that OmegaConf keeps it as
+    written: "${oc.env:HOME}" in a prompt stays that text. Only -c config files (and presets)
+    may use interpolation."""
+    if isinstance(data, str):
+        # OmegaConf reads \${ as a literal ${, and \\ before ${ as one backslash
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", data)
+    if isinstance(data, dict):
+        return {key: literal(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [literal(value) for value in data]
+    return data
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
@@ -229,17 +248,19 @@ def build_config(
     """Merge every source in precedence order; return the config and where each key came from.
 
     `base` (the settings stored in an image, for --from) sits just above the schema defaults.
+    Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
+    resolved here, a bad one being a ConfigError.
     """
     schema = OmegaConf.structured(GenerateConfig)
     layers = []
     if base is not None:
-        layers.append(("settings stored in the --from image", OmegaConf.create(base)))
+        layers.append(("settings stored in the --from image", OmegaConf.create(literal(base))))
     if preset:
         layers.append(_preset_layer(preset))
     layers.extend(_file_layer(path) for path in config_files)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     if given_flags:
-        layers.append(("command-line flags", OmegaConf.create(given_flags)))
+        layers.append(("command-line flags", OmegaConf.create(literal(given_flags))))
     if dotlist:
         layers.append(_dotlist_layer(list(dotlist)))
 
@@ -253,6 +274,11 @@ def build_config(
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: {key}: {_first_line(err)}") from None
         provenance.update({key: source for key in _leaf_keys(layer)})
+    try:
+        OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{provenance.get(key, 'config')}: {key}: {_first_line(err)}") from None
     validate(merged, provenance)
     return merged, provenance
 

@@ -11,24 +11,30 @@ from typing import Any
 import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.assemble import (
-    build_generator,
+    MakeGenerator,
     build_judges,
     compile_models,
+    generator_maker,
     regularizers,
     set_low_memory,
+    start_images,
+    starts_from_canvas,
 )
-from vqclip.config import GenerateConfig, validate
+from vqclip.config import GenerateConfig, literal, validate
 from vqclip.device import allow_tf32, resolve_device
-from vqclip.engine import Callback, Engine, for_image
+from vqclip.engine import Callback, Engine, Judge, for_image
 from vqclip.errors import OutOfMemory, UsageError
+from vqclip.generators import ImageGenerator
 from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir, lock_run_dir
 from vqclip.planner import MemoryPlan, measure, plan, smaller_settings
 from vqclip.schedules import make_scheduler
+from vqclip.targets import aim_image_prompts
 
 
 @dataclass
@@ -77,26 +83,21 @@ class Run:
         seeds = [seed + i for i in range(cfg.batch_size)]
 
         rngs = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        generator, generator_info = build_generator(cfg, device, rngs)
-        judges, clip_infos = build_judges(cfg, device)
-        optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
-                                   OmegaConf.to_container(cfg.optimizer.options))
-        scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
-                                   OmegaConf.to_container(cfg.lr_schedule.options))
-        self.engine = Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
-                             save_every=cfg.save_every, regularizers=regularizers(cfg),
-                             autocast_dtype=autocast_dtype(cfg.precision, device))
-        set_low_memory(generator, judges, cfg.low_memory)
+        make, generator_info = generator_maker(cfg, device)
+        judges, clip_infos, image_losses = build_judges(cfg, device)
         self.device = device
         self.memory: MemoryPlan | None = None
         if cfg.plan_memory:
-            self.memory = plan(
-                self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
-                low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
-                max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
-            )
+            self.memory = self._plan(cfg, make, judges, rngs)
             if self.memory.switched_low_memory:
                 cfg.low_memory = True
+        # Only now, with the plan made, anything that grows with the image size: the generator
+        # at its start (an init image loaded and encoded) and the image prompts (loaded, embedded).
+        self.engine = _engine(cfg, make(start_images(cfg, rngs), rngs), judges, rngs)
+        for judge, losses in zip(judges, image_losses, strict=True):
+            aim_image_prompts(losses, judge.perceptor, judge.cutouts, list(cfg.size))
+        generator = self.engine.generator
+        set_low_memory(generator, judges, cfg.low_memory)
         if cfg.compile:
             compile_models(generator, judges)
 
@@ -115,6 +116,27 @@ class Run:
                       lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
             for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
         ]
+
+    def _plan(self, cfg: DictConfig, make: MakeGenerator, judges: list[Judge],
+              rngs: list[torch.Generator]) -> MemoryPlan:
+        """Check the run fits before anything that grows with the image size is real: the plan
+        runs on a stand-in generator of fake tensors, and simulates making it at a start image."""
+        stand_in = [torch.Generator(device=self.device).manual_seed(0) for _ in rngs]
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            self.engine = _engine(cfg, make(None, stand_in), judges, stand_in)
+        start = None
+        if starts_from_canvas(cfg):
+            width, height = cfg.size
+
+            def start() -> ImageGenerator:
+                return make(torch.zeros((len(rngs), 3, height, width), device=self.device), stand_in)
+        generator = self.engine.generator
+        set_low_memory(generator, judges, cfg.low_memory)
+        return plan(
+            self.engine, self.device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
+            low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
+            max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None, start=start,
+        )
 
     def _state(self, index: int) -> dict[str, Any]:
         return {**self.engine.state_dict(index), "config": self.configs[index]}
@@ -157,6 +179,18 @@ class Run:
         saved = ", ".join(str(run_dir) for run_dir in self.run_dirs)
         return (f"out of memory at step {step} on {self.device.type} (a step needs about "
                 f"{gib(memory.total)}); images and state saved in {saved}. Try {low}{smaller}")
+
+
+def _engine(cfg: DictConfig, generator: ImageGenerator, judges: list[Judge],
+            rngs: list[torch.Generator]) -> Engine:
+    """The loop over `generator` with the config's optimizer, schedule and regularizers."""
+    optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
+                               OmegaConf.to_container(cfg.optimizer.options))
+    scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
+                               OmegaConf.to_container(cfg.lr_schedule.options))
+    return Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
+                  save_every=cfg.save_every, regularizers=regularizers(cfg),
+                  autocast_dtype=autocast_dtype(cfg.precision, device=rngs[0].device))
 
 
 def _image_config(cfg: DictConfig, seed: int) -> dict[str, Any]:
@@ -215,7 +249,7 @@ class ResumePoint:
 
     def config(self, *, steps: int | None = None) -> DictConfig:
         """The config the run was started with, with `steps` optionally raised."""
-        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), self.state["config"])
+        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(self.state["config"]))
         if steps is not None:
             done = self.state["step"]
             if steps < done:
@@ -229,6 +263,6 @@ def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any
     """Library entry point: `generate(cfg)` or `generate(prompt=..., steps=...)`."""
     cfg = OmegaConf.structured(GenerateConfig) if config is None else OmegaConf.structured(config)
     if overrides:
-        cfg = OmegaConf.merge(cfg, overrides)
+        cfg = OmegaConf.merge(cfg, literal(overrides))
     validate(cfg, {})
     return Run(cfg).execute()
