@@ -368,9 +368,13 @@ def resume(
 
 
 def _stored_config(image: Path) -> dict[str, Any]:
+    """The generation settings an image records; never where to write (`out`): that is the
+    config's or -o's, not the image's."""
     from vqclip.metadata import read_record
 
-    return read_record(image)["config"]
+    config = read_record(image)["config"]
+    config.pop("out", None)
+    return config
 
 
 @app.command()
