@@ -153,3 +153,82 @@ def test_a_record_of_the_wrong_shape_is_exit_2(tiny_sets, tmp_path, chunk) -> No
         line = one_error_line(runner.invoke(app, args))
         assert "forged.png" in line and "not a settings record" in line
     assert not (tmp_path / "out").exists()
+
+
+# --- the smaller ones --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--lr", "inf"], "lr=inf"), (["--lr", "nan"], "lr=nan"), (["-s", "steps=1e30"], "steps"),
+    (["-s", "steps=100000000000000000000"], "steps=100000000000000000000"),
+    (["-s", "cut_pow=inf"], "cut_pow=inf"),
+])
+def test_unbounded_numbers_are_exit_2(tiny_sets, tmp_path, args, message) -> None:
+    assert message in one_error_line(generate(tiny_sets, tmp_path, *args))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rotate", "nan"], "rotate nan"), (["--pan", "inf", "0"], "pan inf 0"),
+    (["--pan", "0", "nan"], "pan 0 nan"),
+])
+def test_zoom_refuses_endless_moves_before_any_frame(tiny_sets, tmp_path, args, message) -> None:
+    sets = [item for s in tiny_sets for item in ("--set", s)]
+    result = runner.invoke(app, ["zoom", "a red circle", *sets, "-o", str(tmp_path), "--size",
+                                 "32x32", "--frames", "2", "--steps", "1", *args])
+    assert message in one_error_line(result)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def finished_run(tiny_sets, tmp_path) -> Path:
+    result = generate(tiny_sets, tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    return Path(json.loads(result.stdout)["run_dir"])
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage", b"PK\x03\x04 torn zip"])
+def test_a_damaged_state_is_exit_2_without_torch_advice(finished_run, damage) -> None:
+    (finished_run / "state.pt").write_bytes(damage)
+    line = one_error_line(runner.invoke(app, ["resume", str(finished_run)]))
+    assert "state.pt is damaged" in line and "weights_only" not in line
+
+
+def test_a_second_process_on_a_run_folder_is_refused(finished_run) -> None:
+    from vqclip.outputs import lock_run_dir
+
+    held = lock_run_dir(finished_run)  # as a resume in progress holds it
+    try:
+        line = one_error_line(runner.invoke(app, ["resume", str(finished_run), "--steps", "2"]))
+    finally:
+        held.release()
+    assert "in use by another vqclip process" in line
+    assert runner.invoke(app, ["resume", str(finished_run), "--steps", "2"]).exit_code == 0
+
+
+def test_a_long_prompt_is_named_once_in_the_log(tiny_sets, tmp_path) -> None:
+    prompt = "a red circle " + "very " * 20_000  # 100 kB
+    result = generate(tiny_sets, tmp_path, "--json", "--steps", "3", prompt=prompt)
+    assert result.exit_code == 0, result.output
+    log = Path(json.loads(result.stdout)["run_dir"]) / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert log.stat().st_size < len(prompt) + 2000
+    terms = [line for line in lines if line.get("event") == "loss_terms"]
+    assert terms == [{"event": "loss_terms", "step": 0, "terms": {"#0": f"text:{prompt.strip()}"}}]
+    steps = [line for line in lines if "loss" in line]
+    assert [line["step"] for line in steps] == [0, 1, 2]
+    assert all(set(line["losses"]) == {"#0"} and {"seconds"} <= set(line) for line in steps)
+
+
+def test_a_malformed_search_index_is_rebuilt(tiny_clip, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (20, 20), "red").save(folder / "red.png")
+    clip = ["-s", f"clip.model=local-dir:{tiny_clip}", "-s", "clip.pretrained=null",
+            "--device", "cpu", "--json"]
+    first = runner.invoke(app, ["search", "red", str(folder), *clip])
+    assert first.exit_code == 0, first.output
+    index = Path(json.loads(first.stdout)["index"])
+    (index / "files.json").write_text(json.dumps({"files": ["not", "records"]}))
+    again = runner.invoke(app, ["search", "red", str(folder), *clip])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["results"] == json.loads(first.stdout)["results"]

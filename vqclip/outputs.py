@@ -21,6 +21,8 @@ from vqclip.errors import UsageError
 from vqclip.images import tensor_to_pil
 from vqclip.metadata import png_info
 
+LONG_TERM = 200  # loss terms with longer names (a long prompt) appear in step lines as "#N"
+
 
 def slugify(text: str, max_length: int = 40) -> str:
     """Lower-case words joined by hyphens, safe in any file system."""
@@ -104,6 +106,7 @@ class RunWriter:
                 os.replace(self.final_path, run_dir / f"final-{resumed_at:06d}.png")
             atomic_write(run_dir / "config.yaml", config_text, overwrite=True)
         self._log = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._terms: dict[str, str] = {}  # long loss-term names and their "#N" in step lines
         if resumed_at is None:
             self.save_state()
         else:
@@ -113,10 +116,21 @@ class RunWriter:
         self._log.write(json.dumps(line) + "\n")
         self._log.flush()
 
+    def _term(self, name: str, step: int) -> str:
+        """How step lines name a loss term: itself, or when long "#N", named once by a line
+        {"event": "loss_terms", "step": ..., "terms": {"#N": name}} before its first use."""
+        if len(name) <= LONG_TERM:
+            return name
+        if name not in self._terms:
+            self._terms[name] = f"#{len(self._terms)}"
+            self._write_line({"event": "loss_terms", "step": step, "terms": {self._terms[name]: name}})
+        return self._terms[name]
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):
+            losses = {self._term(name, event.step): value for name, value in event.losses.items()}
             self._write_line({"step": event.step, "loss": event.loss,
-                              "seconds": round(event.seconds, 4), "losses": event.losses})
+                              "seconds": round(event.seconds, 4), "losses": losses})
         elif isinstance(event, PromptSwitchEvent):
             self._write_line({"event": "prompt_switch", "step": event.step, "prompt": event.prompt})
         elif isinstance(event, ImageEvent):
