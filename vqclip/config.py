@@ -308,19 +308,21 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     if min(size) <= 0 or max(size) > MAX_SIDE:
         raise _bad("size", cfg.size, f"each side must be between 1 and {MAX_SIDE}", provenance)
     checks = [
-        ("steps", 1 <= cfg.steps <= MAX_STEPS, f"must be between 1 and {MAX_STEPS}"),
+        ("steps", cfg.steps >= 1, "must be at least 1"),
+        ("steps", cfg.steps <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("lr", 0 < cfg.lr < math.inf, "must be a positive number"),
         ("cutn", cfg.cutn >= 1, "must be at least 1"),
         ("batch_size", 1 <= cfg.batch_size <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
         ("cut_pow", 0 < cfg.cut_pow < math.inf, "must be a positive number"),
         ("init_weight", math.isfinite(cfg.init_weight), "must be a number"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
-        ("save_every", 0 <= cfg.save_every <= MAX_STEPS, f"must be between 0 (never) and {MAX_STEPS}"),
+        ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
+        ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
         ("pixel.scale", cfg.pixel.scale >= 1, "must be at least 1"),
         ("fourier.decay", 0 <= cfg.fourier.decay < math.inf, "must be a number, 0 or more"),
-        ("switch_every", 0 <= cfg.switch_every <= MAX_STEPS,
-         f"must be between 0 (split the steps evenly) and {MAX_STEPS}"),
+        ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
+        ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("augment.noise", 0 <= cfg.augment.noise < math.inf, "must be a number, 0 or more"),
         ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
     ]
