@@ -123,17 +123,17 @@ class Run:
         runs on a stand-in generator of fake tensors, and simulates making it at a start image."""
         stand_in = [torch.Generator(device=self.device).manual_seed(0) for _ in rngs]
         with FakeTensorMode(allow_non_fake_inputs=True):
-            self.engine = _engine(cfg, make(None, stand_in), judges, stand_in)
+            engine = _engine(cfg, make(None, stand_in), judges, stand_in)
         start = None
         if starts_from_canvas(cfg):
             width, height = cfg.size
 
             def start() -> ImageGenerator:
                 return make(torch.zeros((len(rngs), 3, height, width), device=self.device), stand_in)
-        generator = self.engine.generator
+        generator = engine.generator
         set_low_memory(generator, judges, cfg.low_memory)
         return plan(
-            self.engine, self.device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
+            engine, self.device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
             low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
             max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None, start=start,
         )
