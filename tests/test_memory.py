@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from tests.test_engine import make_run
@@ -72,7 +74,8 @@ class FakeMeasure:
     def set_low_memory(self, enabled: bool) -> None:
         self.low = enabled
 
-    def __call__(self, engine, device, *, low_memory: bool, split_cutouts: bool = False) -> StepMemory:
+    def __call__(self, engine, device, *, low_memory: bool, split_cutouts: bool = False,
+                 start=None) -> StepMemory:
         assert low_memory == self.low
         step = GIB if self.low else 3 * GIB
         return StepMemory(GIB, step, step // 2 if split_cutouts else 0)
@@ -157,3 +160,34 @@ def test_out_of_memory_mid_run_saves_state_and_suggests_smaller_settings(
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["steps"] == 6
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["steps"] == 6
+
+
+def peak_of_refused_run(tiny_sets, tmp_path: Path, size: str, start: Path) -> int:
+    """Peak resident set (KiB) of a generate that the memory check refuses (exit 2)."""
+    sets = [item for s in tiny_sets for item in ("--set", s)]
+    command = [sys.executable, "-m", "vqclip", "generate", "a red circle", *sets, "-o",
+               str(tmp_path / "out"), "--size", size, "--max-memory", "1GiB" if "4096" in size
+               else "1MiB", "--init-image", str(start), "--image-prompt", str(start)]
+    # a fresh parent, so that the peak resident set read is this child's alone
+    measure = ("import resource, subprocess, sys; "
+               "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+               "print(done.stderr, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", measure, *command], capture_output=True,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    code, peak_kib = map(int, result.stdout.split())
+    assert code == 2, result.stderr
+    assert result.stderr.startswith("error: 1.0 GiB of memory is less than") or "1MiB" in command
+    assert not list((tmp_path / "out").glob("*/*"))
+    return peak_kib
+
+
+def test_a_start_image_too_big_for_the_budget_is_refused_before_it_is_loaded(
+        tiny_sets, tmp_path) -> None:
+    """--size 4096x4096 with an init image and an image prompt: exit 2 at the size the
+    program has with its models loaded (encoding the image alone would take gigabytes)."""
+    start = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), "red").save(start)
+    models_loaded = peak_of_refused_run(tiny_sets, tmp_path, "32x32", start)
+    huge = peak_of_refused_run(tiny_sets, tmp_path, "4096x4096", start)
+    assert huge < models_loaded + 200 * 1024, f"{models_loaded // 1024} MiB, then {huge // 1024} MiB"

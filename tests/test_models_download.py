@@ -310,3 +310,23 @@ def test_real_default_vqgan_downloads_and_loads(home):
     """Needs the network and ~1 GB: the real imagenet_f16_16384 from its published URL."""
     model = load_vqgan(*resolve_vqgan("imagenet_f16_16384", offline=False))
     assert (model.spec.n_embed, model.factor) == (16384, 16)
+
+
+def test_a_url_that_never_answers_fails_in_the_configured_time_naming_it(home, monkeypatch):
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel; nothing is ever sent back
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/blob.bin"
+    monkeypatch.setenv("VQCLIP_DOWNLOAD_TIMEOUT", "1.5")
+    started = time.monotonic()
+    try:
+        with pytest.raises(DownloadError) as err:
+            _fetch(home, [url])
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 10
+    assert f"{url}: " in str(err.value) and "timed out" in str(err.value)
+    assert cache_files(home) == []

@@ -310,3 +310,47 @@ def test_a_tag_set_for_a_local_dir_clip_says_why_it_is_refused(photos, tiny_clip
                     "-s", "clip.pretrained=openai", "--device", "cpu")
     assert result.exit_code == 2
     assert "clip.pretrained=openai" in result.stderr and "carries its own weights" in result.stderr
+
+
+# --- hostile folders ---------------------------------------------------------------------------
+
+def bomb_png(path: Path, side: int = 100_000) -> Path:
+    """A tiny PNG whose header claims side x side pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    header = b"IHDR" + struct.pack(">II", side, side) + bytes(data[24:29])
+    data[12:33] = header + struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def hostile(photos: Path) -> Path:
+    """The photos plus a symlink to /dev/zero, a FIFO, a symlink loop and a bomb, all *.png."""
+    (photos / "z.png").symlink_to("/dev/zero")
+    os.mkfifo(photos / "f.png")
+    (photos / "loop.png").symlink_to(photos / "loop.png")
+    (photos / "sub" / "up").symlink_to(photos)  # a folder loop: not followed
+    bomb_png(photos / "bomb.png")
+    return photos
+
+
+BAD = {"z.png": "not a regular file", "f.png": "not a regular file",
+       "loop.png": "symbolic links", "bomb.png": "decompression bomb"}
+
+
+@pytest.mark.parametrize("command", [("search", "a red square"), ("classify", "-l", "red", "-l", "blue"),
+                                     ("score", "-p", "red")])
+def test_special_files_and_bombs_in_a_folder_are_skipped_and_listed(hostile, clip_args,
+                                                                    command) -> None:
+    result = invoke(*command, hostile, "--json", *clip_args)
+    data = json_of(result)
+    skipped = {Path(s["image"]).name: s["reason"] for s in data["skipped"]}
+    assert set(skipped) == set(BAD)
+    for name, reason in BAD.items():
+        assert reason in skipped[name], skipped
+        assert name in result.stderr
+    assert len(data["results"]) == 3

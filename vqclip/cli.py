@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vqclip import __version__
 from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
@@ -38,6 +39,17 @@ def _mount_subcommands() -> None:
     register_runs(app)
     register_tasks(app)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a process killed by SIGTERM reports
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a run's loop (or a second one inside it): quit now, like Ctrl-C.
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _version(value: bool) -> None:
@@ -56,8 +68,8 @@ def main(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print one line on stderr and return the Exit to raise."""
-    stderr.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    """Print one line on stderr (as plain text, never markup) and return the Exit to raise."""
+    stderr.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -69,6 +81,8 @@ def run_guarded(body: Callable[[], Any], *, verbose: bool) -> Any:
         raise fail(str(err), err.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except Terminated:
+        raise fail("terminated", EXIT_TERMINATED) from None
     except typer.Exit:
         raise
     except Exception as err:  # noqa: BLE001 - the last line of defence at the CLI edge
@@ -79,28 +93,48 @@ def run_guarded(body: Callable[[], Any], *, verbose: bool) -> Any:
 
 
 def run_command(body: Callable[[], int | None], *, verbose: bool) -> None:
-    """A command's body with logging set up and errors turned into exit codes; exit if it says so."""
+    """A command's body with logging set up and errors turned into exit codes; exit if it says so.
+
+    SIGTERM (scancel, timeout, a container stop) ends it as Ctrl-C does: exit 143."""
     _setup_logging(verbose)
-    code = run_guarded(body, verbose=verbose)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = run_guarded(body, verbose=verbose)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code:
         raise typer.Exit(code)
 
 
+class Interruption:
+    """The signal that asked a loop to stop, as the exit code to end with: 130 after Ctrl-C,
+    143 after SIGTERM."""
+
+    def __init__(self) -> None:
+        self.exit_code = EXIT_INTERRUPTED
+
+
 @contextmanager
-def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
-    """First Ctrl-C asks the loop to stop after this step; a second one quits at once."""
+def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[Interruption]:
+    """The first Ctrl-C or SIGTERM asks the loop to stop after this step (the image and state
+    are saved); a second one quits at once."""
+    interruption = Interruption()
 
     def handler(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        stderr.print("stopping after this step; saving the image and state "
-                     "(Ctrl-C again to quit now)")
+        signal.signal(signal.SIGTERM, _terminate)
+        interruption.exit_code = 128 + signum
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        stderr.print(f"stopping after this step; saving the image and state ({again} again "
+                     "to quit now)")
         request_stop()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield interruption
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 @app.command()
@@ -252,8 +286,8 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
     show_progress = not quiet and sys.stderr.isatty()
     note = run.memory.note() if run.memory is not None else None
     if note and not quiet:
-        stderr.print(note)
-    with stop_on_first_interrupt(run.engine.request_stop):
+        stderr.print(escape(note))
+    with stop_on_first_interrupt(run.engine.request_stop) as interruption:
         if show_progress:
             from vqclip.progress import ProgressBar
 
@@ -281,8 +315,8 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
             how = (f"vqclip resume {result.run_dir}" if len(results) == 1 else
                    "vqclip resume FOLDER, for each of " + " ".join(str(e.run_dir) for e in results))
             stderr.print(f"interrupted at step {result.steps}; image and state saved. "
-                         f"Continue with: {how}")
-        return EXIT_INTERRUPTED
+                         f"Continue with: {escape(how)}", soft_wrap=True)
+        return interruption.exit_code
     return 0
 
 
@@ -294,9 +328,9 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
 
     stop = StopSwitch()
     sweeps = dict(parse_sweep(item) for item in sweep)
-    report = None if quiet else (lambda record: stderr.print(
-        f"{record['status']:7} {record['label']}: {record.get('image') or record.get('error')}"))
-    with stop_on_first_interrupt(stop.request):
+    report = None if quiet else (lambda record: stderr.print(escape(
+        f"{record['status']:7} {record['label']}: {record.get('image') or record.get('error')}")))
+    with stop_on_first_interrupt(stop.request) as interruption:
         result = run_sweep(build, seeds=parse_seeds(seeds) if seeds else None, sweeps=sweeps,
                            stop=stop, report=report)
     if json_output:
@@ -304,8 +338,22 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
     else:
         typer.echo(str(result.sheet or result.folder))
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        say_how_to_continue(stopped_run(result.records), quiet)
+        return interruption.exit_code
     return 1 if result.failed else 0
+
+
+def stopped_run(records: list[dict[str, Any]]) -> str | None:
+    """The run folder of the item a series was interrupted in, if it had one."""
+    stopped = [r["run_dir"] for r in records if r.get("status") == "interrupted" and r.get("run_dir")]
+    return stopped[-1] if stopped else None
+
+
+def say_how_to_continue(run_dir: str | Path | None, quiet: bool) -> None:
+    """After a series was interrupted: how to continue the run it stopped in, if any."""
+    if run_dir is not None and not quiet:
+        stderr.print(f"image and state saved. Continue that run with: "
+                     f"{escape(f'vqclip resume {run_dir}')}", soft_wrap=True)
 
 
 @app.command()
@@ -335,9 +383,13 @@ def resume(
 
 
 def _stored_config(image: Path) -> dict[str, Any]:
+    """The generation settings an image records; never where to write (`out`): that is the
+    config's or -o's, not the image's."""
     from vqclip.metadata import read_record
 
-    return read_record(image)["config"]
+    config = read_record(image)["config"]
+    config.pop("out", None)
+    return config
 
 
 @app.command()

@@ -109,6 +109,7 @@ def list_models(
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -116,8 +117,8 @@ def list_models(
         table.add_column(column)
     for row in rows:
         name = row["name"] + (" (default)" if row["default"] else "")
-        table.add_row(name, row["kind"], _human(row["size"]), "yes" if row["cached"] else "no",
-                      row["verified"])
+        table.add_row(escape(name), escape(row["kind"]), _human(row["size"]),
+                      "yes" if row["cached"] else "no", escape(row["verified"]))
     # Off a terminal (a pipe, a file) nothing is gained by wrapping rows at 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 

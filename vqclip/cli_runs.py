@@ -35,7 +35,7 @@ def batch(
     verbose: Verbose = False,
 ) -> None:
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
-    from vqclip.cli import EXIT_INTERRUPTED, run_command, stop_on_first_interrupt
+    from vqclip.cli import run_command, say_how_to_continue, stop_on_first_interrupt, stopped_run
 
     def body() -> int:
         from vqclip.batch import (
@@ -68,7 +68,7 @@ def batch(
                 _say(f"{record['status']:7} {where}: {record.get('error') or record['label']}", quiet)
 
         stop = StopSwitch()
-        with stop_on_first_interrupt(stop.request):
+        with stop_on_first_interrupt(stop.request) as interruption:
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
@@ -76,7 +76,9 @@ def batch(
         _say(f"batch{shard_text}: {len(result.ok)} ok, {len(result.failed)} failed, "
              f"{len(result.skipped)} skipped as done; manifest {result.manifest}", quiet)
         if result.interrupted:
-            return EXIT_INTERRUPTED
+            say_how_to_continue(stopped_run(result.records), quiet)
+            _say("rerun the same batch command to go on with the items not yet done", quiet)
+            return interruption.exit_code
         return 1 if result.failed else 0
 
     run_command(body, verbose=verbose)
@@ -112,7 +114,7 @@ def zoom(
     verbose: Verbose = False,
 ) -> None:
     """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
-    from vqclip.cli import EXIT_INTERRUPTED, run_command, stop_on_first_interrupt
+    from vqclip.cli import run_command, say_how_to_continue, stop_on_first_interrupt
 
     def body() -> int:
         from vqclip.config import build_config, parse_size
@@ -128,7 +130,7 @@ def zoom(
             _say(f"frame {record['index'] + 1}/{frames}: loss {record['final_loss']:.4f}", quiet)
 
         stop = StopSwitch()
-        with stop_on_first_interrupt(stop.request):
+        with stop_on_first_interrupt(stop.request) as interruption:
             result = run_zoom(cfg, frames=frames, steps_per_frame=steps_per_frame, zoom=zoom_factor,
                               pan=pan, rotate=rotate, first_steps=cfg.steps, fps=fps, video=video,
                               report=report, stop=stop)
@@ -138,7 +140,8 @@ def zoom(
             typer.echo(str(result.video or result.folder))
         if result.interrupted:
             _say(f"interrupted after {len(result.frames)} frames; kept in {result.folder}", quiet)
-            return EXIT_INTERRUPTED
+            say_how_to_continue(result.run_dirs[-1] if result.run_dirs else None, quiet)
+            return interruption.exit_code
         return 0
 
     run_command(body, verbose=verbose)

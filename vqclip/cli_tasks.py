@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
@@ -124,7 +125,8 @@ def classify(
             if index:
                 table.add_section()
             for rank, lp in enumerate(item.labels):
-                table.add_row(str(item.image) if rank == 0 else "", lp.label, f"{lp.probability:.1%}")
+                table.add_row(escape(str(item.image)) if rank == 0 else "", escape(lp.label),
+                              f"{lp.probability:.1%}")
         _print_table(table)
 
     from vqclip.cli import run_command
@@ -211,7 +213,7 @@ def search(
             return
         table = Table("rank", "similarity", "image")
         for hit in result.hits:
-            table.add_row(str(hit.rank), f"{hit.similarity:.4f}", str(hit.path))
+            table.add_row(str(hit.rank), f"{hit.similarity:.4f}", escape(str(hit.path)))
         _print_table(table)
         if data["sheet"] and not quiet:
             _stderr.print(f"contact sheet: {data['sheet']}", markup=False, soft_wrap=True)
@@ -255,9 +257,9 @@ def score(
         if json_output:
             typer.echo(json.dumps(result.to_json()))
             return
-        table = Table("image", *result.prompts)
+        table = Table("image", *(escape(prompt) for prompt in result.prompts))
         for row in result.results:
-            table.add_row(str(row.image), *(f"{s:.4f}" for s in row.similarities))
+            table.add_row(escape(str(row.image)), *(f"{s:.4f}" for s in row.similarities))
         _print_table(table)
 
     from vqclip.cli import run_command

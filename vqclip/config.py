@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,6 +16,7 @@ from vqclip.errors import ConfigError
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
+MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
 SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
@@ -192,9 +195,27 @@ def _dotlist_layer(items: list[str]) -> tuple[str, DictConfig]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
     try:
-        return "--set", OmegaConf.from_dotlist(items)
+        layer = OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=False)
     except OmegaConfBaseException as err:
         raise ConfigError(f"--set: {err.msg if hasattr(err, 'msg') else err}") from None
+    return "--set", OmegaConf.create(literal(layer))
+
+
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def literal(data: Any) -> Any:
+    """`data` (plain containers) with every string escaped so that OmegaConf keeps it as
+    written: "${oc.env:HOME}" in a prompt stays that text. Only -c config files (and presets)
+    may use interpolation."""
+    if isinstance(data, str):
+        # OmegaConf reads \${ as a literal ${, and \\ before ${ as one backslash
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", data)
+    if isinstance(data, dict):
+        return {key: literal(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [literal(value) for value in data]
+    return data
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
@@ -231,17 +252,19 @@ def build_config(
     """Merge every source in precedence order; return the config and where each key came from.
 
     `base` (the settings stored in an image, for --from) sits just above the schema defaults.
+    Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
+    resolved here, a bad one being a ConfigError.
     """
     schema = OmegaConf.structured(GenerateConfig)
     layers = []
     if base is not None:
-        layers.append(("settings stored in the --from image", OmegaConf.create(base)))
+        layers.append(("settings stored in the --from image", OmegaConf.create(literal(base))))
     if preset:
         layers.append(_preset_layer(preset))
     layers.extend(_file_layer(path) for path in config_files)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     if given_flags:
-        layers.append(("command-line flags", OmegaConf.create(given_flags)))
+        layers.append(("command-line flags", OmegaConf.create(literal(given_flags))))
     if dotlist:
         layers.append(_dotlist_layer(list(dotlist)))
 
@@ -257,6 +280,11 @@ def build_config(
         provenance.update({key: source for key in _leaf_keys(layer)})
     if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and provenance["clip.pretrained"] == "defaults":
         merged.clip.pretrained = None
+    try:
+        OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{provenance.get(key, 'config')}: {key}: {_first_line(err)}") from None
     validate(merged, provenance)
     return merged, provenance
 
@@ -285,17 +313,21 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         raise _bad("size", cfg.size, f"each side must be between 1 and {MAX_SIDE}", provenance)
     checks = [
         ("steps", cfg.steps >= 1, "must be at least 1"),
-        ("lr", cfg.lr > 0, "must be positive"),
+        ("steps", cfg.steps <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
+        ("lr", 0 < cfg.lr < math.inf, "must be a positive number"),
         ("cutn", cfg.cutn >= 1, "must be at least 1"),
         ("batch_size", 1 <= cfg.batch_size <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
-        ("cut_pow", cfg.cut_pow > 0, "must be positive"),
+        ("cut_pow", 0 < cfg.cut_pow < math.inf, "must be a positive number"),
+        ("init_weight", math.isfinite(cfg.init_weight), "must be a number"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
+        ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
         ("pixel.scale", cfg.pixel.scale >= 1, "must be at least 1"),
-        ("fourier.decay", cfg.fourier.decay >= 0, "must be 0 or more"),
+        ("fourier.decay", 0 <= cfg.fourier.decay < math.inf, "must be a number, 0 or more"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
-        ("augment.noise", cfg.augment.noise >= 0, "must be 0 or more"),
+        ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
+        ("augment.noise", 0 <= cfg.augment.noise < math.inf, "must be a number, 0 or more"),
         ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
     ]
     for key, ok, why in checks:

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import pickle
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.assemble import (
-    build_generator,
+    MakeGenerator,
     build_judges,
     compile_models,
+    generator_maker,
     regularizers,
     set_low_memory,
+    start_images,
+    starts_from_canvas,
 )
-from vqclip.config import GenerateConfig, validate
+from vqclip.config import GenerateConfig, literal, validate
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
-from vqclip.engine import Callback, Engine, for_image
+from vqclip.engine import Callback, Engine, Judge, for_image
 from vqclip.errors import OutOfMemory, UsageError
+from vqclip.generators import ImageGenerator
 from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
 from vqclip.optimizers import make_optimizer
-from vqclip.outputs import RunWriter, create_run_dir
+from vqclip.outputs import RunWriter, create_run_dir, lock_run_dir
 from vqclip.planner import MemoryPlan, measure, plan, smaller_settings
 from vqclip.schedules import make_scheduler
+from vqclip.targets import aim_image_prompts
 
 
 @dataclass
@@ -77,26 +85,21 @@ class Run:
         seeds = [seed + i for i in range(cfg.batch_size)]
 
         rngs = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        generator, generator_info = build_generator(cfg, device, rngs)
-        judges, clip_infos = build_judges(cfg, device)
-        optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
-                                   OmegaConf.to_container(cfg.optimizer.options))
-        scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
-                                   OmegaConf.to_container(cfg.lr_schedule.options))
-        self.engine = Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
-                             save_every=cfg.save_every, regularizers=regularizers(cfg),
-                             autocast_dtype=autocast_dtype(cfg.precision, device))
-        set_low_memory(generator, judges, cfg.low_memory)
+        make, generator_info = generator_maker(cfg, device)
+        judges, clip_infos, image_losses = build_judges(cfg, device)
         self.device = device
         self.memory: MemoryPlan | None = None
         if cfg.plan_memory:
-            self.memory = plan(
-                self.engine, device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
-                low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
-                max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None,
-            )
+            self.memory = self._plan(cfg, make, judges, rngs)
             if self.memory.switched_low_memory:
                 cfg.low_memory = True
+        # Only now, with the plan made, anything that grows with the image size: the generator
+        # at its start (an init image loaded and encoded) and the image prompts (loaded, embedded).
+        self.engine = _engine(cfg, make(start_images(cfg, rngs), rngs), judges, rngs)
+        for judge, losses in zip(judges, image_losses, strict=True):
+            aim_image_prompts(losses, judge.perceptor, judge.cutouts, list(cfg.size))
+        generator = self.engine.generator
+        set_low_memory(generator, judges, cfg.low_memory)
         if cfg.compile:
             compile_models(generator, judges)
 
@@ -105,14 +108,37 @@ class Run:
         self.configs = [_image_config(cfg, s) for s in seeds]
         if state is None:
             self.run_dirs = [create_run_dir(cfg.out, s, cfg.prompt or "image") for s in seeds]
+            self._locks = [lock_run_dir(run_dir) for run_dir in self.run_dirs]
         else:
             self.engine.load_state_dict(state)
             self.run_dirs = [resume.run_dir]
+            self._locks = [resume.lock]
         self.writers = [
             RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i)),
                       lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
             for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
         ]
+
+    def _plan(self, cfg: DictConfig, make: MakeGenerator, judges: list[Judge],
+              rngs: list[torch.Generator]) -> MemoryPlan:
+        """Check the run fits before anything that grows with the image size is real: the plan
+        runs on a stand-in generator of fake tensors, and simulates making it at a start image."""
+        stand_in = [torch.Generator(device=self.device).manual_seed(0) for _ in rngs]
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            engine = _engine(cfg, make(None, stand_in), judges, stand_in)
+        start = None
+        if starts_from_canvas(cfg):
+            width, height = cfg.size
+
+            def start() -> ImageGenerator:
+                return make(torch.zeros((len(rngs), 3, height, width), device=self.device), stand_in)
+        generator = engine.generator
+        set_low_memory(generator, judges, cfg.low_memory)
+        return plan(
+            engine, self.device, size=tuple(cfg.size), size_multiple=generator.size_multiple,
+            low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
+            max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None, start=start,
+        )
 
     def _state(self, index: int) -> dict[str, Any]:
         return {**self.engine.state_dict(index), "config": self.configs[index]}
@@ -123,7 +149,11 @@ class Run:
         Returns the first image's result, with every image's in `batch` when there are several.
         `callbacks` see the events of the first image and those shared by the batch."""
         writers = [for_image(i, writer) for i, writer in enumerate(self.writers)]
-        done = self.engine.run([*writers, *(for_image(0, c) for c in callbacks)])
+        try:
+            done = self.engine.run([*writers, *(for_image(0, c) for c in callbacks)])
+        finally:
+            for lock in self._locks:
+                lock.release()
         if self.engine.out_of_memory:
             raise OutOfMemory(self._out_of_memory_message(done[0].step))
         results = [
@@ -153,6 +183,18 @@ class Run:
                 f"{gib(memory.total)}); images and state saved in {saved}. Try {low}{smaller}")
 
 
+def _engine(cfg: DictConfig, generator: ImageGenerator, judges: list[Judge],
+            rngs: list[torch.Generator]) -> Engine:
+    """The loop over `generator` with the config's optimizer, schedule and regularizers."""
+    optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
+                               OmegaConf.to_container(cfg.optimizer.options))
+    scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
+                               OmegaConf.to_container(cfg.lr_schedule.options))
+    return Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
+                  save_every=cfg.save_every, regularizers=regularizers(cfg),
+                  autocast_dtype=autocast_dtype(cfg.precision, device=rngs[0].device))
+
+
 def _image_config(cfg: DictConfig, seed: int) -> dict[str, Any]:
     """The resolved config of one image: the single run (its seed, batch size 1) that makes it."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -170,25 +212,40 @@ def _batch_note(seeds: list[int], index: int) -> dict[str, Any] | None:
     return {"size": len(seeds), "index": index, "seeds": seeds}
 
 
+STATE_KEYS = {"step", "parameters", "initial", "optimizer", "scheduler", "rng", "config"}
+
+
 @dataclass
 class ResumePoint:
-    """A run folder and the state read from its state.pt (with weights_only=True)."""
+    """A run folder, locked against other processes, and the state read from its state.pt
+    (with weights_only=True)."""
 
     run_dir: Path
     state: dict[str, Any]
+    lock: FileLock
 
     @classmethod
     def load(cls, run_dir: Path) -> ResumePoint:
-        """Read `run_dir/state.pt`; a usage error if it is missing."""
+        """Lock `run_dir` and read its state.pt; a usage error if the folder is in use or the
+        state is missing or unreadable."""
         path = Path(run_dir) / "state.pt"
         if not path.is_file():
             raise UsageError(f"{run_dir} has no state.pt to resume from")
-        return cls(Path(run_dir), torch.load(path, map_location="cpu", weights_only=True))
+        lock = lock_run_dir(Path(run_dir))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError):
+            lock.release()
+            raise UsageError(f"{path} is damaged (not a state vqclip wrote)") from None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+            lock.release()
+            raise UsageError(f"{path} is not a vqclip run state (it lacks step, parameters or config)")
+        return cls(Path(run_dir), state, lock)
 
     def config(self, *, steps: int | None = None, device: str | None = None) -> DictConfig:
         """The config the run was started with, with `steps` optionally raised and `device`
         optionally replaced."""
-        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), self.state["config"])
+        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(self.state["config"]))
         if device is not None:
             cfg.device = device
         if steps is not None:
@@ -212,6 +269,6 @@ def generate(config: DictConfig | GenerateConfig | None = None, **overrides: Any
     """Library entry point: `generate(cfg)` or `generate(prompt=..., steps=...)`."""
     cfg = OmegaConf.structured(GenerateConfig) if config is None else OmegaConf.structured(config)
     if overrides:
-        cfg = OmegaConf.merge(cfg, overrides)
+        cfg = OmegaConf.merge(cfg, literal(overrides))
     validate(cfg, {})
     return Run(cfg).execute()

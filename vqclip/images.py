@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +15,54 @@ from PIL import Image, ImageColor, UnidentifiedImageError
 from vqclip.errors import UsageError
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_FILE_BYTES = 256 * 2**20  # no image file vqclip reads is larger
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # where Pillow starts warning of a decompression bomb
+
+
+class UnusableImage(Exception):
+    """A file that must not or cannot be decoded: not a regular file, too large, a bomb."""
+
+
+def read_image_file(path: str | Path) -> bytes:
+    """The bytes of a regular file (a symlink is followed only to one), at most MAX_FILE_BYTES.
+
+    Never blocks on a FIFO nor reads a device; raises UnusableImage or OSError saying why."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnusableImage("not a regular file (a device, FIFO or socket)")
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise UnusableImage(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return data
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Open encoded image bytes, refusing more than MAX_PIXELS pixels before any is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise UnusableImage(f"a decompression bomb: {err}") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise UnusableImage(f"{width}x{height} is more than {MAX_PIXELS} pixels "
+                            "(a decompression bomb?)")
+    return image
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB; a missing or unreadable file is a usage error naming it."""
+    """Open an image file as RGB; a missing, unreadable, special or oversized file (or one of
+    too many pixels) is a usage error naming it."""
     try:
-        with Image.open(path) as image:
+        with open_image(read_image_file(path)) as image:
             return image.convert("RGB")
     except FileNotFoundError:
         raise UsageError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, UnusableImage) as err:
         raise UsageError(f"cannot read image {path}: {err}") from None
+    except OSError as err:
+        raise UsageError(f"cannot read image {path}: {err.strerror or err}") from None
 
 
 def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -95,18 +95,21 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
 
-def simulate_peak(step: Callable[[], torch.Tensor], parameters: list[torch.Tensor]) -> int:
-    """Peak bytes of the tensors created while `step()` builds a loss and its gradient
-    with respect to `parameters` is computed.
+def simulate_peak(step: Callable[[], object], parameters: list[torch.Tensor] | None = None) -> int:
+    """Peak bytes of the tensors created while `step()` runs and, given `parameters`, while
+    the gradient of its result (a loss) with respect to them is computed.
 
     Nothing real is computed, no memory is taken, no random generator advances and no
-    gradient is left on the parameters.
+    gradient is left on the parameters. Parameters may be fake tensors themselves.
     """
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fake_mode = next((p.fake_mode for p in parameters or () if isinstance(p, FakeTensor)),
+                     None) or FakeTensorMode(allow_non_fake_inputs=True)
     with fake_mode:
         tracker = _LiveBytes(fake_mode)
         with tracker:
-            torch.autograd.grad(step(), parameters)
+            result = step()
+            if parameters is not None:
+                torch.autograd.grad(result, parameters)
     return tracker.peak
 
 
@@ -128,6 +131,11 @@ def _meminfo_available() -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def fake_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes that the fake tensors among `tensors` will take once they are real."""
+    return sum(t.nbytes for t in tensors if isinstance(t, FakeTensor))
 
 
 def resident_bytes(device: torch.device) -> int:

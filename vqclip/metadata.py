@@ -7,12 +7,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import PngImagePlugin, UnidentifiedImageError
 
 from vqclip import __version__
 from vqclip.errors import UsageError
+from vqclip.images import UnusableImage, open_image, read_image_file
 
 CHUNK = "vqclip"
+# what `show` prints of a record's config, and the types it must have
+RECORD_KEYS: dict[str, tuple[type, ...]] = {
+    "prompt": (str,), "seed": (int, type(None)), "size": (list,), "steps": (int,),
+    "cutn": (int,), "lr": (float, int),
+}
 
 
 def build_record(config: dict[str, Any], models: dict[str, Any],
@@ -51,11 +57,12 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     """
     config = record["config"]
     width, height = config["size"]
-    models = record["models"]
-    generator = models.get(config.get("generator", "vqgan"), {})
-    clips = models.get("clip", {})
-    clip = "+".join(_model_label(c["name"]) for c in clips) if isinstance(clips, list) \
-        else _model_label(clips.get("name", "?"))
+    models = record.get("models", {})
+    generator = models.get(config.get("generator", "vqgan"))
+    generator = generator if isinstance(generator, dict) else {}
+    clips = models.get("clip")
+    clip = "+".join(_model_label(_name(c)) for c in clips) if isinstance(clips, list) \
+        else _model_label(_name(clips))
     settings = [
         ("Steps", config["steps"]),
         ("Sampler", config["optimizer"]["name"]),
@@ -63,20 +70,24 @@ def a1111_parameters(record: dict[str, Any]) -> str:
         ("Size", f"{width}x{height}"),
     ]
     if generator.get("checkpoint_sha256"):
-        settings.append(("Model hash", generator["checkpoint_sha256"][:10]))
+        settings.append(("Model hash", str(generator["checkpoint_sha256"])[:10]))
     settings += [
-        ("Model", _model_label(generator.get("name", config.get("generator", "?")))),
+        ("Model", _model_label(str(generator.get("name", config.get("generator", "?"))))),
         ("CLIP", clip),
         ("Cutn", config["cutn"]),
-        ("Cut pow", config["cut_pow"]),
+        ("Cut pow", config.get("cut_pow", "?")),
         ("Lr", config["lr"]),
-        ("Version", f"vqclip {record['version']}"),
+        ("Version", f"vqclip {record.get('version', '?')}"),
     ]
     lines = [config["prompt"]]
-    if config.get("negative"):
+    if isinstance(config.get("negative"), str) and config["negative"]:
         lines.append(f"Negative prompt: {config['negative']}")
     lines.append(", ".join(f"{key}: {_setting(value)}" for key, value in settings))
     return "\n".join(lines)
+
+
+def _name(model: Any) -> str:
+    return str(model.get("name", "?")) if isinstance(model, dict) else "?"
 
 
 def png_info(record: dict[str, Any]) -> PngImagePlugin.PngInfo:
@@ -88,18 +99,45 @@ def png_info(record: dict[str, Any]) -> PngImagePlugin.PngInfo:
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
-    """The record stored in an image written by vqclip; a usage error if there is none."""
+    """The record stored in an image written by vqclip; a usage error if there is none, or
+    if it is not the shape vqclip writes."""
     try:
-        with Image.open(path) as image:
+        with open_image(read_image_file(path)) as image:
             image.load()
             text = image.info.get(CHUNK)
     except FileNotFoundError:
         raise UsageError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, UnusableImage, ValueError) as err:
         raise UsageError(f"cannot read image {path}: {err}") from None
+    except OSError as err:
+        raise UsageError(f"cannot read image {path}: {err.strerror or err}") from None
     if text is None:
         raise UsageError(f"{path} has no vqclip settings (was it written by vqclip?)")
     try:
-        return json.loads(text)
+        record = json.loads(text)
     except json.JSONDecodeError:
         raise UsageError(f"{path}: the vqclip chunk is not valid JSON") from None
+    problem = _record_problem(record)
+    if problem:
+        raise UsageError(f"{path}: the vqclip chunk is not a settings record ({problem})")
+    return record
+
+
+def _record_problem(record: Any) -> str | None:
+    """What is wrong with the shape of a record read from an image, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    config = record.get("config")
+    if not isinstance(config, dict):
+        return "no config object"
+    if not isinstance(record.get("models", {}), dict):
+        return "models is not an object"
+    for key, kinds in RECORD_KEYS.items():
+        if not isinstance(config.get(key), kinds) or isinstance(config.get(key), bool):
+            return f"config.{key} is missing or not a {kinds[0].__name__}"
+    size = config["size"]
+    if len(size) != 2 or not all(isinstance(side, int) for side in size):
+        return "config.size is not [width, height]"
+    if not isinstance(config.get("optimizer"), dict) or "name" not in config["optimizer"]:
+        return "config.optimizer has no name"
+    return None

@@ -14,6 +14,7 @@ from vqclip.memory import (
     SLACK,
     StepMemory,
     available_bytes,
+    fake_bytes,
     gib,
     resident_bytes,
     simulate_peak,
@@ -21,8 +22,10 @@ from vqclip.memory import (
 
 
 def measure(engine: Engine, device: torch.device, *, low_memory: bool,
-            split_cutouts: bool = False) -> StepMemory:
-    """Resident memory now and one simulated step of `engine`.
+            split_cutouts: bool = False, start: Callable[[], object] | None = None) -> StepMemory:
+    """Resident memory now and one simulated step of `engine` (or `start()`, making the
+    generator at its start image, where that takes more). The engine's generator may be a
+    stand-in of fake tensors.
 
     `low_memory` says whether the models recompute activations (it sets the allocator slack).
     With `split_cutouts` a second simulation at cutn 1 tells the share that grows with cutn,
@@ -30,6 +33,8 @@ def measure(engine: Engine, device: torch.device, *, low_memory: bool,
     """
     parameters = engine.generator.parameters()
     step = simulate_peak(lambda: engine.forward()[2], parameters)
+    if start is not None:
+        step = max(step, simulate_peak(start))
     cutouts = [judge.cutouts for judge in engine.judges]
     cutn = cutouts[0].cutn
     cutout_part = 0
@@ -43,7 +48,9 @@ def measure(engine: Engine, device: torch.device, *, low_memory: bool,
                 item.cutn = cutn
         cutout_part = max(step - single, 0) * cutn // (cutn - 1)
     slack = LOW_MEMORY_SLACK if low_memory else SLACK
-    return StepMemory(resident_bytes(device), int(step * slack), int(cutout_part * slack))
+    # a stand-in generator of fake tensors: its parameters and their starting copy, made real
+    resident = resident_bytes(device) + fake_bytes([*parameters, *engine.initial])
+    return StepMemory(resident, int(step * slack), int(cutout_part * slack))
 
 
 @dataclass
@@ -69,25 +76,27 @@ class MemoryPlan:
 
 def plan(engine: Engine, device: torch.device, *, size: tuple[int, int], size_multiple: int,
          low_memory: bool, set_low_memory: Callable[[bool], None],
-         max_memory: int | None = None) -> MemoryPlan:
-    """Check that the run fits `max_memory` (or the device's free memory) before it starts.
+         max_memory: int | None = None, start: Callable[[], object] | None = None) -> MemoryPlan:
+    """Check that the run fits `max_memory` (or the device's free memory) before it starts,
+    and before `start()` (making the generator at its start image) runs.
 
     Switches on low memory when that makes it fit; otherwise a usage error names the largest
     size, cutn (and batch size) that would fit.
     """
-    memory = measure(engine, device, low_memory=low_memory)
+    memory = measure(engine, device, low_memory=low_memory, start=start)
     budget = max_memory if max_memory is not None else memory.resident + available_bytes(device)
     if memory.total <= budget:
         return MemoryPlan(memory, budget)
     if not low_memory:
         set_low_memory(True)
-        lean = measure(engine, device, low_memory=True)
+        lean = measure(engine, device, low_memory=True, start=start)
         if lean.total <= budget:
             return MemoryPlan(lean, budget, without_low_memory=memory.total)
     if memory.resident >= budget:
         raise UsageError(f"{gib(budget)} of memory is less than the {gib(memory.resident)} that "
-                         f"the models (and the program) take before the first step")
-    memory = measure(engine, device, low_memory=True, split_cutouts=True)
+                         f"the models, the image's parameters and the program take before "
+                          "the first step")
+    memory = measure(engine, device, low_memory=True, split_cutouts=True, start=start)
     advice = smaller_settings(memory, budget, size=size, size_multiple=size_multiple,
                               cutn=engine.judges[0].cutouts.cutn, batch_size=engine.batch_size)
     raise UsageError(f"the run needs about {gib(memory.total)} of memory but {gib(budget)} is "

@@ -30,21 +30,24 @@ def negative_prompts(spec: str) -> list[Prompt]:
     return [Prompt(p.text, -abs(p.weight), p.stop) for p in items]
 
 
-def image_prompt_losses(
-    specs: list[str], perceptor: Perceptor, cutouts: Cutouts, size: list[int]
-) -> list[PromptLoss]:
-    """Embed each "path[:weight[:stop]]" image through the same cutouts as the generated image."""
-    losses = []
-    for index, spec in enumerate(specs):
-        prompt = parse_prompt(spec)
-        image = init_canvas(prompt.text, *size).to(perceptor.device)
+def image_prompt_losses(specs: list[str], perceptor: Perceptor) -> list[PromptLoss]:
+    """One loss per "path[:weight[:stop]]" image, not yet aimed: `aim_image_prompts` loads and
+    embeds the images (at the run's size, so only once the memory plan says the run fits)."""
+    placeholder = torch.zeros(perceptor.embed_dim, device=perceptor.device)
+    return [PromptLoss(parse_prompt(spec), placeholder, kind="image") for spec in specs]
+
+
+def aim_image_prompts(losses: list[PromptLoss], perceptor: Perceptor, cutouts: Cutouts,
+                      size: list[int]) -> None:
+    """Embed each image prompt's image through the same cutouts as the generated image."""
+    for index, loss in enumerate(losses):
+        image = init_canvas(loss.prompt.text, *size).to(perceptor.device)
         # Its own generator, seeded by the prompt's place alone: image prompts neither shift
         # the run's random stream nor depend on its seed, so every image of a batch shares them.
         rng = torch.Generator(device=perceptor.device).manual_seed(index)
         with torch.no_grad():
             embedding = perceptor.encode_image(cutouts(image, rng)).mean(dim=0)
-        losses.append(PromptLoss(prompt, F.normalize(embedding, dim=-1), kind="image"))
-    return losses
+        loss.embedding = F.normalize(embedding, dim=-1)
 
 
 def noise_prompt_losses(specs: list[str], perceptor: Perceptor) -> list[PromptLoss]:
@@ -78,10 +81,11 @@ def story_sets(cfg: DictConfig) -> list[tuple[int, str]]:
     return [(index * every, part) for index, part in enumerate(parts)]
 
 
-def build_stages(cfg: DictConfig, perceptor: Perceptor, cutouts: Cutouts) -> list[Stage]:
+def build_stages(cfg: DictConfig, perceptor: Perceptor, image_losses: list[PromptLoss]
+                 ) -> list[Stage]:
     """All prompt stages; negative, image and noise prompts apply in every stage."""
     shared = _text_losses(negative_prompts(cfg.negative), perceptor)
-    shared += image_prompt_losses(list(cfg.image_prompts), perceptor, cutouts, list(cfg.size))
+    shared += image_losses
     shared += noise_prompt_losses(list(cfg.noise_prompts), perceptor)
     stages = []
     for start, text in story_sets(cfg):

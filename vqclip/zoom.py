@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from vqclip.atomic import atomic_write
+from vqclip.config import MAX_SIDE
 from vqclip.errors import UsageError
 from vqclip.series import MANIFEST_NAME, Manifest, StopSwitch, new_series_dir, run_one
 from vqclip.video import FORMATS, write_video
@@ -57,6 +58,11 @@ def zoom_transform(image: Image.Image, *, zoom: float = 1.0, pan: tuple[float, f
     """
     if not 0.1 <= zoom <= 10:
         raise UsageError(f"zoom {zoom:g} must be between 0.1 and 10")
+    if not all(abs(shift) <= MAX_SIDE for shift in pan):
+        raise UsageError(f"pan {pan[0]:g} {pan[1]:g}: each must be a number of pixels between "
+                         f"-{MAX_SIDE} and {MAX_SIDE}")
+    if not math.isfinite(rotate):
+        raise UsageError(f"rotate {rotate:g} must be a number of degrees")
     width, height = image.size
     dx, dy = pan
     # enough mirrored margin for any pixel the view can reach: zoomed-out, panned and turned
@@ -110,7 +116,7 @@ def run_zoom(
         raise UsageError("steps per frame must be at least 1")
     if video is not None and Path(video).suffix.lower() not in FORMATS:
         raise UsageError(f"--video {video!r}: the name must end in one of {', '.join(FORMATS)}")
-    zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom)  # bad settings fail before any run
+    zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
     if not cfg.prompt:
         raise UsageError("a prompt is required")
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)

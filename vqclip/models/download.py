@@ -25,7 +25,7 @@ import pooch
 import requests
 from tqdm import tqdm
 
-from vqclip.errors import DownloadError
+from vqclip.errors import DownloadError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ CHUNK = 1 << 20  # for hashing
 READ_CHUNK = 1 << 16  # a cut connection loses at most the chunk being read
 TIMEOUT = (15.0, 60.0)  # connect, read (seconds); a stalled read counts as a cut connection
 RETRIES = 5  # attempts per URL without progress; any received bytes reset the count
+STALL_LIMIT = 120.0  # seconds a URL may send nothing, all its tries together (VQCLIP_DOWNLOAD_TIMEOUT)
 BACKOFF = 1.0  # seconds, times the attempt number
 SPACE_MARGIN = 64 << 20  # keep this much free beyond the expected size
 
@@ -111,17 +112,23 @@ class ResumableDownloader:
         self.resumed_from = 0
 
     def __call__(self, url: str, output_file: str, pooch_: object, check_only: bool = False):
-        """Download `url` into pooch's temporary `output_file` (pooch's downloader protocol)."""
+        """Download `url` into pooch's temporary `output_file` (pooch's downloader protocol).
+
+        Gives up on `url` after RETRIES tries without progress, or once it has sent nothing
+        for `stall_limit()` seconds over all its tries."""
         if check_only:
             response = self.session.head(url, timeout=TIMEOUT, allow_redirects=True)
             return response.status_code == 200
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.resumed_from = self.partial.stat().st_size if self.partial.exists() else 0
         failures = 0
+        limit = stall_limit()
+        last_progress = time.monotonic()
         while True:
             before = self._size()
+            left = limit - (time.monotonic() - last_progress)
             try:
-                self._attempt(url)
+                self._attempt(url, (min(TIMEOUT[0], left), min(TIMEOUT[1], left)))
                 break
             except requests.exceptions.HTTPError as err:
                 status = err.response.status_code if err.response is not None else 0
@@ -136,10 +143,17 @@ class ResumableDownloader:
             ) as err:
                 error = err
             failures = 0 if self._size() > before else failures + 1
+            if failures == 0:
+                last_progress = time.monotonic()
+            wait = self.backoff * max(failures, 1)
+            if time.monotonic() + wait - last_progress >= limit:
+                raise requests.exceptions.Timeout(
+                    f"timed out: nothing received for {limit:g} s (set VQCLIP_DOWNLOAD_TIMEOUT "
+                    f"to wait longer); last error: {error}")
             if failures > self.retries:
                 raise error
             log.warning("download of %s interrupted (%s); resuming", url, error)
-            time.sleep(self.backoff * max(failures, 1))
+            time.sleep(wait)
         self.sha256 = sha256_file(self.partial)
         # pooch made output_file beside the final target; moving the finished .part onto it
         # lets pooch check the hash and do the atomic move (or delete it on mismatch).
@@ -148,12 +162,12 @@ class ResumableDownloader:
     def _size(self) -> int:
         return self.partial.stat().st_size if self.partial.exists() else 0
 
-    def _attempt(self, url: str) -> None:
+    def _attempt(self, url: str, timeout: tuple[float, float]) -> None:
         offset = self._size()
         headers = {"Accept-Encoding": "identity"}  # byte ranges of a compressed body don't mix
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with self.session.get(url, headers=headers, stream=True, timeout=TIMEOUT) as response:
+        with self.session.get(url, headers=headers, stream=True, timeout=timeout) as response:
             if response.status_code == 416 and offset:
                 _, total = _content_range(response)
                 if total == offset:
@@ -220,6 +234,20 @@ class ResumableDownloader:
         else:
             with open(self.partial, "r+b") as fh:
                 fh.truncate(size)
+
+
+def stall_limit() -> float:
+    """STALL_LIMIT, or the seconds VQCLIP_DOWNLOAD_TIMEOUT gives."""
+    text = os.environ.get("VQCLIP_DOWNLOAD_TIMEOUT")
+    if text is None:
+        return STALL_LIMIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"VQCLIP_DOWNLOAD_TIMEOUT={text!r}: expected a number of seconds above 0")
+    return seconds
 
 
 def partial_path(dest: Path, url: str, partial_dir: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import logging
 import os
 from collections import deque
@@ -19,6 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vqclip.errors import UsageError
+from vqclip.images import UnusableImage, open_image, read_image_file
 from vqclip.models.clip import Perceptor
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def find_images(specs: Sequence[str | Path]) -> list[Path]:
 
 def decode_for_clip(data: bytes, size: int) -> np.ndarray:
     """CLIP's preprocessing: shorter side resized to `size` (bicubic), centre crop; (S,S,3) uint8."""
-    with Image.open(io.BytesIO(data)) as image:
+    with open_image(data) as image:
         # JPEG only: decode at a reduced scale that still covers `size` (much faster for photos)
         image.draft("RGB", (size, size))
         image = image.convert("RGB")
@@ -132,7 +132,9 @@ def decode_for_clip(data: bytes, size: int) -> np.ndarray:
 def _load_one(path: Path, size: int, hash_files: bool,
               needs_pixels: Callable[[str], bool] | None) -> LoadedImage:
     try:
-        data = path.read_bytes()
+        data = read_image_file(path)
+    except UnusableImage as err:
+        return LoadedImage(path, error=str(err))
     except OSError as err:
         return LoadedImage(path, error=f"cannot read: {err.strerror or err}")
     digest = hashlib.sha256(data).hexdigest() if hash_files else None
@@ -142,6 +144,8 @@ def _load_one(path: Path, size: int, hash_files: bool,
         pixels = decode_for_clip(data, size)
     except UnidentifiedImageError:
         return LoadedImage(path, sha256=digest, error="not a readable image: unknown format or corrupt")
+    except UnusableImage as err:
+        return LoadedImage(path, sha256=digest, error=str(err))
     except Exception as err:  # noqa: BLE001 - any decoder failure means "not a usable image"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return LoadedImage(path, sha256=digest, error=f"not a readable image: {reason}")

@@ -95,11 +95,14 @@ class EmbeddingStore:
 
             tensors = load(path.read_bytes())
             hashes, embeddings = tensors["sha256"], tensors["embeddings"]
-            if hashes.shape[0] != embeddings.shape[0] or hashes.shape[1:] != (32,):
-                raise ValueError("row counts differ")
+            if hashes.shape[0] != embeddings.shape[0] or hashes.shape[1:] != (32,) \
+                    or embeddings.ndim != 2:
+                raise ValueError("the hashes and embeddings do not pair up")
             store.vectors = {bytes(row).hex(): vec for row, vec in zip(hashes, embeddings, strict=True)}
             files = json.loads((directory / FILES_FILE).read_text())
-            store.files = files.get("files", {}) if isinstance(files, dict) else {}
+            records = files.get("files") if isinstance(files, dict) else None
+            store.files = {rel: record for rel, record in records.items() if isinstance(record, dict)
+                           } if isinstance(records, dict) else {}
         except FileNotFoundError:
             store.files = {}
         except Exception as err:  # noqa: BLE001 - a broken cache is rebuilt, not fatal
@@ -170,12 +173,12 @@ def update_index(
     skipped: list[Skipped] = []
     to_read: list[Path] = []
     for path in paths:
-        rel = _relative(path, root)
         try:
-            stat = path.stat()
+            stat = path.stat()  # first: a symlink loop fails here, not in resolving its name
         except OSError as err:
             skipped.append(Skipped(path, f"cannot read: {err.strerror or err}"))
             continue
+        rel = _relative(path, root)
         old = store.files.get(rel)
         trusted = (
             isinstance(old, dict)
