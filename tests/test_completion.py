@@ -21,8 +21,9 @@ def _complete(home: Path, *words: str) -> list[str]:
 
 def test_bash_completion_installs_and_completes(tmp_path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    installed = subprocess.run([str(BIN / "vqclip"), "--install-completion"], env=env, capture_output=True,
-                               text=True, timeout=60)
+    # Typed at a bash prompt, as users do: the shell is found among the command's parents.
+    installed = subprocess.run(["bash", "--norc", "-c", f"'{BIN / 'vqclip'}' --install-completion; exit $?"],
+                               env=env, capture_output=True, text=True, timeout=60)
     assert installed.returncode == 0, installed.stderr
     assert "vqclip" in (tmp_path / ".bashrc").read_text()
 
