@@ -17,7 +17,15 @@ import typer
 from rich.console import Console
 
 from vqclip import __version__
-from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
+from vqclip.cli_options import (
+    ConfigFiles,
+    JsonFlag,
+    NoPreview,
+    Preset,
+    Quiet,
+    SetItems,
+    Verbose,
+)
 from vqclip.errors import UsageError, VqclipError
 
 app = typer.Typer(
@@ -180,6 +188,7 @@ def generate(
     ] = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
+    no_preview: NoPreview = False,
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
@@ -218,7 +227,7 @@ def generate(
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
         return execute_run(Run(cfg), json_output=json_output, quiet=quiet,
-                           video=video, fps=fps)
+                           video=video, fps=fps, no_preview=no_preview)
 
     run_command(body, verbose=verbose)
 
@@ -235,18 +244,24 @@ def check_video_options(video: str, fps: float) -> None:
 
 
 def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
-                fps: float = 12.0) -> int:
-    """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
+                fps: float = 12.0, no_preview: bool = False) -> int:
+    """Run a prepared Run with progress, preview and Ctrl-C handling; print the result; return
+    the exit code."""
+    from vqclip.preview import wanted
+
     show_progress = not quiet and sys.stderr.isatty()
+    show_preview = wanted(quiet=quiet, json_output=json_output, no_preview=no_preview)
     note = run.memory.note() if run.memory is not None else None
     if note and not quiet:
         stderr.print(note)
     with stop_on_first_interrupt(run.engine.request_stop):
         if show_progress:
+            from vqclip.preview import Preview
             from vqclip.progress import ProgressBar
 
-            with ProgressBar(run.engine.steps, stderr, start=run.engine.step) as bar:
-                result = run.execute([bar])
+            preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
+            with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
+                result = run.execute([bar] if preview is None else [bar, preview])
         else:
             result = run.execute()
     results = result.batch or [result]
@@ -304,6 +319,7 @@ def resume(
     ] = None,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
+    no_preview: NoPreview = False,
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
@@ -313,7 +329,7 @@ def resume(
 
         point = ResumePoint.load(run_dir)
         return execute_run(Run(point.config(steps=steps), resume=point),
-                           json_output=json_output, quiet=quiet)
+                           json_output=json_output, quiet=quiet, no_preview=no_preview)
 
     run_command(body, verbose=verbose)
 

@@ -206,6 +206,11 @@ class Engine:
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
                               enabled=self.autocast_dtype is not None)
 
+    def images(self) -> torch.Tensor:
+        """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU, computed without grad."""
+        with torch.no_grad(), self._autocast():
+            return self.generator.image().detach().float().cpu()
+
     def run(self, callbacks: list[Callback]) -> list[DoneEvent]:
         """Step until `steps` or a stop request; every event goes to every callback.
 
@@ -246,8 +251,7 @@ class Engine:
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
         del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
-        with torch.no_grad(), self._autocast():
-            finals = self.generator.image().detach().float().cpu()
+        finals = self.images()
         seconds = time.perf_counter() - started
         done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],
                           interrupted=self.step < self.steps, index=i)

@@ -17,6 +17,7 @@ import yaml
 from vqclip.atomic import atomic_write
 from vqclip.engine import DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.images import tensor_to_pil
+from vqclip.lossplot import write_loss_plot
 from vqclip.metadata import png_info
 
 
@@ -55,7 +56,7 @@ def png_bytes(image: torch.Tensor, record: dict[str, Any] | None = None) -> byte
 
 
 class RunWriter:
-    """Listens to engine events and writes the run folder: frames, log, state, final image."""
+    """Listens to engine events and writes the run folder: frames, log, state, final image, loss plot."""
 
     def __init__(
         self,
@@ -100,6 +101,7 @@ class RunWriter:
             self._log.close()
             self.save_state()
             atomic_write(self.final_path, png_bytes(event.image, self.record))
+            write_loss_plot(self.run_dir)
 
     def save_state(self) -> None:
         """Write state.pt (replacing the previous one of this run) for resuming."""
