@@ -38,6 +38,7 @@ stderr = Console(stderr=True, highlight=False)
 
 
 def _mount_subcommands() -> None:
+    from vqclip.cli_gallery import register as register_gallery
     from vqclip.cli_models import models_app
     from vqclip.cli_runs import register as register_runs
     from vqclip.cli_tasks import register as register_tasks
@@ -45,6 +46,7 @@ def _mount_subcommands() -> None:
     app.add_typer(models_app, name="models")
     register_runs(app)
     register_tasks(app)
+    register_gallery(app)
 EXIT_INTERRUPTED = 130
 
 

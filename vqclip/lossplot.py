@@ -23,6 +23,7 @@ class LossLog:
     losses: list[float] = field(default_factory=list)
     switches: list[tuple[int, str]] = field(default_factory=list)  # (step, prompt)
     resumes: list[int] = field(default_factory=list)
+    seconds: float | None = None  # time to the last logged step, over every resumed part
 
     @property
     def final_loss(self) -> float | None:
@@ -43,6 +44,7 @@ def read_log(path: Path) -> LossLog:
     """Read a log.jsonl; a step logged twice (resumed from an earlier state) keeps its last loss."""
     by_step: dict[int, float] = {}
     log = LossLog()
+    earlier_parts = last = 0.0  # a resumed run's clock restarts at 0
     if not path.is_file():
         return log
     for text in path.read_text(encoding="utf-8").splitlines():
@@ -57,8 +59,12 @@ def read_log(path: Path) -> LossLog:
             log.switches.append((int(line["step"]), str(line.get("prompt", ""))))
         elif event == "resume":
             log.resumes.append(int(line["step"]))
+            earlier_parts, last = earlier_parts + last, 0.0
         elif event is None and isinstance(line.get("loss"), int | float) and "step" in line:
             by_step[int(line["step"])] = float(line["loss"])
+            if isinstance(line.get("seconds"), int | float):
+                last = float(line["seconds"])
+                log.seconds = earlier_parts + last
     log.steps = sorted(by_step)
     log.losses = [by_step[s] for s in log.steps]
     return log
