@@ -1,0 +1,133 @@
+"""The terminal preview: drawn and updated on a terminal, absent in a pipe or when turned off."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from textual_image.renderable import HalfcellImage
+
+from vqclip.engine import DoneEvent, ImageEvent, StepEvent
+from vqclip.preview import Preview
+
+ROOT = Path(__file__).resolve().parent.parent
+HALF_BLOCK = "▀"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def solid(r: float, g: float, b: float, size: int = 8) -> torch.Tensor:
+    return torch.tensor([r, g, b]).view(3, 1, 1).expand(3, size, size).clone()
+
+
+def draw(preview: Preview) -> str:
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, color_system="truecolor", width=60).print(preview)
+    return out.getvalue()
+
+
+def test_preview_shows_each_frame_and_a_fresh_image_every_few_seconds() -> None:
+    now = [0.0]
+    snapshots: list[int] = []
+
+    def snapshot() -> torch.Tensor:
+        snapshots.append(1)
+        return solid(0, 0, 1)
+
+    preview = Preview(snapshot, rows=4, every=3.0, image_type=HalfcellImage, clock=lambda: now[0])
+    assert draw(preview).strip() == ""  # nothing before the first image
+
+    preview(ImageEvent(0, solid(1, 0, 0)))
+    red = draw(preview)
+    assert red.count(HALF_BLOCK) == 4 * 8 and "255;0;0" in red  # 4 rows of an 8-pixel-wide square
+
+    now[0] = 2.0
+    preview(StepEvent(1, 0.5, {}, 2.0))
+    assert not snapshots and draw(preview) == red  # too soon: no decode, same picture
+    now[0] = 3.5
+    preview(StepEvent(2, 0.4, {}, 3.5))
+    assert snapshots == [1] and "0;0;255" in draw(preview)
+
+    preview(DoneEvent(3, 0.3, 4.0, solid(0, 1, 0), interrupted=False))
+    assert "0;255;0" in draw(preview)
+
+
+def generate_command(tiny_sets: list[str], out: Path, *args: str) -> list[str]:
+    sets = [item for s in tiny_sets for item in ("--set", s)]
+    return [sys.executable, "-m", "vqclip", "generate", "a red circle", *sets, "--size", "32x32",
+            "--seed", "1", "-o", str(out), *args]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "LINES": "40",
+            "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+
+
+def run_in_terminal(command: list[str], timeout: float = 240) -> tuple[int, str]:
+    """Run with stdin, stdout and stderr on a pseudo-terminal; return the exit code and all output."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # rows, columns
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
+                               env=child_env(), close_fds=True)
+    os.close(terminal)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the child is gone
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    return process.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+
+
+def preview_pictures(output: str) -> list[str]:
+    """Each drawing of the preview: its half-block rows (colors kept) after a progress line."""
+    pictures = []
+    for redraw in output.split("generating")[1:]:
+        rows = [ANSI.sub(lambda m: m.group() if m.group().endswith("m") else "", line)
+                for line in redraw.replace("\r", "").split("\n") if HALF_BLOCK in line]
+        if rows:
+            pictures.append("\n".join(rows))
+    return pictures
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_terminal_shows_the_image_updating_and_a_pipe_only_the_result(tiny_sets, tmp_path) -> None:
+    code, output = run_in_terminal(generate_command(tiny_sets, tmp_path / "tty", "--steps", "60",
+                                                    "--save-every", "10"))
+    assert code == 0, output
+    pictures = preview_pictures(output)
+    assert pictures, output[-2000:]
+    assert len(set(pictures)) >= 2  # the picture changed while the run went on
+    final = next((tmp_path / "tty").glob("*/*/final.png"))
+    assert str(final) in output
+
+    piped = subprocess.run(generate_command(tiny_sets, tmp_path / "pipe", "--steps", "3"),
+                           capture_output=True, text=True, env=child_env(), stdin=subprocess.DEVNULL)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == str(next((tmp_path / "pipe").glob("*/*/final.png"))) + "\n"
+    assert HALF_BLOCK not in piped.stderr and "\x1b" not in piped.stderr + piped.stdout
+
+    code, output = run_in_terminal(generate_command(tiny_sets, tmp_path / "off", "--steps", "3",
+                                                    "--no-preview"))
+    assert code == 0 and HALF_BLOCK not in output and "off" in output
