@@ -47,11 +47,12 @@ def build_gallery(path: str | Path, *, scores: list[Path] = ()) -> GalleryResult
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"{path}: not a folder")
+    recorded = [read_scores(score_file) for score_file in scores]
     runs = [read_run(folder, root) for folder in find_runs(root)]
     if not runs:
         raise UsageError(f"{path}: no run folders (with config.yaml and log.jsonl) at or under it")
-    for score_file in scores:
-        attach_scores(runs, read_scores(score_file))
+    for similarities in recorded:
+        attach_scores(runs, similarities)
     sweeps = find_sweeps(root, runs)
     folder = root / GALLERY_DIR
     folder.mkdir(exist_ok=True)
