@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +14,7 @@ import torch
 from rich.console import Console
 from textual_image.renderable import HalfcellImage
 
+from tests.terminal import run_in_terminal
 from vqclip.engine import DoneEvent, ImageEvent, StepEvent
 from vqclip.preview import Preview
 
@@ -64,40 +59,14 @@ def test_preview_shows_each_frame_and_a_fresh_image_every_few_seconds() -> None:
     assert "0;255;0" in draw(preview)
 
 
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+
+
 def generate_command(tiny_sets: list[str], out: Path, *args: str) -> list[str]:
     sets = [item for s in tiny_sets for item in ("--set", s)]
     return [sys.executable, "-m", "vqclip", "generate", "a red circle", *sets, "--size", "32x32",
             "--seed", "1", "-o", str(out), *args]
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "LINES": "40",
-            "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
-
-
-def run_in_terminal(command: list[str], timeout: float = 240) -> tuple[int, str]:
-    """Run with stdin, stdout and stderr on a pseudo-terminal; return the exit code and all output."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # rows, columns
-    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
-                               env=child_env(), close_fds=True)
-    os.close(terminal)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:  # the terminal closed: the child is gone
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif process.poll() is not None:
-            break
-    os.close(controller)
-    return process.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
 
 
 def preview_pictures(output: str) -> list[str]:
@@ -114,7 +83,7 @@ def preview_pictures(output: str) -> list[str]:
 @pytest.mark.usefixtures("one_thread")
 def test_a_terminal_shows_the_image_updating_and_a_pipe_only_the_result(tiny_sets, tmp_path) -> None:
     code, output = run_in_terminal(generate_command(tiny_sets, tmp_path / "tty", "--steps", "60",
-                                                    "--save-every", "10"))
+                                                    "--save-every", "10"), env=child_env())
     assert code == 0, output
     pictures = preview_pictures(output)
     assert pictures, output[-2000:]
@@ -129,5 +98,5 @@ def test_a_terminal_shows_the_image_updating_and_a_pipe_only_the_result(tiny_set
     assert HALF_BLOCK not in piped.stderr and "\x1b" not in piped.stderr + piped.stdout
 
     code, output = run_in_terminal(generate_command(tiny_sets, tmp_path / "off", "--steps", "3",
-                                                    "--no-preview"))
+                                                    "--no-preview"), env=child_env())
     assert code == 0 and HALF_BLOCK not in output and "off" in output
