@@ -90,6 +90,7 @@ def test_rerunning_on_a_grown_folder_only_thumbnails_the_new_images(outputs, pag
     stamps = [p.stat().st_mtime_ns for p in thumbs]
     again = build_gallery(tree)
     assert (again.thumbnails_made, again.thumbnails_kept) == (0, 9)
+    assert again.sweeps == 1  # found in the copy, whose manifest names the original's folders
     generate(tiny_sets, tree, "a green triangle", "--seed", "5")
     grown = build_gallery(tree)
     assert (grown.runs, grown.thumbnails_made, grown.thumbnails_kept) == (10, 1, 9)

@@ -59,6 +59,22 @@ def test_preview_shows_each_frame_and_a_fresh_image_every_few_seconds() -> None:
     assert "0;255;0" in draw(preview)
 
 
+def test_a_slow_decode_makes_the_preview_decode_less_often() -> None:
+    now = [0.0]
+    decodes: list[float] = []
+
+    def slow_snapshot() -> torch.Tensor:
+        decodes.append(now[0])
+        now[0] += 1.0  # a decode that takes a second
+        return solid(1, 1, 1)
+
+    preview = Preview(slow_snapshot, every=3.0, image_type=HalfcellImage, clock=lambda: now[0])
+    for step in range(200):
+        now[0] += 1.0
+        preview(StepEvent(step, 1.0, {}, now[0]))
+    assert decodes[0] == 3.0 and len(decodes) == 4  # every 50 s: at most 2 % of the time
+
+
 def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from vqclip.atomic import atomic_write
 
 PLOT_NAME = "loss.svg"
-# Distinct on white and for the common color-vision deficiencies (Okabe & Ito, 2008)
-COLORS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"]
+# Okabe & Ito (2008), distinct for the common color-vision deficiencies; their yellow, faint on
+# white, is replaced by a wine red
+COLORS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#882255", "#000000"]
 
 
 @dataclass

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 ROWS = 16  # terminal rows of the image: large enough to see it, small enough to leave the log in view
 EVERY = 3.0  # seconds between redraws when no frame is saved in between
+DECODE_SHARE = 0.02  # at most this share of the run's time goes to decoding images for the preview
 
 
 def wanted(*, quiet: bool, json_output: bool, no_preview: bool) -> bool:
@@ -43,7 +44,8 @@ def image_class() -> type:
 
 class Preview:
     """Engine callback and rich renderable: the latest image, redrawn at each saved frame and
-    at least every `every` seconds (then decoded from the engine's current latent)."""
+    every `every` seconds between frames (decoded from the engine's current latent; less often
+    when a decode is slow, so that decoding takes at most DECODE_SHARE of the time)."""
 
     def __init__(self, snapshot: Callable[[], torch.Tensor], *, rows: int = ROWS,
                  every: float = EVERY, image_type: type | None = None,
@@ -56,18 +58,23 @@ class Preview:
         self.updates = 0
         self._shown: tuple[int, Any] | None = None  # (update, renderable), swapped as one
         self._shown_at = clock()
+        self._gap = every
         self._rendered: tuple[int, int, list[Segment]] | None = None  # (update, width, segments)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ImageEvent | DoneEvent):
             self.show(event.image)
-        elif isinstance(event, StepEvent) and self.clock() - self._shown_at >= self.every:
-            self.show(self.snapshot())
+        elif isinstance(event, StepEvent) and self.clock() - self._shown_at >= self._gap:
+            started = self.clock()
+            image = self.snapshot()
+            self._gap = max(self.every, (self.clock() - started) / DECODE_SHARE)
+            self.show(image)
 
     def show(self, image: torch.Tensor) -> None:
         """Draw this (3, H, W) image from the next refresh on."""
         self.updates += 1
-        self._shown = (self.updates, self.image_type(tensor_to_pil(image), width="auto", height=self.rows))
+        picture = self.image_type(tensor_to_pil(image), width="auto", height=self.rows)
+        self._shown = (self.updates, picture)
         self._shown_at = self.clock()
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:

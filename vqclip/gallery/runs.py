@@ -124,7 +124,11 @@ def find_sweeps(root: Path, runs: list[RunEntry]) -> list[Sweep]:
                 latest[record["key"]] = record
         members = []
         for record in sorted(latest.values(), key=lambda r: r.get("index", 0)):
-            run = by_folder.get(Path(str(record.get("run_dir", ""))).resolve())
+            recorded = Path(str(record.get("run_dir", "")))
+            # the manifest holds absolute paths; a series' runs sit at <folder>/<date>/<run>,
+            # which still finds them when the tree was moved or copied
+            run = by_folder.get(recorded.resolve()) or by_folder.get(
+                (manifest.parent / recorded.parent.name / recorded.name).resolve())
             if record.get("status") == "ok" and "overrides" in record and run is not None:
                 run.overrides = [str(o) for o in record["overrides"]]
                 members.append(run)
