@@ -47,6 +47,9 @@ class ProgressBar:
             console=console,
             transient=True,
             below=below,
+            # a redraw with the image costs twice one without: 4 a second keep the display's
+            # share of the CPU below that of the bar alone at rich's default of 10
+            refresh_per_second=10 if below is None else 4,
         )
         self.start = start
         self.task = self.progress.add_task(description, total=total, completed=start, rate="-",

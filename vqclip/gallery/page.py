@@ -35,6 +35,13 @@ def _head(title: str) -> str:
             f"<title>{_text(title)}</title>\n<style>\n{_asset('gallery.css')}</style>\n</head>\n")
 
 
+def _picture(run: RunEntry, thumbs: dict[str, Path], root: Path) -> str:
+    thumb = thumbs.get(run.id)
+    if thumb is None:
+        return '<div class="no-image">no image yet</div>'
+    return f'<img src="{_url(thumb.relative_to(root).as_posix())}" alt="{_text(run.prompt)}">'
+
+
 def _split(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
     return key, value
@@ -81,9 +88,8 @@ def sweep_section(sweep: Sweep, thumbs: dict[str, Path], root: Path) -> str:
                 continue
             html.append(
                 f'<td class="cell" data-prompt="{_text(run.prompt.lower())}">'
-                f'<a href="{_url(GALLERY_DIR, run.id + ".html")}">'
-                f'<img src="{_url(thumbs[run.id].relative_to(root).as_posix())}" alt="{_text(run.prompt)}">'
-                f'</a><div class="settings">{_text(_settings(run, keys))}</div>'
+                f'<a href="{_url(GALLERY_DIR, run.id + ".html")}">{_picture(run, thumbs, root)}</a>'
+                f'<div class="settings">{_text(_settings(run, keys))}</div>'
                 f'<div class="loss">loss {_number(run.log.final_loss)}</div></td>')
         html.append("</tr>")
     html.append("</tbody></table>")
@@ -111,17 +117,15 @@ def _facts_list(run: RunEntry) -> str:
     return "<dl>" + "".join(f"<dt>{_text(k)}</dt><dd>{_text(v)}</dd>" for k, v in _facts(run)) + "</dl>"
 
 
-def card(run: RunEntry, order: int, thumb: Path | None, root: Path) -> str:
+def card(run: RunEntry, order: int, thumbs: dict[str, Path], root: Path) -> str:
     """A run's card: thumbnail (opening its page), prompt, facts and loss curve."""
     data = {"prompt": run.prompt.lower(), "loss": _number(run.log.final_loss, 8),
             "score": _number(run.score, 8), "seconds": _number(run.seconds, 8), "order": str(order)}
     attributes = " ".join(f'data-{k}="{_text(v)}"' for k, v in data.items())
     curve = loss_svg([Curve("loss", run.log.steps, run.log.losses)], switches=run.log.switches,
                      resumes=run.log.resumes, width=220, height=90, title="loss")
-    picture = (f'<img src="{_url(thumb.relative_to(root).as_posix())}" alt="{_text(run.prompt)}">'
-               if thumb is not None else '<div class="no-image">no image yet</div>')
     return (f'<article class="card" {attributes}>'
-            f'<a href="{_url(GALLERY_DIR, run.id + ".html")}">{picture}</a>'
+            f'<a href="{_url(GALLERY_DIR, run.id + ".html")}">{_picture(run, thumbs, root)}</a>'
             f'<h3 class="prompt">{_text(run.prompt)}</h3>{_facts_list(run)}'
             f'<div class="curve">{curve}</div>'
             "</article>")
@@ -139,7 +143,7 @@ def index_page(title: str, runs: list[RunEntry], sweeps: list[Sweep], thumbs: di
             "</select></label>", f'<span id="count">{len(runs)} runs</span>', "</header>"]
     html.extend(sweep_section(sweep, thumbs, root) for sweep in sweeps)
     html.append('<main id="cards">')
-    html.extend(card(run, i, thumbs.get(run.id), root) for i, run in enumerate(runs))
+    html.extend(card(run, i, thumbs, root) for i, run in enumerate(runs))
     html.append("</main>")
     html.append(f"<script>\n{_asset('gallery.js')}</script>\n</body>\n</html>\n")
     return "\n".join(html)

@@ -43,27 +43,29 @@ class RunEntry:
 
     @property
     def prompt(self) -> str:
-        story = self.config.get("story") or []
-        return self.config.get("prompt") or " ^ ".join(map(str, story)) or ""
+        """The prompt, or the story's prompts joined by " ^ " (as the command line writes them)."""
+        story = [item.get("prompt", "") for item in self.config.get("story") or []
+                 if isinstance(item, dict)]
+        return self.config.get("prompt") or " ^ ".join(story)
 
     @property
     def seconds(self) -> float | None:
+        """Time to the last step logged, over every resumed part."""
         return self.log.seconds
 
     @property
     def models(self) -> str:
-        """The generator and CLIP models, by name (or checkpoint file name)."""
-        cfg = self.config
-        generator = cfg.get("generator", "vqgan")
-        parts = [generator]
+        """"generator / CLIP model(s)": registry names, or the checkpoint's file name."""
+        generator = self.config.get("generator", "vqgan")
         if generator == "vqgan":
-            vqgan = cfg.get("vqgan") or {}
-            parts = [vqgan.get("model") or Path(str(vqgan.get("checkpoint") or "?")).name]
-        clip = cfg.get("clip") or {}
-        names = [clip.get("model")] + [m.get("model") if isinstance(m, dict) else m
-                                       for m in clip.get("models") or []]
-        tag = f" ({clip['pretrained']})" if clip.get("pretrained") else ""
-        return " + ".join(map(str, parts)) + " / " + ", ".join(str(n) for n in names if n) + tag
+            vqgan = self.config.get("vqgan") or {}
+            generator = vqgan.get("model") or Path(str(vqgan.get("checkpoint"))).name
+        clip = self.config.get("clip") or {}
+        ensemble = [m for m in clip.get("models") or [] if isinstance(m, dict)]
+        judges = ensemble or [clip]  # an ensemble replaces model/pretrained
+        return f"{generator} / " + ", ".join(
+            str(j.get("model")) + (f" ({j['pretrained']})" if j.get("pretrained") else "")
+            for j in judges)
 
 
 @dataclass
