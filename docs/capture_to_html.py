@@ -9,6 +9,7 @@ import io
 import sys
 
 from rich.console import Console
+from rich.terminal_theme import MONOKAI
 from rich.text import Text
 
 # Half blocks only join into a picture when lines touch: line-height 1, no gaps.
@@ -25,7 +26,7 @@ def main() -> None:
     width = max((len(line) for line in capture.plain.splitlines()), default=80)
     console = Console(record=True, file=io.StringIO(), width=width, color_system="truecolor")
     console.print(capture, soft_wrap=True)
-    sys.stdout.write(console.export_html(inline_styles=True, code_format=PAGE))
+    sys.stdout.write(console.export_html(theme=MONOKAI, inline_styles=True, code_format=PAGE))
 
 
 if __name__ == "__main__":
