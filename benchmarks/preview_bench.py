@@ -6,7 +6,8 @@ Wall s/step is read from each run's log.jsonl: (time of the last step - time of 
 steps between them, so model loading and the first step do not count. On a machine shared with
 other work, wall time swings with their load; the CPU time the command used (all of it, model
 loading included) swings far less, and its difference between the modes is what the preview
-costs.
+costs. Last, in this process: the milliseconds one redraw of the display takes with and
+without the image (the display redraws 10 times a second without it, 4 with it).
 
     python benchmarks/preview_bench.py --steps 100 --repeats 3
 """
@@ -14,12 +15,14 @@ costs.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +59,29 @@ def one_run(args: argparse.Namespace, preview: bool, out: Path) -> tuple[float, 
     return seconds_per_step(run_dir), cpu
 
 
+def redraw_milliseconds(with_image: bool, repeats: int = 200) -> float:
+    """One redraw of the progress display (bar, and the 16-row half-block image if asked)."""
+    import torch
+    from rich.console import Console
+    from textual_image.renderable import HalfcellImage
+
+    from vqclip.engine import ImageEvent
+    from vqclip.preview import Preview
+    from vqclip.progress import ProgressBar
+
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="256", width=100,
+                      height=40)
+    preview = None
+    if with_image:
+        preview = Preview(lambda: torch.zeros(3, 64, 64), image_type=HalfcellImage)
+        preview(ImageEvent(0, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))))
+    bar = ProgressBar(100, console, below=preview)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        console.print(bar.progress.get_renderable())
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt", default="a red circle")
@@ -80,6 +106,9 @@ def main() -> None:
     off, on = (statistics.median(cpu for _, cpu in timings[mode]) for mode in (False, True))
     print(f"\nCPU time with the preview: {100 * (on - off) / off:+.1f} % (medians; "
           f"{(on - off) / args.steps:+.4f} CPU s per step)")
+    without, with_image = redraw_milliseconds(False), redraw_milliseconds(True)
+    print(f"one redraw: {without:.2f} ms without the image (x10/s = {10 * without:.0f} ms/s), "
+          f"{with_image:.2f} ms with it (x4/s = {4 * with_image:.0f} ms/s)")
 
 
 if __name__ == "__main__":
