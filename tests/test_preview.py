@@ -16,7 +16,7 @@ from textual_image.renderable import HalfcellImage
 
 from tests.terminal import run_in_terminal
 from vqclip.engine import DoneEvent, ImageEvent, StepEvent
-from vqclip.preview import Preview
+from vqclip.preview import Preview, wanted
 
 ROOT = Path(__file__).resolve().parent.parent
 HALF_BLOCK = "▀"
@@ -77,6 +77,32 @@ def test_a_slow_decode_makes_the_preview_decode_less_often() -> None:
 
 def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+
+
+class Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize(("stdin", "stdout", "stderr", "flags", "shown"), [
+    (True, True, True, {}, True),
+    (True, False, True, {}, True),  # the result piped on, the preview still on the terminal
+    (True, False, True, {"json_output": True}, False),  # --json piped: a script is reading
+    (True, True, True, {"json_output": True}, True),
+    (True, True, False, {}, False),
+    (True, True, True, {"quiet": True}, False),
+    (True, True, True, {"no_preview": True}, False),
+    (False, True, True, {}, False),  # the terminal's answer to the graphics query comes on stdin
+])
+def test_when_the_preview_is_drawn(monkeypatch, stdin, stdout, stderr, flags, shown) -> None:
+    for name, terminal in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+        monkeypatch.setattr(sys, name, Stream(terminal))
+    options = {"quiet": False, "json_output": False, "no_preview": False, **flags}
+    assert wanted(**options) is shown
 
 
 def generate_command(tiny_sets: list[str], out: Path, *args: str) -> list[str]:
