@@ -74,7 +74,7 @@ def sweep_section(sweep: Sweep, thumbs: dict[str, Path], root: Path) -> str:
         columns.setdefault(column)
         rows.setdefault(row)
         cells[(row, column)] = run
-    corner = f"{' '.join(down) or ''} \\ {' '.join(across)}" if across else ""
+    corner = " \\ ".join(names for names in (" ".join(down), " ".join(across)) if names)
     html = [f'<section class="sweep" data-folder="{_text(sweep.rel)}">',
             f"<h2>Sweep {_text(sweep.rel)}</h2>", '<table class="grid">',
             f"<thead><tr><th>{_text(corner)}</th>"
