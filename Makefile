@@ -5,7 +5,7 @@ VENV_PYTHON := $(VENV)/bin/python
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help venv install test demo docs-images lint bench gpu-wheels
+.PHONY: help venv install browser test demo docs-images lint bench gpu-wheels
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -21,7 +21,14 @@ venv: $(VENV_READY) ## Build the project environment .venv (demo, test, lint and
 install: ## Install vqclip with its development tools into the current Python (pip install -e .[dev])
 	$(PYTHON) -m pip install -e '.[dev]'
 
-test: $(VENV_READY) ## Run the fast test suite (tiny and bundled models, CPU, offline, the installed wheel)
+browser: ## Install Debian's chromium for the gallery's browser tests, where root and apt-get allow
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "Installing chromium for the browser tests" && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	echo "chromium is not installed (needs root and apt-get): the browser tests will be skipped"
+
+test: $(VENV_READY) browser ## Run the fast test suite (tiny and bundled models, CPU, offline, the installed wheel)
 	$(VENV_PYTHON) -m pytest -q
 
 demo: $(VENV_READY) ## Generate "a red circle" offline with the bundled shapes models

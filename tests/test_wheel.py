@@ -91,7 +91,7 @@ def test_installed_package_is_the_wheel(installed):
     assert bin_dir.parent in location.parents and ROOT not in location.parents
 
 
-def test_installed_wheel_generates_with_the_shapes_preset(installed):
+def test_installed_wheel_generates_with_the_shapes_preset_and_shows_a_gallery(installed):
     _, _, work = installed
     result = _run(installed, "vqclip", "generate", "a red circle", "--preset", "shapes", "--steps", "2",
                   "--json", "-o", "runs")
@@ -99,6 +99,9 @@ def test_installed_wheel_generates_with_the_shapes_preset(installed):
     record = json.loads(result.stdout)
     image = work / record["image"]
     assert image.is_file() and Image.open(image).size == tuple(record["size"])
+    gallery = _run(installed, "vqclip", "gallery", "runs")  # its style and script ship in the wheel
+    assert gallery.returncode == 0, gallery.stderr
+    assert "sort.addEventListener" in (work / "runs" / "index.html").read_text()
 
 
 def test_installed_wheel_lists_models(installed):

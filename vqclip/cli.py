@@ -18,7 +18,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from vqclip import __version__
-from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
+from vqclip.cli_options import (
+    ConfigFiles,
+    JsonFlag,
+    NoPreview,
+    Preset,
+    Quiet,
+    SetItems,
+    Verbose,
+)
 from vqclip.errors import UsageError, VqclipError
 
 app = typer.Typer(
@@ -31,6 +39,7 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap pat
 
 
 def _mount_subcommands() -> None:
+    from vqclip.cli_gallery import register as register_gallery
     from vqclip.cli_models import models_app
     from vqclip.cli_runs import register as register_runs
     from vqclip.cli_tasks import register as register_tasks
@@ -38,6 +47,7 @@ def _mount_subcommands() -> None:
     app.add_typer(models_app, name="models")
     register_runs(app)
     register_tasks(app)
+    register_gallery(app)
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a process killed by SIGTERM reports
 
@@ -216,6 +226,7 @@ def generate(
     ] = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
+    no_preview: NoPreview = False,
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
@@ -264,7 +275,7 @@ def generate(
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
         return execute_run(Run(cfg), json_output=json_output, quiet=quiet,
-                           video=video, fps=fps)
+                           video=video, fps=fps, no_preview=no_preview)
 
     run_command(body, verbose=verbose)
 
@@ -281,18 +292,24 @@ def check_video_options(video: str, fps: float) -> None:
 
 
 def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
-                fps: float = 12.0) -> int:
-    """Run a prepared Run with progress and Ctrl-C handling; print the result; return the exit code."""
+                fps: float = 12.0, no_preview: bool = False) -> int:
+    """Run a prepared Run with progress, preview and Ctrl-C handling; print the result; return
+    the exit code."""
+    from vqclip.preview import wanted
+
     show_progress = not quiet and sys.stderr.isatty()
+    show_preview = wanted(quiet=quiet, json_output=json_output, no_preview=no_preview)
     note = run.memory.note() if run.memory is not None else None
     if note and not quiet:
         stderr.print(escape(note))
     with stop_on_first_interrupt(run.engine.request_stop) as interruption:
         if show_progress:
+            from vqclip.preview import Preview
             from vqclip.progress import ProgressBar
 
-            with ProgressBar(run.engine.steps, stderr, start=run.engine.step) as bar:
-                result = run.execute([bar])
+            preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
+            with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
+                result = run.execute([bar] if preview is None else [bar, preview])
         else:
             result = run.execute()
     results = result.batch or [result]
@@ -368,6 +385,7 @@ def resume(
     ] = None,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
+    no_preview: NoPreview = False,
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
@@ -377,7 +395,7 @@ def resume(
 
         point = ResumePoint.load(run_dir)
         return execute_run(Run(point.config(steps=steps, device=device), resume=point),
-                           json_output=json_output, quiet=quiet)
+                           json_output=json_output, quiet=quiet, no_preview=no_preview)
 
     run_command(body, verbose=verbose)
 

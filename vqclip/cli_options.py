@@ -30,3 +30,6 @@ SetItems = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+NoPreview = Annotated[
+    bool, typer.Option("--no-preview", help="Do not draw the image in the terminal while it is made."),
+]

@@ -207,6 +207,12 @@ class Engine:
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
                               enabled=self.autocast_dtype is not None)
 
+    def images(self) -> torch.Tensor:
+        """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU: decoded without grad,
+        in fp32 and eagerly (a compiled model would compile again for no_grad)."""
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            return self.generator.image().float().cpu()
+
     def run(self, callbacks: list[Callback]) -> list[DoneEvent]:
         """Step until `steps` or a stop request; every event goes to every callback.
 
@@ -249,9 +255,7 @@ class Engine:
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
         del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
-        # Decoded once, in fp32 and eagerly: a compiled model would compile again for no_grad.
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
-            finals = self.generator.image().float().cpu()
+        finals = self.images()
         seconds = time.perf_counter() - started
         done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],
                           interrupted=self.step < self.steps, index=i)

@@ -19,6 +19,7 @@ from vqclip.atomic import atomic_write, remove_temporaries
 from vqclip.engine import DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.errors import UsageError
 from vqclip.images import tensor_to_pil
+from vqclip.lossplot import write_loss_plot
 from vqclip.metadata import png_info
 
 LONG_TERM = 200  # loss terms with longer names (a long prompt) appear in step lines as "#N"
@@ -70,7 +71,7 @@ def png_bytes(image: torch.Tensor, record: dict[str, Any] | None = None) -> byte
 
 
 class RunWriter:
-    """Listens to engine events and writes the run folder: frames, log, state, final image.
+    """Listens to engine events and writes the run folder: frames, log, state, final image, loss plot.
 
     A state.pt is written at the start and after each frame (the frame first), so a process
     killed at any moment leaves a state to resume from; frames newer than that state are
@@ -140,6 +141,7 @@ class RunWriter:
             self._log.close()
             self.save_state()
             atomic_write(self.final_path, png_bytes(event.image, self.record))
+            write_loss_plot(self.run_dir)
 
     def save_state(self) -> None:
         """Write state.pt (replacing the previous one of this run) for resuming."""

@@ -1,0 +1,50 @@
+"""Gallery thumbnails, made once per image version: a rerun only makes those of new images."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from vqclip.sheet import save_image_atomic
+
+THUMB_SIZE = 192  # pixels on the longer side
+
+
+@dataclass
+class Thumbnails:
+    """The thumbnail folder, and what this pass made, kept and removed."""
+
+    folder: Path
+    made: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+    def thumbnail(self, image: Path, run_id: str) -> Path:
+        """The thumbnail of `image`, made unless this version of it has one already."""
+        stat = image.stat()
+        # a resumed run replaces final.png: its size or time changes, and so does the name
+        version = hashlib.sha256(f"{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:8]
+        path = self.folder / f"{run_id}-{version}.jpg"
+        if path.is_file():
+            self.kept.append(path)
+            return path
+        with Image.open(image) as source:
+            thumb = source.convert("RGB")
+        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+        if max(thumb.size) < THUMB_SIZE:  # small images stay sharp, not blurred, when enlarged
+            scale = THUMB_SIZE // max(thumb.size) or 1
+            thumb = thumb.resize((thumb.width * scale, thumb.height * scale), Image.Resampling.NEAREST)
+        save_image_atomic(thumb, path, overwrite=True)
+        self.made.append(path)
+        return path
+
+    def remove_unused(self) -> None:
+        """Delete thumbnails of images that are gone or were replaced."""
+        used = set(self.made) | set(self.kept)
+        for path in sorted(self.folder.glob("*.jpg")):
+            if path not in used:
+                path.unlink()
+                self.removed.append(path)
