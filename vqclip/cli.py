@@ -310,6 +310,11 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
             preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
             with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
                 result = run.execute([bar] if preview is None else [bar, preview])
+        elif not quiet:
+            from vqclip.progress import ProgressLines
+
+            lines = ProgressLines(run.engine.steps, lambda line: stderr.print(line, markup=False))
+            result = run.execute([lines])
         else:
             result = run.execute()
     results = result.batch or [result]
@@ -327,6 +332,8 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
     else:
         for each in results:
             typer.echo(str(each.image))
+    if not quiet and not sys.stdout.isatty():
+        say_summary(results)
     if result.interrupted:
         if not quiet:
             how = (f"vqclip resume {result.run_dir}" if len(results) == 1 else
@@ -335,6 +342,14 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                          f"Continue with: {escape(how)}", soft_wrap=True)
         return interruption.exit_code
     return 0
+
+
+def say_summary(results: list[Any]) -> None:
+    """What a run made, on stderr once the bar is gone: stdout (the result) may be redirected."""
+    for each in results:
+        stderr.print(f"{'stopped' if each.interrupted else 'done'} after {each.steps} steps in "
+                     f"{each.seconds:.1f} s, final loss {each.final_loss:.4f}: {each.image} "
+                     f"(run folder {each.run_dir})", markup=False)
 
 
 def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,

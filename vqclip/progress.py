@@ -1,19 +1,24 @@
-"""A rich progress bar on stderr (step, steps/s, loss, ETA), shown only on a terminal; the image
-preview, when there is one, is drawn under it."""
+"""Progress on stderr: on a terminal a rich bar (step, recent steps/s, loss, ETA) with the image
+preview, when there is one, drawn under it; elsewhere (a log file) a plain line now and then."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 
 from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from vqclip.engine import DoneEvent, Event, StepEvent
 
@@ -31,6 +36,13 @@ class _ProgressAbove(Progress):
             yield self.below
 
 
+class RecentRateColumn(ProgressColumn):
+    """Steps per second over the last half minute: the rate the ETA beside it is computed from."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} it/s" if task.speed else "- it/s")
+
+
 class ProgressBar:
     """Engine callback that drives a rich progress bar; use as a context manager."""
 
@@ -40,7 +52,7 @@ class ProgressBar:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} it/s"),
+            RecentRateColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -52,8 +64,7 @@ class ProgressBar:
             refresh_per_second=10 if below is None else 4,
         )
         self.start = start
-        self.task = self.progress.add_task(description, total=total, completed=start, rate="-",
-                                           loss="-")
+        self.task = self.progress.add_task(description, total=total, completed=start, loss="-")
 
     def __enter__(self) -> ProgressBar:
         self.progress.start()
@@ -64,9 +75,49 @@ class ProgressBar:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):
-            done_here = event.step + 1 - self.start
-            rate = done_here / event.seconds if event.seconds > 0 else 0.0
-            self.progress.update(self.task, completed=event.step + 1, rate=f"{rate:.2f}",
-                                 loss=f"{event.loss:.4f}")
+            self.progress.update(self.task, completed=event.step + 1, loss=f"{event.loss:.4f}")
         elif isinstance(event, DoneEvent):
             self.progress.update(self.task, completed=event.step)
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class ProgressLines:
+    """Engine callback for stderr that is not a terminal (SLURM, nohup, CI logs): one plain line
+    after the first step, then every `every` seconds and at the last step, with the recent rate.
+    """
+
+    WINDOW = 30.0  # seconds of steps the rate is measured over
+
+    def __init__(self, total: int, write: Callable[[str], None], *, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.write, self.every, self.clock = total, write, every, clock
+        self.samples: deque[tuple[float, int]] = deque()
+        self.last_line: float | None = None
+
+    def rate(self) -> float | None:
+        """Steps per second over the last WINDOW seconds (None before two steps)."""
+        (first_time, first_step), (last_time, last_step) = self.samples[0], self.samples[-1]
+        if last_time <= first_time:
+            return None
+        return (last_step - first_step) / (last_time - first_time)
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, StepEvent):
+            return
+        now, done = self.clock(), event.step + 1
+        self.samples.append((now, done))
+        while now - self.samples[0][0] > self.WINDOW and len(self.samples) > 2:
+            self.samples.popleft()
+        due = self.last_line is None or now - self.last_line >= self.every or done == self.total
+        if not due:
+            return
+        self.last_line = now
+        rate = self.rate()
+        speed = f"{rate:.2f} it/s" if rate else "- it/s"
+        eta = f"ETA {_clock_time((self.total - done) / rate)}" if rate else "ETA -"
+        self.write(f"step {done}/{self.total}  {speed}  loss {event.loss:.4f}  {eta}")
