@@ -223,3 +223,19 @@ def test_bad_video_options_are_refused_before_any_work(tiny_sets, tmp_path, args
     assert result.exit_code == 2
     assert message in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_generate_help_groups_options_shows_schema_defaults_and_examples() -> None:
+    from vqclip.config import GenerateConfig
+
+    result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = result.stdout
+    for panel in ("Settings", "Prompt", "Image", "Optimization", "Output", "Performance"):
+        assert f"─ {panel} ─" in text
+    defaults = GenerateConfig()
+    assert f"Optimization steps. [default: ({defaults.steps})]" in text
+    assert f"[default: ({defaults.size[0]}x{defaults.size[1]})]" in text
+    assert f"[default: ({defaults.out})]" in text
+    assert "WxH" in text and "KEY=VALUE" in text and "<list[" not in text and "<float" not in text
+    assert 'Examples:' in text and 'vqclip generate "a red circle" --preset shapes' in text

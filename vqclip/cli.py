@@ -19,6 +19,12 @@ from rich.markup import escape
 
 from vqclip import __version__
 from vqclip.cli_options import (
+    IMAGE,
+    OPTIMIZATION,
+    OUTPUT,
+    PERFORMANCE,
+    PROMPT,
+    SETTINGS,
     ConfigFiles,
     JsonFlag,
     NoPreview,
@@ -27,6 +33,7 @@ from vqclip.cli_options import (
     SetItems,
     Verbose,
 )
+from vqclip.config import GenerateConfig
 from vqclip.errors import UsageError, VqclipError
 
 app = typer.Typer(
@@ -36,6 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap paths or commands
+_DEFAULTS = GenerateConfig()  # the schema's defaults, shown in generate's help
 
 
 def _mount_subcommands() -> None:
@@ -147,82 +155,131 @@ def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[Interr
             signal.signal(number, action)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    '  vqclip generate "a red circle" --preset shapes --seed 1   (offline, seconds on a CPU)\n\n'
+    '  vqclip generate "a watercolor lighthouse at dusk | fog:0.5" --preset draft --size 384x256\n\n'
+    '  vqclip generate "a castle" --seeds 1-4 --sweep lr=0.05,0.2 -o runs   (8 runs and a sheet)\n\n'
+    "Defaults are those of the config schema; a preset or -c file may change them."
+))
 def generate(
     prompt: Annotated[
         str | None,
-        typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".', show_default=False),
+        typer.Argument(help='Prompt: "text:weight:stop", items separated by "|"; "^" separates story '
+                            "stages.", show_default=False, metavar="PROMPT"),
     ] = None,
     config: ConfigFiles = None,
     preset: Preset = None,
     set_: SetItems = None,
     from_image: Annotated[
         Path | None,
-        typer.Option("--from", help="Re-run the settings stored in a vqclip image."),
+        typer.Option("--from", metavar="IMAGE", rich_help_panel=SETTINGS,
+                     help="Re-run the settings stored in a vqclip image."),
     ] = None,
-    size: Annotated[str | None, typer.Option(help="Image size WxH, e.g. 256x256.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimization steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (recorded; random if not given).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    cutn: Annotated[int | None, typer.Option(help="Cutouts per step.")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Write a frame every N steps (0: never).")] = None,
     negative: Annotated[
-        str | None, typer.Option(help='Push away from these texts: "blurry | text:0.5".')
+        str | None, typer.Option(metavar="TEXT", rich_help_panel=PROMPT,
+                                 help='Push away from these texts: "blurry | text:0.5".')
     ] = None,
     image_prompt: Annotated[
         list[str] | None,
-        typer.Option("--image-prompt", help="Aim at an image too: PATH[:weight[:stop]] (repeatable)."),
+        typer.Option("--image-prompt", metavar="PATH[:W[:STOP]]", rich_help_panel=PROMPT,
+                     help="Aim at an image too (repeatable)."),
     ] = None,
     noise_prompt: Annotated[
         list[str] | None,
-        typer.Option("--noise-prompt", help="A random CLIP target: SEED[:weight] (repeatable)."),
+        typer.Option("--noise-prompt", metavar="SEED[:W]", rich_help_panel=PROMPT,
+                     help="A random CLIP target (repeatable)."),
     ] = None,
     switch_every: Annotated[
-        int | None, typer.Option(help="Story mode: next '^' prompt set every N steps (0: even split).")
+        int | None, typer.Option(metavar="N", rich_help_panel=PROMPT,
+                                 show_default=str(_DEFAULTS.switch_every),
+                                 help="Story mode: next '^' prompt set every N steps (0: even split).")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="WxH", rich_help_panel=IMAGE, show_default="x".join(
+            map(str, _DEFAULTS.size)), help="Image size, e.g. 256x256.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=IMAGE,
+                                 help="Random seed (recorded; random if not given).")
     ] = None,
     init_image: Annotated[
-        str | None, typer.Option(help='Start from this image (or a "#rrggbb" color).')
+        str | None, typer.Option(metavar="PATH", rich_help_panel=IMAGE,
+                                 help='Start from this image (or a "#rrggbb" color).')
     ] = None,
     init_weight: Annotated[
-        float | None, typer.Option(help="Pull toward the init image's latent with this weight.")
+        float | None, typer.Option(metavar="W", rich_help_panel=IMAGE,
+                                   show_default=str(_DEFAULTS.init_weight),
+                                   help="Pull toward the init image's latent with this weight.")
     ] = None,
     init_noise: Annotated[
-        str | None, typer.Option(help="Start without an init image from: tokens, pixels, gradient.")
+        str | None, typer.Option(metavar="MODE", rich_help_panel=IMAGE, show_default=_DEFAULTS.init_noise,
+                                 help="Start without an init image from: tokens, pixels, gradient.")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
-    video: Annotated[
-        str | None,
-        typer.Option(help="Also write the frames as a video in the run folder: mp4, gif or webp. "
-                          "Unless --save-every is given, enough frames are saved for at least 2 s "
-                          "of video at --fps."),
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.steps),
+                                 help="Optimization steps.")
     ] = None,
-    fps: Annotated[float, typer.Option(help="Frames per second of --video.")] = 12.0,
+    lr: Annotated[
+        float | None, typer.Option(metavar="X", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.lr),
+                                   help="Learning rate.")
+    ] = None,
+    cutn: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.cutn),
+                                 help="Cutouts per step.")
+    ] = None,
     seeds: Annotated[
-        str | None, typer.Option(help='One run per seed: "1-8" or "1,3,5" (a sweep).')
+        str | None, typer.Option(metavar="1-8|1,3,5", rich_help_panel=OPTIMIZATION,
+                                 help="One run per seed (a sweep).")
     ] = None,
     sweep: Annotated[
         list[str] | None,
-        typer.Option(help="KEY=V1,V2,... one run per value; repeat for a cartesian product."),
+        typer.Option(metavar="KEY=V1,V2", rich_help_panel=OPTIMIZATION,
+                     help="One run per value; repeat for a cartesian product."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT,
+                                  show_default=_DEFAULTS.out, help="Root folder of run folders.")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OUTPUT, show_default=str(_DEFAULTS.save_every),
+                                 help="Write a frame every N steps (0: never).")
+    ] = None,
+    video: Annotated[
+        str | None,
+        typer.Option(metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
+                     help="Also write the frames as a video in the run folder. Unless --save-every is "
+                          "given, enough frames are saved for at least 2 s of video at --fps."),
+    ] = None,
+    fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
+                                       help="Frames per second of --video.")] = 12.0,
+    device: Annotated[
+        str | None, typer.Option(metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default=_DEFAULTS.device,
+                                 help="auto, cpu, cuda, cuda:N or mps.")
     ] = None,
     low_memory: Annotated[
         bool | None,
-        typer.Option("--low-memory", help="Recompute activations per block: far less memory, ~30% slower."),
+        typer.Option("--low-memory", rich_help_panel=PERFORMANCE, show_default=False,
+                     help="Recompute activations per block: far less memory, ~30% slower."),
     ] = None,
     compile_models: Annotated[
         bool | None,
-        typer.Option("--compile", help="torch.compile the models: slow first step, faster after."),
+        typer.Option("--compile", rich_help_panel=PERFORMANCE, show_default=False,
+                     help="torch.compile the models: slow first step, faster after."),
     ] = None,
     max_memory: Annotated[
         str | None,
-        typer.Option(help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
+        typer.Option(metavar="SIZE", rich_help_panel=PERFORMANCE,
+                     help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
+        typer.Option(metavar="K", rich_help_panel=PERFORMANCE, show_default=str(_DEFAULTS.batch_size),
+                     help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
     ] = None,
     offline: Annotated[
-        bool, typer.Option(help="Never touch the network; missing models are an error.")
+        bool, typer.Option("--offline", rich_help_panel=PERFORMANCE,
+                           help="Never touch the network; missing models are an error.")
     ] = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,

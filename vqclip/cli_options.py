@@ -7,9 +7,18 @@ from typing import Annotated
 
 import typer
 
+# Help panels: generate's options are grouped under these, and the shared ones below too.
+SETTINGS = "Settings"
+PROMPT = "Prompt"
+IMAGE = "Image"
+OPTIMIZATION = "Optimization"
+OUTPUT = "Output"
+PERFORMANCE = "Performance"
+
 ConfigFiles = Annotated[
     list[Path] | None,
-    typer.Option("--config", "-c", help="YAML config file; repeat to layer several, later wins."),
+    typer.Option("--config", "-c", metavar="FILE", rich_help_panel=SETTINGS,
+                 help="YAML config file; repeat to layer several, later wins."),
 ]
 
 
@@ -21,15 +30,24 @@ def _preset_names(incomplete: str) -> list[str]:
 
 Preset = Annotated[
     str | None,
-    typer.Option("--preset", help="Preset name: draft, normal, best, shapes.", autocompletion=_preset_names),
+    typer.Option("--preset", metavar="NAME", rich_help_panel=SETTINGS, autocompletion=_preset_names,
+                 help="Preset name: draft, normal, best, shapes."),
 ]
 SetItems = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE", rich_help_panel=SETTINGS,
+                 help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print one JSON object on stdout.")
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or messages.")
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", rich_help_panel=OUTPUT, help="Show tracebacks and debug logs.")
+]
 NoPreview = Annotated[
-    bool, typer.Option("--no-preview", help="Do not draw the image in the terminal while it is made."),
+    bool, typer.Option("--no-preview", rich_help_panel=OUTPUT,
+                       help="Do not draw the image in the terminal while it is made."),
 ]
