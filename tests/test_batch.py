@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,24 @@ def test_a_stop_request_ends_the_batch_after_the_current_item(tiny_sets, tmp_pat
     result = run_batch(items, tmp_path, settings, stop=stop, report=lambda record: stop.request())
     assert result.interrupted and [r["index"] for r in result.records] == [0]
     assert result.records[0]["status"] == "ok"  # the stop came after it had finished
+
+
+def test_batch_takes_device_offline_and_video_like_generate(tiny_sets, tmp_path, monkeypatch) -> None:
+    from vqclip.video import video_frame_count
+
+    monkeypatch.delenv("VQCLIP_OFFLINE", raising=False)
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a red circle --seed 1\na blue square --seed 2 --device cpu\n")
+    sets = [s for s in tiny_sets if not s.startswith("device=")]
+    app = typer.Typer()
+    register(app)
+    args = [item for s in [*sets, *FAST, "save_every=1"] for item in ("-s", s)]
+    result = runner.invoke(app, ["batch", str(batch), "-o", str(tmp_path / "out"), "--device", "cpu",
+                                 "--offline", "--video", "mp4", "--json", *args])
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout.splitlines()[-1])["items"]
+    assert len(items) == 2
+    for item in items:
+        assert video_frame_count(Path(item["video"])) >= 3  # frames 0 and 1, then the final image
+        assert "device: cpu" in (Path(item["run_dir"]) / "config.yaml").read_text()
+    assert os.environ["VQCLIP_OFFLINE"] == "1"

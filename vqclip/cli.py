@@ -26,8 +26,10 @@ from vqclip.cli_options import (
     PROMPT,
     SETTINGS,
     ConfigFiles,
+    Device,
     JsonFlag,
     NoPreview,
+    Offline,
     Preset,
     Quiet,
     SetItems,
@@ -253,10 +255,7 @@ def generate(
     ] = None,
     fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
                                        help="Frames per second of --video.")] = 12.0,
-    device: Annotated[
-        str | None, typer.Option(metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default=_DEFAULTS.device,
-                                 help="auto, cpu, cuda, cuda:N or mps.")
-    ] = None,
+    device: Device = None,
     low_memory: Annotated[
         bool | None,
         typer.Option("--low-memory", rich_help_panel=PERFORMANCE, show_default=False,
@@ -277,10 +276,7 @@ def generate(
         typer.Option(metavar="K", rich_help_panel=PERFORMANCE, show_default=str(_DEFAULTS.batch_size),
                      help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
     ] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", rich_help_panel=PERFORMANCE,
-                           help="Never touch the network; missing models are an error.")
-    ] = False,
+    offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     no_preview: NoPreview = False,
@@ -290,8 +286,7 @@ def generate(
     from vqclip.config import build_config, parse_size
 
     if offline:
-        # Read by vqclip's model manager and, before it is imported, by huggingface_hub.
-        os.environ["VQCLIP_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+        go_offline()
 
     def body() -> int:
         from vqclip.generate import Run
@@ -337,6 +332,19 @@ def generate(
     run_command(body, verbose=verbose)
 
 
+def go_offline() -> None:
+    """Never touch the network: read by vqclip's model manager and, before it is imported, by
+    huggingface_hub."""
+    os.environ["VQCLIP_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def write_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
+    """A `progress.<video>` from the frames of each run folder."""
+    from vqclip.video import frames_of, write_video
+
+    return [write_video(frames_of(run_dir), run_dir / f"progress.{video}", fps=fps) for run_dir in run_dirs]
+
+
 def check_video_options(video: str, fps: float) -> None:
     """Refuse a bad --video format or --fps before any work is done."""
     from vqclip.video import FORMATS
@@ -378,10 +386,8 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
     data = result.to_json()
     entries = data.get("batch", [data])  # one per image: the first image's fields lead the object
     if video is not None:
-        from vqclip.video import frames_of, write_video
-
-        for each, entry in zip(results, entries, strict=True):
-            path = write_video(frames_of(each.run_dir), each.run_dir / f"progress.{video}", fps=fps)
+        paths = write_videos([each.run_dir for each in results], video, fps)
+        for entry, path in zip(entries, paths, strict=True):
             entry["video"] = str(path)
         data["video"] = entries[0]["video"]
     if json_output:

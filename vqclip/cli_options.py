@@ -51,3 +51,11 @@ NoPreview = Annotated[
     bool, typer.Option("--no-preview", rich_help_panel=OUTPUT,
                        help="Do not draw the image in the terminal while it is made."),
 ]
+Device = Annotated[
+    str | None, typer.Option(metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default="auto",
+                             help="auto, cpu, cuda, cuda:N or mps."),
+]
+Offline = Annotated[
+    bool, typer.Option("--offline", rich_help_panel=PERFORMANCE,
+                       help="Never touch the network; missing models are an error."),
+]

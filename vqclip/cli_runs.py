@@ -9,7 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from vqclip.cli_options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
+from vqclip.cli_options import (
+    OUTPUT,
+    ConfigFiles,
+    Device,
+    JsonFlag,
+    Offline,
+    Preset,
+    Quiet,
+    SetItems,
+    Verbose,
+)
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -30,12 +40,30 @@ def batch(
     shard: Annotated[str | None, typer.Option(
         help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
              "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
+    device: Device = None,
+    offline: Offline = False,
+    video: Annotated[str | None, typer.Option(
+        metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
+        help="Also write each item's frames as a video in its run folder.")] = None,
+    fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
+                                       help="Frames per second of --video.")] = 12.0,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
-    from vqclip.cli import run_command, say_how_to_continue, stop_on_first_interrupt, stopped_run
+    from vqclip.cli import (
+        check_video_options,
+        go_offline,
+        run_command,
+        say_how_to_continue,
+        stop_on_first_interrupt,
+        stopped_run,
+        write_videos,
+    )
+
+    if offline:
+        go_offline()
 
     def body() -> int:
         from vqclip.batch import (
@@ -50,11 +78,14 @@ def batch(
         from vqclip.outputs import slugify
         from vqclip.series import StopSwitch
 
+        if video is not None:
+            check_video_options(video, fps)
         items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
         if not items:
             raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
         chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
-        settings = BatchSettings(preset=preset, config_files=config or [], sets=set_ or [])
+        sets = [*(set_ or []), *([f"device={device}"] if device else [])]  # an item's own --device wins
+        settings = BatchSettings(preset=preset, config_files=config or [], sets=sets)
         name = "stdin" if file == "-" else slugify(Path(file).stem)
         folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"
 
@@ -70,6 +101,10 @@ def batch(
         stop = StopSwitch()
         with stop_on_first_interrupt(stop.request) as interruption:
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop)
+        if video is not None:
+            for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
+                                                             video, fps), strict=True):
+                record["video"] = str(path)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
         shard_text = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
@@ -109,12 +144,17 @@ def zoom(
     init_image: Annotated[str | None, typer.Option(help='Start frame 0 from this image (or "#rrggbb").')
                           ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
+    device: Device = None,
+    offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
-    from vqclip.cli import run_command, say_how_to_continue, stop_on_first_interrupt
+    from vqclip.cli import go_offline, run_command, say_how_to_continue, stop_on_first_interrupt
+
+    if offline:
+        go_offline()
 
     def body() -> int:
         from vqclip.config import build_config, parse_size
@@ -122,7 +162,7 @@ def zoom(
         from vqclip.zoom import run_zoom
 
         flags = {"prompt": prompt, "steps": steps, "seed": seed, "lr": lr, "cutn": cutn,
-                 "init_image": init_image, "out": str(out) if out is not None else None,
+                 "init_image": init_image, "device": device, "out": str(out) if out is not None else None,
                  "size": parse_size(size) if size is not None else None}
         cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
 
