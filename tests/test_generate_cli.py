@@ -239,3 +239,32 @@ def test_generate_help_groups_options_shows_schema_defaults_and_examples() -> No
     assert f"[default: ({defaults.out})]" in text
     assert "WxH" in text and "KEY=VALUE" in text and "<list[" not in text and "<float" not in text
     assert 'Examples:' in text and 'vqclip generate "a red circle" --preset shapes' in text
+
+
+def test_from_works_from_another_folder_and_notices_a_changed_input(tiny_sets, tmp_path, monkeypatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(work / "start.png")
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(work / "aim.png")
+    monkeypatch.chdir(work)
+    first = generate(tiny_sets, tmp_path / "runs", "--steps", "1", "--size", "32x32", "--json",
+                     "--init-image", "start.png", "--image-prompt", "aim.png:0.5")
+    assert first.exit_code == 0, first.output
+    image = json.loads(first.stdout)["image"]
+    record = json.loads(Image.open(image).info["vqclip"])
+    assert record["config"]["init_image"] == str(work / "start.png")
+    assert record["config"]["image_prompts"] == [f"{work / 'aim.png'}:0.5"]
+    assert set(record["inputs"]) == {str(work / "start.png"), str(work / "aim.png")}
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = runner.invoke(app, ["generate", "--from", image, "--json"])
+    assert again.exit_code == 0, again.output
+    assert Path(json.loads(again.stdout)["run_dir"]).resolve().is_relative_to(elsewhere.resolve())
+    assert "changed" not in again.stderr
+
+    Image.new("RGB", (32, 32), (30, 200, 30)).save(work / "start.png")
+    changed = runner.invoke(app, ["generate", "--from", image, "--json"])
+    assert changed.exit_code == 0, changed.output
+    assert f"warning: {work / 'start.png'} has changed since {image} was made" in changed.stderr

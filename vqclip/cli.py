@@ -482,8 +482,17 @@ def _stored_config(image: Path) -> dict[str, Any]:
     """The generation settings an image records; never where to write (`out`): that is the
     config's or -o's, not the image's."""
     from vqclip.metadata import read_record
+    from vqclip.models.loading import file_sha256
 
-    config = read_record(image)["config"]
+    record = read_record(image)
+    inputs = record.get("inputs")
+    for path, digest in (inputs.items() if isinstance(inputs, dict) else ()):
+        if not Path(str(path)).is_file():
+            continue  # the run itself says that the file is missing
+        if file_sha256(path) != digest:
+            stderr.print(f"warning: {path} has changed since {image} was made; the new run uses it as "
+                         "it is now", markup=False)
+    config = record["config"]
     config.pop("out", None)
     return config
 

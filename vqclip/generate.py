@@ -30,9 +30,11 @@ from vqclip.errors import OutOfMemory, UsageError
 from vqclip.generators import ImageGenerator
 from vqclip.memory import gib, parse_bytes
 from vqclip.metadata import build_record
+from vqclip.models.loading import file_sha256
 from vqclip.optimizers import make_optimizer
 from vqclip.outputs import RunWriter, create_run_dir, lock_run_dir
 from vqclip.planner import MemoryPlan, measure, plan, smaller_settings
+from vqclip.prompts import parse_prompt
 from vqclip.schedules import make_scheduler
 from vqclip.targets import aim_image_prompts
 
@@ -106,6 +108,7 @@ class Run:
         models = {cfg.generator: generator_info,
                   "clip": clip_infos[0] if len(clip_infos) == 1 else clip_infos}
         self.configs = [_image_config(cfg, s) for s in seeds]
+        inputs = input_digests(self.configs[0])
         if state is None:
             self.run_dirs = [create_run_dir(cfg.out, s, cfg.prompt or "image") for s in seeds]
             self._locks = [lock_run_dir(run_dir) for run_dir in self.run_dirs]
@@ -114,7 +117,7 @@ class Run:
             self.run_dirs = [resume.run_dir]
             self._locks = [resume.lock]
         self.writers = [
-            RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i)),
+            RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i), inputs),
                       lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
             for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
         ]
@@ -202,7 +205,22 @@ def _image_config(cfg: DictConfig, seed: int) -> dict[str, Any]:
     resolved["batch_size"] = 1
     if cfg.vqgan.config is not None:
         resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
+    # Input images by absolute path: the settings then make the image again from any folder.
+    if resolved["init_image"] and Path(resolved["init_image"]).is_file():
+        resolved["init_image"] = str(Path(resolved["init_image"]).resolve())
+    resolved["image_prompts"] = [_absolute_image_prompt(item) for item in resolved["image_prompts"]]
     return resolved
+
+
+def _absolute_image_prompt(item: str) -> str:
+    path = parse_prompt(item).text
+    return item.replace(path, str(Path(path).resolve()), 1) if Path(path).is_file() else item
+
+
+def input_digests(config: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each input image file the config names, by path: a changed file can be noticed."""
+    paths = [config["init_image"], *(parse_prompt(item).text for item in config["image_prompts"])]
+    return {path: file_sha256(path) for path in paths if path and Path(path).is_file()}
 
 
 def _batch_note(seeds: list[int], index: int) -> dict[str, Any] | None:

@@ -21,10 +21,11 @@ RECORD_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 
-def build_record(config: dict[str, Any], models: dict[str, Any],
-                 batch: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON stored in the image: version, prompt, seed, resolved config, models, and the
-    batch it was made in (size, index, seeds) when it was one of several."""
+def build_record(config: dict[str, Any], models: dict[str, Any], batch: dict[str, Any] | None = None,
+                 inputs: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON stored in the image: version, prompt, seed, resolved config, models, the batch it
+    was made in (size, index, seeds) when it was one of several, and the sha256 of its input
+    image files by path."""
     record = {
         "version": __version__,
         "prompt": config["prompt"],
@@ -34,6 +35,8 @@ def build_record(config: dict[str, Any], models: dict[str, Any],
     }
     if batch is not None:
         record["batch"] = batch
+    if inputs:
+        record["inputs"] = inputs
     return record
 
 
