@@ -60,3 +60,16 @@ def test_progress_lines_come_every_interval_with_the_recent_rate() -> None:
     # The rate of the last 30 s, not the run's average (200 steps in 175 s): the ETA agrees with it.
     assert written[-2] == "step 154/200  2.00 it/s  loss 1.0000  ETA 0:00:23"
     assert written[1] == "step 16/200  0.50 it/s  loss 1.0000  ETA 0:06:08"
+
+
+def test_sweep_lines_print_user_text_as_written(tiny_sets, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from vqclip.cli import app
+
+    sets = [item for s in [*tiny_sets, "steps=1", "size=[32,32]", "save_every=0"] for item in ("-s", s)]
+    swept = "prompt=a [red] circle,a [bold]blue[/bold] one"
+    result = CliRunner().invoke(app, ["generate", "x", "--sweep", swept, *sets, "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "prompt=a [red] circle" in result.stderr
+    assert "prompt=a [bold]blue[/bold] one" in result.stderr
