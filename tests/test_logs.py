@@ -73,3 +73,20 @@ def test_sweep_lines_print_user_text_as_written(tiny_sets, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "prompt=a [red] circle" in result.stderr
     assert "prompt=a [bold]blue[/bold] one" in result.stderr
+
+
+def test_a_redirected_batch_logs_each_item_and_its_steps(tiny_sets, tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle --steps 3\na blue square --steps 2\n")
+    sets = [item for s in [*tiny_sets, "size=[32,32]", "save_every=0"] for item in ("-s", s)]
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        result = subprocess.run([sys.executable, "-m", "vqclip", "batch", str(prompts), *sets,
+                                 "-o", str(tmp_path / "out")],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300)
+    assert result.returncode == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    firsts = [line.split()[1] for line in lines if line.startswith("step ")]
+    assert firsts[0] == "1/3" and "3/3" in firsts and "1/2" in firsts and firsts[-1] == "2/2"
+    assert any(line.startswith("ok      1/2 line 1 seed") for line in lines)
+    assert any(line.startswith("ok      2/2 line 2 seed") for line in lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -423,11 +424,19 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
 
     stop = StopSwitch()
     sweeps = dict(parse_sweep(item) for item in sweep)
-    report = None if quiet else (lambda record: stderr.print(escape(
-        f"{record['status']:7} {record['label']}: {record.get('image') or record.get('error')}")))
-    with stop_on_first_interrupt(stop.request) as interruption:
-        result = run_sweep(build, seeds=parse_seeds(seeds) if seeds else None, sweeps=sweeps,
-                           stop=stop, report=report)
+    chosen_seeds = parse_seeds(seeds) if seeds else None
+    count = len(chosen_seeds or [None]) * math.prod(len(values) for values in sweeps.values())
+    with (stop_on_first_interrupt(stop.request) as interruption,
+          series_progress(quiet, f"run 1/{count}") as (callbacks, name)):
+        def report(record: dict[str, Any]) -> None:
+            position = record["index"] + 1
+            stderr.print(f"{record['status']:7} {position}/{count} {record['label']}: "
+                         f"{record.get('image') or record.get('error')}", markup=False)
+            if position < count:
+                name(f"run {position + 1}/{count}")
+
+        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop,
+                           report=None if quiet else report, callbacks=callbacks)
     if json_output:
         typer.echo(json.dumps(result.to_json()))
     else:
@@ -436,6 +445,25 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
         say_how_to_continue(stopped_run(result.records), quiet)
         return interruption.exit_code
     return 1 if result.failed else 0
+
+
+@contextmanager
+def series_progress(quiet: bool, first: str) -> Iterator[tuple[list[Any], Callable[[str], None]]]:
+    """Progress of a batch or sweep: the current item's bar on a terminal, plain lines in a log.
+
+    Yields the engine callbacks for every item, and a function that names the item the bar
+    shows (the report lines name the items in a log)."""
+    if quiet:
+        yield [], lambda text: None
+    elif sys.stderr.isatty():
+        from vqclip.progress import ProgressBar
+
+        with ProgressBar(None, stderr, description=first) as bar:
+            yield [bar], bar.describe
+    else:
+        from vqclip.progress import ProgressLines
+
+        yield [ProgressLines(None, lambda line: stderr.print(line, markup=False))], lambda text: None
 
 
 def stopped_run(records: list[dict[str, Any]]) -> str | None:

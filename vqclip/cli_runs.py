@@ -57,6 +57,7 @@ def batch(
         go_offline,
         run_command,
         say_how_to_continue,
+        series_progress,
         stop_on_first_interrupt,
         stopped_run,
         write_videos,
@@ -90,17 +91,22 @@ def batch(
         folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"
 
         def report(record: dict[str, Any]) -> None:
-            where = f"line {record['line']}" if record.get("line") else f"item {record['index']}"
+            position = record["index"] + 1
+            where = f"{position}/{len(items)}" + (f" line {record['line']}" if record.get("line") else "")
             if record["status"] == "ok":
                 if not json_output:
                     typer.echo(record["image"])
                 _say(f"ok      {where} seed {record['seed']}: {record['label']}", quiet)
             else:
                 _say(f"{record['status']:7} {where}: {record.get('error') or record['label']}", quiet)
+            if position < len(items):
+                name(f"item {position + 1}/{len(items)}")
 
         stop = StopSwitch()
-        with stop_on_first_interrupt(stop.request) as interruption:
-            result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop)
+        with (stop_on_first_interrupt(stop.request) as interruption,
+              series_progress(quiet, f"item 1/{len(items)}") as (callbacks, name)):
+            result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
+                               callbacks=callbacks)
         if video is not None:
             for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
                                                              video, fps), strict=True):

@@ -24,6 +24,7 @@ class StepEvent:
     losses: dict[str, float]
     seconds: float
     index: int = 0
+    steps: int = 0  # the run's step count (0: not known)
 
 
 @dataclass
@@ -249,7 +250,7 @@ class Engine:
             for i in range(self.batch_size):
                 named = {name: values[i] for name, values in parts.items()}
                 loss_values[i] = sum(named.values())
-                emit(StepEvent(step, loss_values[i], named, seconds, index=i))
+                emit(StepEvent(step, loss_values[i], named, seconds, index=i, steps=self.steps))
             if self.save_every and step % self.save_every == 0:
                 frames = images.detach().float().cpu()
                 for i in range(self.batch_size):

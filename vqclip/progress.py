@@ -44,9 +44,12 @@ class RecentRateColumn(ProgressColumn):
 
 
 class ProgressBar:
-    """Engine callback that drives a rich progress bar; use as a context manager."""
+    """Engine callback that drives a rich progress bar; use as a context manager.
 
-    def __init__(self, total: int, console: Console, *, start: int = 0,
+    Without `total`, each run's own step count is used, and a run that starts over (the next
+    item of a batch or sweep) starts the bar over."""
+
+    def __init__(self, total: int | None, console: Console, *, start: int = 0,
                  description: str = "generating", below: RenderableType | None = None) -> None:
         self.progress = _ProgressAbove(
             TextColumn("[bold]{task.description}"),
@@ -73,8 +76,16 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def describe(self, description: str) -> None:
+        """Change the text before the bar (a series names its item there)."""
+        self.progress.update(self.task, description=description)
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):
+            if event.step + 1 <= self.progress.tasks[0].completed:  # another run began
+                self.progress.reset(self.task, total=event.steps or None, completed=event.step)
+            elif self.progress.tasks[0].total is None:
+                self.progress.update(self.task, total=event.steps or None)
             self.progress.update(self.task, completed=event.step + 1, loss=f"{event.loss:.4f}")
         elif isinstance(event, DoneEvent):
             self.progress.update(self.task, completed=event.step)
@@ -89,11 +100,14 @@ def _clock_time(seconds: float) -> str:
 class ProgressLines:
     """Engine callback for stderr that is not a terminal (SLURM, nohup, CI logs): one plain line
     after the first step, then every `every` seconds and at the last step, with the recent rate.
+
+    Without `total`, each run's own step count is used, and a run that starts over (the next
+    item of a batch or sweep) starts the lines and the rate over.
     """
 
     WINDOW = 30.0  # seconds of steps the rate is measured over
 
-    def __init__(self, total: int, write: Callable[[str], None], *, every: float = 30.0,
+    def __init__(self, total: int | None, write: Callable[[str], None], *, every: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.write, self.every, self.clock = total, write, every, clock
         self.samples: deque[tuple[float, int]] = deque()
@@ -110,14 +124,18 @@ class ProgressLines:
         if not isinstance(event, StepEvent):
             return
         now, done = self.clock(), event.step + 1
+        total = self.total or event.steps
+        if self.samples and done <= self.samples[-1][1]:  # another run began
+            self.samples.clear()
+            self.last_line = None
         self.samples.append((now, done))
         while now - self.samples[0][0] > self.WINDOW and len(self.samples) > 2:
             self.samples.popleft()
-        due = self.last_line is None or now - self.last_line >= self.every or done == self.total
+        due = self.last_line is None or now - self.last_line >= self.every or done == total
         if not due:
             return
         self.last_line = now
         rate = self.rate()
         speed = f"{rate:.2f} it/s" if rate else "- it/s"
-        eta = f"ETA {_clock_time((self.total - done) / rate)}" if rate else "ETA -"
-        self.write(f"step {done}/{self.total}  {speed}  loss {event.loss:.4f}  {eta}")
+        eta = f"ETA {_clock_time((total - done) / rate)}" if rate else "ETA -"
+        self.write(f"step {done}/{total}  {speed}  loss {event.loss:.4f}  {eta}")
