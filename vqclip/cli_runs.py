@@ -35,10 +35,10 @@ def batch(
     preset: Preset = None,
     set_: SetItems = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Batch folder: runs and manifest.jsonl go here "
+        "--out", "-o", metavar="DIR", help="Batch folder: runs and manifest.jsonl go here "
                             "(default: <out>/batch-<file name>).")] = None,
     shard: Annotated[str | None, typer.Option(
-        help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
+        metavar="I/N", help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
              "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
     device: Device = None,
     offline: Offline = False,
@@ -128,28 +128,35 @@ def batch(
 def zoom(
     prompt: Annotated[str, typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".',
                                           show_default=False)],
-    frames: Annotated[int, typer.Option(help="Number of frames (runs) in the zoom.")] = 30,
-    steps_per_frame: Annotated[int, typer.Option(help="Steps of every frame after the first.")] = 25,
+    frames: Annotated[int, typer.Option(metavar="N", help="Number of frames (runs) in the zoom.")] = 30,
+    steps_per_frame: Annotated[
+        int, typer.Option(metavar="N", help="Steps of every frame after the first.")] = 25,
     zoom_factor: Annotated[float, typer.Option(
-        "--zoom", help="Magnification per frame (>1 zooms in).")] = 1.02,
+        "--zoom", metavar="X", help="Magnification per frame (>1 zooms in).")] = 1.02,
     pan: Annotated[tuple[float, float], typer.Option(
-        help="View movement per frame in pixels: DX DY (right, down).")] = (0.0, 0.0),
-    rotate: Annotated[float, typer.Option(help="Degrees per frame, counter-clockwise.")] = 0.0,
-    fps: Annotated[float, typer.Option(help="Video frames per second.")] = 12,
-    video: Annotated[str, typer.Option(help="Video file name in the zoom folder: .mp4, .gif or .webp.")
-                     ] = "zoom.mp4",
+        metavar="DX DY", help="View movement per frame in pixels (right, down).")] = (0.0, 0.0),
+    rotate: Annotated[float, typer.Option(metavar="DEG", help="Degrees per frame, counter-clockwise.")] = 0.0,
+    fps: Annotated[float, typer.Option(metavar="N", help="Video frames per second.")] = 12,
+    video: Annotated[
+        str, typer.Option(metavar="NAME", help="Video file name in the zoom folder: .mp4, .gif or .webp.")
+    ] = "zoom.mp4",
     config: ConfigFiles = None,
     preset: Preset = None,
     set_: SetItems = None,
-    size: Annotated[str | None, typer.Option(help="Image size WxH, e.g. 256x256.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Steps of the first frame (default: the config's).")
-                     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of frame 0; frame i uses seed + i.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    cutn: Annotated[int | None, typer.Option(help="Cutouts per step.")] = None,
-    init_image: Annotated[str | None, typer.Option(help='Start frame 0 from this image (or "#rrggbb").')
-                          ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Root folder of run folders.")] = None,
+    size: Annotated[str | None, typer.Option(metavar="WxH", help="Image size, e.g. 256x256.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", help="Steps of the first frame (default: the config's).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Seed of frame 0; frame i uses seed + i.")] = None,
+    lr: Annotated[float | None, typer.Option(metavar="X", help="Learning rate.")] = None,
+    cutn: Annotated[int | None, typer.Option(metavar="N", help="Cutouts per step.")] = None,
+    init_image: Annotated[
+        str | None, typer.Option(metavar="PATH", help='Start frame 0 from this image (or "#rrggbb").')
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", help="Root folder of run folders.")
+    ] = None,
     device: Device = None,
     offline: Offline = False,
     json_output: JsonFlag = False,
