@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from vqclip.config import build_config, list_presets, parse_size
 from vqclip.errors import ConfigError
@@ -124,3 +125,12 @@ def test_presets_are_valid(preset: str) -> None:
 def test_unknown_registry_names_fail_before_any_model_loads(item: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"^--set: {key}=.*unknown name; valid: "):
         build_config(dotlist=[item])
+
+
+def test_a_self_contained_clip_named_over_stored_settings_drops_their_tag() -> None:
+    """--from an image made with the default CLIP (openai tag), or a batch item, then a local-dir CLIP."""
+    stored = OmegaConf.to_container(build_config()[0], resolve=True)
+    cfg, _ = build_config(base=stored, dotlist=["clip.model=local-dir:/models/clip"])
+    assert cfg.clip.pretrained is None
+    with pytest.raises(ConfigError, match="carries its own weights"):
+        build_config(base=stored, dotlist=["clip.model=hf-hub:org/clip", "clip.pretrained=openai"])

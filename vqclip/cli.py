@@ -251,8 +251,9 @@ def generate(
     video: Annotated[
         str | None,
         typer.Option(metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
-                     help="Also write the frames as a video in the run folder. Unless --save-every is "
-                          "given, enough frames are saved for at least 2 s of video at --fps."),
+                     help="Also write the frames as a video in the run folder. Unless save_every is "
+                          "set (--save-every, -s, a -c file or the --from image), enough frames are "
+                          "saved for at least 2 s of video at --fps."),
     ] = None,
     fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
                                        help="Frames per second of --video.")] = 12.0,
@@ -500,8 +501,12 @@ def resume(
         from vqclip.generate import ResumePoint, Run
 
         point = ResumePoint.load(run_dir)
-        return execute_run(Run(point.config(steps=steps, device=device), resume=point),
-                           json_output=json_output, quiet=quiet, no_preview=no_preview)
+        try:
+            run = Run(point.config(steps=steps, device=device), resume=point)
+        except BaseException:
+            point.lock.release()  # the run folder is free again for a corrected command
+            raise
+        return execute_run(run, json_output=json_output, quiet=quiet, no_preview=no_preview)
 
     run_command(body, verbose=verbose)
 

@@ -164,7 +164,7 @@ def zoom(
     verbose: Verbose = False,
 ) -> None:
     """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
-    from vqclip.cli import go_offline, run_command, say_how_to_continue, stop_on_first_interrupt
+    from vqclip.cli import go_offline, run_command, say_how_to_continue, stop_on_first_interrupt, stopped_run
 
     if offline:
         go_offline()
@@ -179,7 +179,10 @@ def zoom(
                  "size": parse_size(size) if size is not None else None}
         cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
 
+        records: list[dict[str, Any]] = []
+
         def report(record: dict[str, Any]) -> None:
+            records.append(record)
             _say(f"frame {record['index'] + 1}/{frames}: loss {record['final_loss']:.4f}", quiet)
 
         stop = StopSwitch()
@@ -193,7 +196,7 @@ def zoom(
             typer.echo(str(result.video or result.folder))
         if result.interrupted:
             _say(f"interrupted after {len(result.frames)} frames; kept in {result.folder}", quiet)
-            say_how_to_continue(result.run_dirs[-1] if result.run_dirs else None, quiet)
+            say_how_to_continue(stopped_run(records), quiet)
             return interruption.exit_code
         return 0
 

@@ -270,6 +270,7 @@ def build_config(
 
     merged = schema
     provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(schema)}
+    order = ["defaults", *(source for source, _ in layers)]
     for source, layer in layers:
         _check_known_keys(layer, schema, source)
         try:
@@ -278,7 +279,9 @@ def build_config(
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: {key}: {_first_line(err)}") from None
         provenance.update({key: source for key in _leaf_keys(layer)})
-    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and provenance["clip.pretrained"] == "defaults":
+    # A tag from a layer below the one that named a local-dir:/hf-hub: CLIP belonged to another model.
+    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
+            order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
         merged.clip.pretrained = None
     try:
         OmegaConf.to_container(merged, resolve=True)

@@ -116,11 +116,16 @@ class Run:
             self.engine.load_state_dict(state)
             self.run_dirs = [resume.run_dir]
             self._locks = [resume.lock]
-        self.writers = [
-            RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i), inputs),
-                      lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
-            for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
-        ]
+        try:
+            self.writers = [
+                RunWriter(run_dir, config, build_record(config, models, _batch_note(seeds, i), inputs),
+                          lambda i=i: self._state(i), resumed_at=None if state is None else state["step"])
+                for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
+            ]
+        except BaseException:  # a folder that cannot be written is not left locked
+            for lock in self._locks:
+                lock.release()
+            raise
 
     def _plan(self, cfg: DictConfig, make: MakeGenerator, judges: list[Judge],
               rngs: list[torch.Generator]) -> MemoryPlan:

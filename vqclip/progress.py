@@ -66,7 +66,6 @@ class ProgressBar:
             # share of the CPU below that of the bar alone at rich's default of 10
             refresh_per_second=10 if below is None else 4,
         )
-        self.start = start
         self.task = self.progress.add_task(description, total=total, completed=start, loss="-")
 
     def __enter__(self) -> ProgressBar:

@@ -61,7 +61,7 @@ def build_gallery(path: str | Path, *, scores: list[Path] = ()) -> GalleryResult
     thumbs.remove_unused()
     pages = {folder / f"{run.id}.html": run for run in runs}
     for page, run in pages.items():
-        atomic_write(page, run_page(run, root).encode(), overwrite=True)
+        atomic_write(page, run_page(run).encode(), overwrite=True)
     for page in folder.glob("*.html"):
         if page not in pages:  # a run folder that was deleted
             page.unlink()

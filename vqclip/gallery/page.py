@@ -149,7 +149,7 @@ def index_page(title: str, runs: list[RunEntry], sweeps: list[Sweep], thumbs: di
     return "\n".join(html)
 
 
-def run_page(run: RunEntry, root: Path) -> str:
+def run_page(run: RunEntry) -> str:
     """gallery/<id>.html: the full image, its frames or video, the loss plot and the config."""
     up = ".." if run.rel == "." else "../" + run.rel
 

@@ -33,7 +33,10 @@ def nearest_colors(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
 
 def dominant_color(image: Image.Image) -> str | None:
     """The palette color most bright pixels are nearest to; None for an all-dark image."""
-    nearest, bright = nearest_colors(image)
+    return _dominant(*nearest_colors(image))
+
+
+def _dominant(nearest: np.ndarray, bright: np.ndarray) -> str | None:
     if not bright.any():
         return None
     counts = np.bincount(nearest[bright], minlength=len(PALETTE))
@@ -172,5 +175,5 @@ def judge(image: Image.Image, color: str, shape: str) -> Verdict:
     ys, xs = np.nonzero(region)
     inside = bool(len(xs)) and xs.min() > 0 and ys.min() > 0 \
         and xs.max() < region.shape[1] - 1 and ys.max() < region.shape[0] - 1
-    return Verdict(color=dominant_color(image) == color, shape=shape_of(region) == shape,
+    return Verdict(color=_dominant(nearest, bright) == color, shape=shape_of(region) == shape,
                    single=sum(size >= MIN_OBJECT_PIXELS for size in sizes) == 1, inside=inside)
