@@ -45,8 +45,10 @@ def _setting(value: Any) -> str:
     return " ".join(re.sub(r"[,:\r\n]", " ", str(value)).split())
 
 
-def _model_label(name: str) -> str:
-    """A model's short name: a local-dir: CLIP by its folder, an hf-hub: one by its repository."""
+def _model_label(model: Any, fallback: str = "?") -> str:
+    """A recorded model's short name (`fallback` without one): a local-dir: CLIP by its folder,
+    an hf-hub: one by its repository."""
+    name = str(model.get("name", fallback)) if isinstance(model, dict) else fallback
     if name.startswith("local-dir:"):
         return Path(name.removeprefix("local-dir:")).name
     return name.removeprefix("hf-hub:")
@@ -64,8 +66,7 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     generator = models.get(config.get("generator", "vqgan"))
     generator = generator if isinstance(generator, dict) else {}
     clips = models.get("clip")
-    clip = "+".join(_model_label(_name(c)) for c in clips) if isinstance(clips, list) \
-        else _model_label(_name(clips))
+    clip = "+".join(_model_label(c) for c in clips) if isinstance(clips, list) else _model_label(clips)
     settings = [
         ("Steps", config["steps"]),
         ("Sampler", config["optimizer"]["name"]),
@@ -75,7 +76,7 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     if generator.get("checkpoint_sha256"):
         settings.append(("Model hash", str(generator["checkpoint_sha256"])[:10]))
     settings += [
-        ("Model", _model_label(str(generator.get("name", config.get("generator", "?"))))),
+        ("Model", _model_label(generator, str(config.get("generator", "?")))),
         ("CLIP", clip),
         ("Cutn", config["cutn"]),
         ("Cut pow", config.get("cut_pow", "?")),
@@ -87,10 +88,6 @@ def a1111_parameters(record: dict[str, Any]) -> str:
         lines.append(f"Negative prompt: {config['negative']}")
     lines.append(", ".join(f"{key}: {_setting(value)}" for key, value in settings))
     return "\n".join(lines)
-
-
-def _name(model: Any) -> str:
-    return str(model.get("name", "?")) if isinstance(model, dict) else "?"
 
 
 def png_info(record: dict[str, Any]) -> PngImagePlugin.PngInfo:
