@@ -47,14 +47,14 @@ IMPORTS="import open_clip, omegaconf, torch, step_bench, memory_bench"
 # NAME|SECONDS|COMMAND, in the order they run.
 PLAN=(
   "machine|5|$MACHINE"
-  "install|30|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
+  "install|20|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
   "imports|25|PYTHONPATH=benchmarks:\$PYTHONPATH $PY -c \"$IMPORTS; print('imports ok: torch', torch.__version__, 'open_clip', open_clip.__version__)\""
-  "eager_bf16|45|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
-  "tf32|30|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
-  "fp32|30|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
-  "eager_large|35|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
-  "memory|85|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
-  "compiled|115|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
+  "eager_bf16|35|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
+  "tf32|25|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
+  "fp32|25|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
+  "eager_large|30|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
+  "memory|140|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
+  "compiled|110|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
 )
 
 total=0
