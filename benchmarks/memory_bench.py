@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from step_bench import build_engine, build_models  # noqa: E402
 
-from vqclip.assemble import set_low_memory  # noqa: E402
-from vqclip.config import PRECISIONS  # noqa: E402
 from vqclip.device import resolve_device  # noqa: E402
-from vqclip.memory import resident_bytes, simulate_peak  # noqa: E402
-from vqclip.planner import measure  # noqa: E402
+from vqclip.run.build import set_low_memory  # noqa: E402
+from vqclip.run.config import PRECISIONS  # noqa: E402
+from vqclip.run.memory import resident_bytes, simulate_peak  # noqa: E402
+from vqclip.run.planner import measure  # noqa: E402
 
 
 def _vm_hwm() -> int:

@@ -65,9 +65,9 @@ def redraw_milliseconds(with_image: bool, repeats: int = 200) -> float:
     from rich.console import Console
     from textual_image.renderable import HalfcellImage
 
-    from vqclip.engine import ImageEvent
-    from vqclip.preview import Preview
-    from vqclip.progress import ProgressBar
+    from vqclip.cli.preview import Preview
+    from vqclip.cli.progress import ProgressBar
+    from vqclip.run.events import ImageEvent
 
     console = Console(file=io.StringIO(), force_terminal=True, color_system="256", width=100,
                       height=40)

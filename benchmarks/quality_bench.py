@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vqclip.config import build_config
-from vqclip.generate import Run
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.prepare import prepare
 from vqclip.shapes.data import COLORS, article
 from vqclip.shapes.pixel_judge import Verdict, judge
 
@@ -46,7 +47,7 @@ def run_one(prompt: str, seed: int, steps: int, every: int, sets: list[str], out
     cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}", f"seed={seed}", f"steps={steps}",
                                                     f"save_every={every}", f"out={out}", *sets])
     started = time.perf_counter()
-    result = Run(cfg).execute()
+    result = build(prepare(cfg)).execute()
     return Path(result.run_dir), time.perf_counter() - started
 
 

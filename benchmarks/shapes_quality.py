@@ -16,8 +16,9 @@ import time
 import torch
 from PIL import Image
 
-from vqclip.config import build_config
-from vqclip.generate import Run
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.prepare import prepare
 from vqclip.shapes.data import article
 from vqclip.shapes.pixel_judge import color_mask, dominant_color, largest_region, roundness
 
@@ -28,7 +29,7 @@ def generate(prompt: str, seed: int, steps: int, out: str) -> Image.Image:
     """One shapes-preset image for `prompt` (other settings as the preset has them)."""
     cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}", f"seed={seed}",
                                                     f"steps={steps}", f"out={out}", "save_every=0"])
-    return Image.open(Run(cfg).execute().image)
+    return Image.open(build(prepare(cfg)).execute().image)
 
 
 def main() -> None:

@@ -20,17 +20,19 @@ import time
 
 import torch
 
-from vqclip.config import PRECISIONS, AugmentConfig
-from vqclip.cutouts import Cutouts
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
-from vqclip.engine import Engine, Judge, Stage, StepEvent
-from vqclip.generators import VQGANGenerator
-from vqclip.losses import PromptLoss
 from vqclip.models.clip import Perceptor
 from vqclip.models.vqgan import VQGAN, VQGANSpec
-from vqclip.optimizers import make_optimizer
-from vqclip.prompts import Prompt
-from vqclip.schedules import make_scheduler
+from vqclip.run.config import PRECISIONS, AugmentConfig
+from vqclip.run.engine import Engine
+from vqclip.run.events import StepEvent
+from vqclip.steer.cutouts import Cutouts
+from vqclip.steer.generators import VQGANGenerator
+from vqclip.steer.losses import PromptLoss
+from vqclip.steer.optimizers import make_optimizer
+from vqclip.steer.prompts import Prompt
+from vqclip.steer.schedules import make_scheduler
+from vqclip.steer.targets import Judge, Stage
 
 FULL_VQGAN = VQGANSpec(embed_dim=256, n_embed=16384, z_channels=256, resolution=256, in_channels=3,
                        out_ch=3, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2,

@@ -11,10 +11,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vqclip.batch import parse_batch, parse_shard, select_shard, shard_from_env
-from vqclip.cli_runs import register
+from vqclip.cli.runs import register
 from vqclip.errors import UsageError
-from vqclip.series import Manifest, item_key
+from vqclip.series.batch import parse_batch, parse_shard, select_shard, shard_from_env
+from vqclip.series.items import item_key
+from vqclip.series.manifest import Manifest
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,15 +73,16 @@ def test_prompt_lines_take_image_prompts_switches_and_the_other_generate_flags()
 def test_every_generate_flag_of_one_image_works_on_a_prompt_line() -> None:
     from typer.main import get_command
 
-    from vqclip.batch import LINE_FLAGS, LIST_FLAGS, OTHER_FLAGS, SWITCH_FLAGS
-    from vqclip.cli import app
+    from vqclip.cli.app import app
+    from vqclip.run.flags import LINE_FLAGS
+    from vqclip.series.batch import OTHER_FLAGS
 
     generate = get_command(app).commands["generate"]
     options = {name for param in generate.params for name in param.opts if name.startswith("--")}
     # Flags about the whole command rather than one image stay on the command line.
     command_level = {"--from", "--config", "--seeds", "--sweep", "--video", "--fps", "--out", "--batch-size",
                      "--offline", "--json", "--quiet", "--verbose", "--no-preview", "--help"}
-    per_line = {*LINE_FLAGS, *LIST_FLAGS, *SWITCH_FLAGS, *OTHER_FLAGS}
+    per_line = {*LINE_FLAGS, *OTHER_FLAGS}
     assert options - command_level - per_line == set()
 
 
@@ -221,8 +223,8 @@ def test_torn_last_line_is_skipped_and_healed(tmp_path) -> None:
 
 
 def test_a_stop_request_ends_the_batch_after_the_current_item(tiny_sets, tmp_path) -> None:
-    from vqclip.batch import BatchSettings, run_batch
-    from vqclip.series import StopSwitch
+    from vqclip.series.batch import BatchSettings, run_batch
+    from vqclip.series.items import StopSwitch
 
     items = parse_batch("a red circle\na blue square\na green star\n")
     settings = BatchSettings(sets=[*tiny_sets, *FAST])
@@ -233,7 +235,7 @@ def test_a_stop_request_ends_the_batch_after_the_current_item(tiny_sets, tmp_pat
 
 
 def test_batch_takes_device_offline_and_video_like_generate(tiny_sets, tmp_path, monkeypatch) -> None:
-    from vqclip.video import video_frame_count
+    from vqclip.outputs.video import video_frame_count
 
     monkeypatch.delenv("VQCLIP_OFFLINE", raising=False)
     batch = tmp_path / "prompts.txt"

@@ -11,12 +11,15 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip.cli import app
-from vqclip.config import build_config
-from vqclip.generate import ResumePoint, Run
-from vqclip.memory import StepMemory
-from vqclip.metadata import read_record
-from vqclip.planner import smaller_settings
+from vqclip.cli.app import app
+from vqclip.outputs.metadata import read_record
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.execute import Run
+from vqclip.run.memory import StepMemory
+from vqclip.run.planner import smaller_settings
+from vqclip.run.prepare import prepare
+from vqclip.run.resume import ResumePoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def make_run(tiny_sets, tmp_path, *items: str) -> Run:
     cfg, _ = build_config(dotlist=[*tiny_sets, "prompt=a red circle", "size=[32,32]", "cutn=4",
                                    f"out={tmp_path}", "steps=6", "save_every=3", *items])
-    return Run(cfg)
+    return build(prepare(cfg))
 
 
 def pixels(path) -> np.ndarray:
@@ -72,7 +75,7 @@ def test_one_image_of_a_batch_resumes_alone_where_the_batch_stopped(tiny_sets, t
     assert interrupted.interrupted and interrupted.steps == 4
     second = interrupted.batch[1]
     point = ResumePoint.load(second.run_dir)
-    resumed = Run(point.config(), resume=point).execute()
+    resumed = build(prepare(point.config()), resume=point).execute()
     assert resumed.steps == 8 and resumed.seed == 12
     alone = make_run(tiny_sets, tmp_path / "alone", "seed=12", "steps=8").execute()
     assert np.abs(pixels(resumed.image) - pixels(alone.image)).max() <= 2

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from vqclip.config import build_config, list_presets, parse_size
 from vqclip.errors import ConfigError
+from vqclip.run.config import build_config, list_presets, parse_size
 
 
 def write(path: Path, text: str) -> Path:

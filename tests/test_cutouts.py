@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from vqclip.augment import AUGMENTATIONS
-from vqclip.config import AugmentConfig
-from vqclip.cutouts import Cutouts
 from vqclip.errors import ConfigError
+from vqclip.run.config import AugmentConfig
+from vqclip.steer.augment import AUGMENTATIONS
+from vqclip.steer.cutouts import Cutouts
 
 
 def test_shape_range_and_determinism() -> None:
@@ -74,7 +74,8 @@ def test_padding_decides_what_shifted_cutouts_see_past_the_edge() -> None:
     assert darkest("reflection") == pytest.approx(1.0)
     assert darkest("border") == pytest.approx(1.0)
     assert darkest("zeros") < 0.5
-    with pytest.raises(ConfigError, match="cut_padding='mirror': valid: reflection, zeros, border"):
+    with pytest.raises(ConfigError,
+                       match="cut_padding='mirror': unknown name; valid: reflection, zeros, border"):
         Cutouts(16, 4, padding="mirror")
 
 

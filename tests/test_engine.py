@@ -9,12 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vqclip.config import build_config
-from vqclip.engine import DoneEvent, ImageEvent, StepEvent
-from vqclip.generate import Run
-from vqclip.generators import clamp_with_grad
-from vqclip.losses import PromptLoss, spherical_distance
-from vqclip.prompts import Prompt
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.events import DoneEvent, ImageEvent, StepEvent
+from vqclip.run.execute import Run
+from vqclip.run.prepare import prepare
+from vqclip.steer.generators import clamp_with_grad
+from vqclip.steer.losses import PromptLoss, spherical_distance
+from vqclip.steer.prompts import Prompt
 
 
 def make_run(tiny_sets, tmp_path, *items: str) -> Run:
@@ -22,7 +24,7 @@ def make_run(tiny_sets, tmp_path, *items: str) -> Run:
         dotlist=[*tiny_sets, "prompt=a red circle", "size=[32,32]", "cutn=8", f"out={tmp_path}",
                  "seed=0", "save_every=0", *items]
     )
-    return Run(cfg)
+    return build(prepare(cfg))
 
 
 def test_loss_goes_down_over_30_steps(tiny_sets, tmp_path) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.browser import Elements, dump_dom, needs_chromium, screenshot
-from vqclip.cli import app
+from vqclip.cli.app import app
 from vqclip.gallery import build_gallery
 
 pytestmark = pytest.mark.usefixtures("one_thread")

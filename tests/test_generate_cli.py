@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 runner = CliRunner()
 
@@ -169,7 +169,7 @@ def test_version() -> None:
 
 
 def test_video_flag_writes_a_decodable_progress_video(tiny_sets, tmp_path) -> None:
-    from vqclip.video import video_frame_count
+    from vqclip.outputs.video import video_frame_count
 
     result = generate(tiny_sets, tmp_path, "--steps", "4", "--save-every", "1", "--size", "32x32",
                       "--video", "mp4", "--json")
@@ -226,7 +226,7 @@ def test_bad_video_options_are_refused_before_any_work(tiny_sets, tmp_path, args
 
 
 def test_generate_help_groups_options_shows_schema_defaults_and_examples() -> None:
-    from vqclip.config import GenerateConfig
+    from vqclip.run.config import GenerateConfig
 
     result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

@@ -9,17 +9,18 @@ import torch
 from PIL import Image
 
 from tests.tiny_clip import write_tiny_clip
-from vqclip.config import build_config
 from vqclip.errors import ConfigError
-from vqclip.generate import Run
-from vqclip.generators import FourierGenerator, PixelGenerator
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.prepare import prepare
+from vqclip.steer.generators import FourierGenerator, PixelGenerator
 
 
 def run(sets: list[str], tmp_path, *items: str, steps: int = 12):
     cfg, _ = build_config(dotlist=[*sets, "prompt=a red circle", "size=[32,32]", "cutn=8",
                                    f"out={tmp_path}", "seed=0", "save_every=0", f"steps={steps}",
                                    "augmentations=[]", *items])
-    return Run(cfg).execute()
+    return build(prepare(cfg)).execute()
 
 
 def losses(result) -> list[float]:

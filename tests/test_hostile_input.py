@@ -11,7 +11,7 @@ from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from tests.test_tasks import bomb_png
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def test_paths_and_values_with_brackets_are_printed_as_written(tiny_sets, tmp_pa
 
 def test_an_interrupted_run_in_a_folder_with_brackets_exits_130(tiny_sets, tmp_path,
                                                                monkeypatch) -> None:
-    from vqclip.engine import Engine
+    from vqclip.run.engine import Engine
 
     run = Engine.run
 
@@ -194,7 +194,7 @@ def test_a_damaged_state_is_exit_2_without_torch_advice(finished_run, damage) ->
 
 
 def test_a_second_process_on_a_run_folder_is_refused(finished_run) -> None:
-    from vqclip.outputs import lock_run_dir
+    from vqclip.outputs.run_folder import lock_run_dir
 
     held = lock_run_dir(finished_run)  # as a resume in progress holds it
     try:

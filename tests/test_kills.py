@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 runner = CliRunner()
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -46,8 +46,8 @@ def test_a_redirected_run_logs_progress_lines_and_a_summary(tiny_sets, tmp_path)
 
 
 def test_progress_lines_come_every_interval_with_the_recent_rate() -> None:
-    from vqclip.engine import StepEvent
-    from vqclip.progress import ProgressLines
+    from vqclip.cli.progress import ProgressLines
+    from vqclip.run.events import StepEvent
 
     now = [0.0]
     written: list[str] = []
@@ -65,7 +65,7 @@ def test_progress_lines_come_every_interval_with_the_recent_rate() -> None:
 def test_sweep_lines_print_user_text_as_written(tiny_sets, tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from vqclip.cli import app
+    from vqclip.cli.app import app
 
     sets = [item for s in [*tiny_sets, "steps=1", "size=[32,32]", "save_every=0"] for item in ("-s", s)]
     swept = "prompt=a [red] circle,a [bold]blue[/bold] one"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vqclip.cli import app
-from vqclip.lossplot import Curve, loss_svg, read_log, run_plot
+from vqclip.cli.app import app
+from vqclip.outputs.lossplot import Curve, loss_svg, read_log, run_plot
 
 SVG = "{http://www.w3.org/2000/svg}"
 pytestmark = pytest.mark.usefixtures("one_thread")

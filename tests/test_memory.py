@@ -17,11 +17,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.test_engine import make_run
-from vqclip import planner
-from vqclip.cli import app
+from vqclip.cli.app import app
 from vqclip.errors import ConfigError, UsageError
-from vqclip.memory import StepMemory, parse_bytes, simulate_peak
-from vqclip.planner import plan
+from vqclip.run import planner
+from vqclip.run.memory import StepMemory, parse_bytes, simulate_peak
+from vqclip.run.planner import plan
 
 runner = CliRunner()
 BENCH = Path(__file__).parent.parent / "benchmarks" / "memory_bench.py"
@@ -133,7 +133,7 @@ def test_too_small_max_memory_exits_2_without_a_run_folder_unless_unchecked(tiny
 def test_out_of_memory_mid_run_saves_state_and_suggests_smaller_settings(
     tiny_sets, tmp_path, monkeypatch
 ) -> None:
-    from vqclip.engine import Engine
+    from vqclip.run.engine import Engine
 
     forward = Engine.forward
     failed = []

@@ -10,7 +10,7 @@ from sd_parsers import ParserManager
 from sd_prompt_reader.image_data_reader import ImageDataReader
 from typer.testing import CliRunner
 
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 runner = CliRunner()
 NEGATIVE = "blue | green:0.5"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tests.models_http import cache_files, served_vqgan, write_registry
 from tests.tiny_models import write_malicious_checkpoint, write_taming_vqgan
-from vqclip.cli_models import models_app
+from vqclip.cli.models import models_app
 
 
 def run(*args: str):

@@ -16,8 +16,8 @@ from tests.tiny_models import write_malicious_checkpoint, write_taming_vqgan
 from vqclip.errors import DownloadError, ModelError, UnsafeCheckpointError
 from vqclip.models import download
 from vqclip.models.cache import Cache
+from vqclip.models.catalog import resolve_vqgan
 from vqclip.models.download import fetch_file, partial_path
-from vqclip.models.registry import resolve_vqgan
 from vqclip.models.vqgan import load_vqgan
 
 BLOB = os.urandom(300_000)

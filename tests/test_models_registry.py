@@ -9,10 +9,9 @@ import pytest
 
 from tests.models_http import write_registry
 from tests.tiny_models import write_taming_vqgan
-from vqclip.config import ClipConfig, VQGANConfig
 from vqclip.errors import ConfigError, ModelError
 from vqclip.models import checkpoint
-from vqclip.models.registry import (
+from vqclip.models.catalog import (
     builtin_registry,
     get_entry,
     load_registry,
@@ -20,6 +19,7 @@ from vqclip.models.registry import (
     resolve_vqgan,
     vqclip_home,
 )
+from vqclip.run.config import ClipConfig, VQGANConfig
 
 NAMED_VQGANS = ["imagenet_f16_1024", "imagenet_f16_16384", "openimages_f8_8192",
                 "wikiart_f16_16384", "sflckr_f16"]

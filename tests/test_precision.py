@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from vqclip.config import PRECISIONS
 from vqclip.device import allow_tf32, autocast_dtype
-from vqclip.losses import REGULARIZERS, LossContext
 from vqclip.models.quantizers import nearest_codes
+from vqclip.run.config import PRECISIONS
+from vqclip.steer.losses import REGULARIZERS, LossContext
 
 CUDA = torch.device("cuda")  # flags and dtypes only: no CUDA device is used
 

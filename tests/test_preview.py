@@ -15,8 +15,8 @@ from rich.console import Console
 from textual_image.renderable import HalfcellImage
 
 from tests.terminal import run_in_terminal
-from vqclip.engine import DoneEvent, ImageEvent, StepEvent
-from vqclip.preview import Preview, wanted
+from vqclip.cli.preview import Preview, wanted
+from vqclip.run.events import DoneEvent, ImageEvent, StepEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 HALF_BLOCK = "▀"

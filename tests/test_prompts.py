@@ -5,7 +5,7 @@ import math
 import pytest
 
 from vqclip.errors import UsageError
-from vqclip.prompts import Prompt, parse_prompt, parse_prompt_sets
+from vqclip.steer.prompts import Prompt, parse_prompt, parse_prompt_sets
 
 
 @pytest.mark.parametrize(

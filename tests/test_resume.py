@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 runner = CliRunner()
 

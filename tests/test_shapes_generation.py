@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqclip.config import build_config
-from vqclip.generate import Run
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.prepare import prepare
 from vqclip.shapes.data import PALETTE, article
 from vqclip.shapes.pixel_judge import (
     color_mask,
@@ -23,7 +24,7 @@ from vqclip.shapes.pixel_judge import (
 def generate(tmp_path, prompt: str, *items: str, steps: int = 80):
     cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}", f"out={tmp_path}",
                                                     f"steps={steps}", *items])
-    return Run(cfg).execute()
+    return build(prepare(cfg)).execute()
 
 
 def hex_color(name: str) -> str:
@@ -98,7 +99,7 @@ def test_negative_prompt_lowers_similarity_to_that_text(tmp_path) -> None:
     plain = generate(tmp_path, "a circle", "seed=5")
     pushed = generate(tmp_path, "a circle", "seed=5", "negative='a red circle'")
     cfg, _ = build_config(preset="shapes")
-    perceptor, info = load_task_perceptor(cfg)
+    perceptor, info = load_task_perceptor(cfg.clip, cfg.device)
     scores = score_images(perceptor, info, [plain.image, pushed.image], ["a red circle"])
     without, with_negative = (r.similarities[0] for r in scores.results)
     assert with_negative < without - 0.02

@@ -9,20 +9,21 @@ import pytest
 import torch
 from PIL import Image
 
-from vqclip.config import build_config
 from vqclip.errors import ConfigError, UsageError
-from vqclip.generate import Run
-from vqclip.losses import REGULARIZERS
-from vqclip.optimizers import OPTIMIZERS
-from vqclip.schedules import SCHEDULES, make_scheduler
-from vqclip.targets import negative_prompts
+from vqclip.run.build import build
+from vqclip.run.config import build_config
+from vqclip.run.prepare import prepare
+from vqclip.steer.losses import REGULARIZERS
+from vqclip.steer.optimizers import OPTIMIZERS
+from vqclip.steer.prompts import negative_prompts
+from vqclip.steer.schedules import SCHEDULES, make_scheduler
 
 
 def run(tiny_sets, tmp_path, *items: str, steps: int = 3):
     cfg, _ = build_config(dotlist=[*tiny_sets, "prompt=a red circle", "size=[32,32]", "cutn=4",
                                    f"out={tmp_path}", "seed=0", "save_every=0", f"steps={steps}",
                                    *items])
-    return Run(cfg).execute()
+    return build(prepare(cfg)).execute()
 
 
 def log_lines(result) -> list[dict]:
@@ -108,7 +109,7 @@ def test_story_schedule_from_yaml(tiny_sets, tmp_path) -> None:
     cfg.write_text("prompt: ''\nstory:\n  - {prompt: a cat, start: 0}\n  - {prompt: a dog, start: 1}\n")
     config, _ = build_config(config_files=[cfg], dotlist=[*tiny_sets, "size=[32,32]", "cutn=2",
                                                           f"out={tmp_path}", "steps=3", "seed=1"])
-    result = Run(config).execute()
+    result = build(prepare(config)).execute()
     switches = [line["step"] for line in log_lines(result) if line.get("event") == "prompt_switch"]
     assert switches == [0, 1]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqclip.config import build_config
 from vqclip.errors import UsageError, VqclipError
-from vqclip.sheet import contact_sheet, save_image_atomic, sheet_layout
-from vqclip.sweep import expand, parse_seeds, parse_sweep, run_sweep, sweep_grid
+from vqclip.outputs.sheet import contact_sheet, save_image_atomic, sheet_layout
+from vqclip.run.config import build_config
+from vqclip.series.sweep import expand, parse_seeds, parse_sweep, run_sweep, sweep_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = ["steps=2", "size=[32,32]", "save_every=0", "prompt=a red circle"]
@@ -130,7 +130,7 @@ def test_a_bad_swept_key_fails_before_any_run(tiny_sets, tmp_path) -> None:
 def test_a_sweep_resumes_from_the_same_command_or_its_folder(tiny_sets, tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from vqclip.cli import app
+    from vqclip.cli.app import app
 
     def sweep(*args: str):
         sets = [item for s in [*tiny_sets, *FAST] for item in ("-s", s)]

@@ -12,7 +12,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip.cli_tasks import register
+from vqclip.cli.tasks import register
 
 SHAPES_CLIP = Path(__file__).resolve().parents[1] / "vqclip" / "weights" / "shapes_clip"
 needs_shapes_clip = pytest.mark.skipif(
@@ -94,13 +94,13 @@ def test_second_search_embeds_nothing_and_a_changed_file_is_reembedded(photos, c
 
 
 def test_unchanged_files_are_not_even_read(photos, clip_args, tiny_clip, monkeypatch) -> None:
-    from vqclip.config import build_config
+    from vqclip.run.config import build_config
     from vqclip.tasks import index as index_module
     from vqclip.tasks.common import images_in_folder, load_task_perceptor
 
     cfg, _ = build_config(dotlist=[f"clip.model=local-dir:{tiny_clip}", "clip.pretrained=null",
                                    "device=cpu"])
-    perceptor, info = load_task_perceptor(cfg)
+    perceptor, info = load_task_perceptor(cfg.clip, cfg.device)
     for path in images_in_folder(photos):  # old enough that their stat records are trusted
         os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     paths = images_in_folder(photos)
@@ -201,12 +201,12 @@ def test_classify_probabilities_sum_to_one_and_table_prints(photos, clip_args) -
 
 
 def test_template_ensemble_is_the_renormalized_mean(tiny_clip) -> None:
-    from vqclip.config import build_config
+    from vqclip.run.config import build_config
     from vqclip.tasks.common import encode_texts, label_embeddings, load_task_perceptor
 
     cfg, _ = build_config(dotlist=[f"clip.model=local-dir:{tiny_clip}", "clip.pretrained=null",
                                    "device=cpu"])
-    perceptor, _ = load_task_perceptor(cfg)
+    perceptor, _ = load_task_perceptor(cfg.clip, cfg.device)
     templates = ["a photo of a {}", "a drawing of a {}"]
     got = label_embeddings(perceptor, ["cat", "dog"], templates)
     texts = encode_texts(perceptor, ["a photo of a dog", "a drawing of a dog"])

@@ -12,11 +12,11 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip import video
-from vqclip.cli_runs import register
+from vqclip.cli.runs import register
 from vqclip.errors import VqclipError
-from vqclip.video import frames_of, video_frame_count, write_video
-from vqclip.zoom import zoom_transform
+from vqclip.outputs import video
+from vqclip.outputs.video import frames_of, video_frame_count, write_video
+from vqclip.series.zoom import zoom_transform
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

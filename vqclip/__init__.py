@@ -1,3 +1,23 @@
-"""vqclip: text-to-image generation with VQGAN+CLIP."""
+"""vqclip: text-to-image generation with VQGAN+CLIP, and CLIP's other jobs.
 
-__version__ = "0.1.0"
+    import vqclip
+    result = vqclip.generate("a red circle", preset="shapes", steps=50)
+
+`generate`, `classify`, `search` and `score` are imported on first use, so that
+`import vqclip` (and the command line's start) stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vqclip.version import __version__
+
+__all__ = ["__version__", "classify", "generate", "score", "search"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("classify", "generate", "score", "search"):
+        return getattr(importlib.import_module("vqclip.library"), name)
+    raise AttributeError(f"module 'vqclip' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """`python -m vqclip` runs the command line."""
 
-from vqclip.cli import app
+from vqclip.cli.app import app
 
 app(prog_name="vqclip")

@@ -33,3 +33,12 @@ class DownloadError(VqclipError):
 
 class OutOfMemory(VqclipError):
     """The device ran out of memory during a run (its state was saved first): exit 1."""
+
+
+def first_line(err: BaseException | str, fallback: str | None = None) -> str:
+    """The first line of an error's message (libraries' messages run over several lines), or
+    `fallback` (the error's type name if not given) for an empty one."""
+    text = str(err).strip()
+    if text:
+        return text.splitlines()[0]
+    return fallback or (type(err).__name__ if isinstance(err, BaseException) else "unknown error")

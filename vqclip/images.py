@@ -99,20 +99,3 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     array = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
 
-
-NOISE_CANVASES = ("pixels", "gradient")
-
-
-def noise_canvas(kind: str, width: int, height: int, generator: torch.Generator) -> torch.Tensor:
-    """A (1, 3, H, W) random start: uniform `pixels`, or a `gradient` between two random colors."""
-    device = generator.device
-    if kind == "pixels":
-        return torch.rand((1, 3, height, width), generator=generator, device=device)
-    if kind == "gradient":
-        ends = torch.rand((2, 3, 1, 1), generator=generator, device=device)
-        angle = torch.rand((), generator=generator, device=device) * 2 * torch.pi
-        ys = torch.linspace(-1, 1, height, device=device).view(-1, 1)
-        xs = torch.linspace(-1, 1, width, device=device).view(1, -1)
-        ramp = (xs * torch.cos(angle) + ys * torch.sin(angle)).add(1.5).div(3).clamp(0, 1)
-        return (ends[0] * (1 - ramp) + ends[1] * ramp).unsqueeze(0)
-    raise ValueError(f"unknown noise canvas {kind!r}")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vqclip.atomic import atomic_write
 from vqclip.errors import UsageError
+from vqclip.files import atomic_write
 from vqclip.gallery.page import index_page, run_page
 from vqclip.gallery.runs import (
     GALLERY_DIR,

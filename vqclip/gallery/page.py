@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from vqclip.gallery.runs import GALLERY_DIR, RunEntry, Sweep
-from vqclip.lossplot import Curve, loss_svg, run_plot
+from vqclip.outputs.lossplot import Curve, loss_svg, run_plot
 
 
 def _text(value: object) -> str:

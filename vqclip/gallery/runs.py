@@ -12,10 +12,10 @@ from typing import Any
 import yaml
 
 from vqclip.errors import UsageError
-from vqclip.lossplot import LossLog, read_log
-from vqclip.outputs import slugify
-from vqclip.series import MANIFEST_NAME, Manifest
-from vqclip.video import FORMATS
+from vqclip.outputs.lossplot import LossLog, read_log
+from vqclip.outputs.run_folder import slugify
+from vqclip.outputs.video import FORMATS
+from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 GALLERY_DIR = "gallery"  # thumbnails and run pages, beside index.html
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vqclip.sheet import save_image_atomic
+from vqclip.outputs.sheet import save_image_atomic
 
 THUMB_SIZE = 192  # pixels on the longer side
 

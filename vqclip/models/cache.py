@@ -25,8 +25,8 @@ from typing import Any
 
 import filelock
 
-from vqclip.atomic import write_json_atomic
 from vqclip.errors import DownloadError
+from vqclip.files import write_json_atomic
 from vqclip.models.download import check_writable, remove_partials
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -166,7 +166,7 @@ class Cache:
 
     def place_converted(self, name: str, build: Any, source: dict[str, Any]) -> tuple[Path, Path]:
         """Run `build(tmp_dir) -> (config, weights)` and move its folder into place atomically."""
-        from vqclip.models.download import sha256_file
+        from vqclip.files import sha256_file
 
         model_dir = self.model_dir(name)
         check_writable(model_dir)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from vqclip.errors import ModelError, UnsafeCheckpointError
+from vqclip.errors import ModelError, UnsafeCheckpointError, first_line
 
 __all__ = ["ALLOWED_GLOBALS", "load_state_dict"]
 
@@ -159,10 +159,12 @@ def _load_pickle(path: Path) -> Any:
                 if pattern is _REFUSAL_PATTERNS[0] and "." not in name:
                     name = f"builtins.{name}"
                 raise _refusal(path, [name]) from None
-        raise ModelError(f"{path} is not a readable checkpoint: {_first_line(message)}") from exc
+        raise ModelError(f"{path} is not a readable checkpoint: {first_line(message, 'unknown error')}"
+                         ) from exc
     except Exception as exc:  # truncated zip, text file, wrong magic number, ...
         raise ModelError(
-            f"{path} is not a readable checkpoint: {type(exc).__name__}: {_first_line(str(exc))}"
+            f"{path} is not a readable checkpoint: {type(exc).__name__}: "
+            f"{first_line(str(exc), 'unknown error')}"
         ) from exc
 
 
@@ -199,7 +201,3 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 "not a tensor."
             )
     return dict(obj)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vqclip.errors import ModelError
+from vqclip.errors import ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,11 @@ def load_perceptor(model_name: str, pretrained: str | None, device: torch.device
     except RuntimeError as err:
         known = "see `python -c \"import open_clip; print(open_clip.list_models())\"`"
         raise ModelError(
-            f"CLIP model {model_name!r} could not be created: {_first(err)} ({known})"
+            f"CLIP model {model_name!r} could not be created: {first_line(err)} ({known})"
         ) from None
     except (OSError, ValueError) as err:
         raise ModelError(
-            f"CLIP {model_name!r} with pretrained={pretrained!r} could not be loaded: {_first(err)}"
+            f"CLIP {model_name!r} with pretrained={pretrained!r} could not be loaded: {first_line(err)}"
         ) from None
     model.eval().requires_grad_(False)
     cfg = open_clip.get_model_preprocess_cfg(model)
@@ -69,8 +69,3 @@ def load_perceptor(model_name: str, pretrained: str | None, device: torch.device
     std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
     label = model_name if not pretrained else f"{model_name}/{pretrained}"
     return Perceptor(model, tokenizer, int(size), mean, std, label)
-
-
-def _first(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vqclip.errors import DownloadError, ModelError
+from vqclip.errors import DownloadError, ModelError, first_line
 from vqclip.models.cache import folder_size
 
 if TYPE_CHECKING:
-    from vqclip.models.registry import ModelEntry
+    from vqclip.models.catalog import ModelEntry
 
 # open_clip fetches the safetensors file when a hub repo has one, else the .bin.
 _HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -98,7 +98,7 @@ def download_open_clip(name: str, *, offline: bool) -> Path:
     try:
         return Path(open_clip.download_pretrained(cfg))
     except Exception as err:  # hub and url downloads raise many types; one line is enough
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise DownloadError(f"could not download CLIP {name}: {first}") from None
 
 

@@ -26,6 +26,7 @@ import requests
 from tqdm import tqdm
 
 from vqclip.errors import DownloadError, UsageError
+from vqclip.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +66,6 @@ class _LocalWriteError(Exception):
 def is_url(text: str) -> bool:
     """True for http(s) URLs, False for local paths."""
     return text.startswith(("http://", "https://"))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _content_range(response: requests.Response) -> tuple[int | None, int | None]:

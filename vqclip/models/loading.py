@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vqclip.errors import ModelError
+from vqclip.files import cached_sha256
 from vqclip.models.clip import Perceptor, load_perceptor
 from vqclip.models.vqgan import VQGAN, load_vqgan
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, computed once per process for an unchanged file."""
-    stat = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def vqgan_files(section: Any) -> tuple[str, Path, Path]:
@@ -37,7 +21,7 @@ def vqgan_files(section: Any) -> tuple[str, Path, Path]:
             if not path.is_file():
                 raise ModelError(f"{label}: file not found: {path}")
         return checkpoint.name, config, checkpoint
-    from vqclip.models.registry import resolve_vqgan
+    from vqclip.models.catalog import resolve_vqgan
 
     config, checkpoint = resolve_vqgan(section.model)
     return section.model, Path(config), Path(checkpoint)
@@ -47,8 +31,8 @@ def load_generator_model(section: Any, device: torch.device) -> tuple[VQGAN, dic
     """Load the VQGAN the config names; return it with its name and file checksums."""
     name, config, checkpoint = vqgan_files(section)
     model = load_vqgan(config, checkpoint, device=device)
-    info = {"name": name, "config_sha256": file_sha256(config),
-            "checkpoint_sha256": file_sha256(checkpoint)}
+    info = {"name": name, "config_sha256": cached_sha256(config),
+            "checkpoint_sha256": cached_sha256(checkpoint)}
     return model, info
 
 
@@ -72,7 +56,7 @@ def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict
 
     model_name, pretrained = section.model, section.pretrained
     if not model_name.startswith(("local-dir:", "hf-hub:")):
-        from vqclip.models.registry import resolve_clip
+        from vqclip.models.catalog import resolve_clip
 
         model_name, pretrained = resolve_clip(model_name, pretrained)
     if pretrained and not Path(pretrained).is_file() and offline_requested():
@@ -80,5 +64,5 @@ def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict
     perceptor = load_perceptor(model_name, pretrained, device)
     info: dict[str, Any] = {"name": section.model, "pretrained": section.pretrained}
     if pretrained and Path(pretrained).is_file():
-        info["pretrained_sha256"] = file_sha256(pretrained)
+        info["pretrained_sha256"] = cached_sha256(pretrained)
     return perceptor, info

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vqclip.errors import ModelError, VqclipError
+from vqclip.files import sha256_file
 from vqclip.models.cache import Cache, file_record, folder_size
-from vqclip.models.download import check_writable, fetch_file, is_url, sha256_file
+from vqclip.models.download import check_writable, fetch_file, is_url
 
 if TYPE_CHECKING:
-    from vqclip.models.registry import ModelEntry
+    from vqclip.models.catalog import ModelEntry
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vqclip.atomic import atomic_path
 from vqclip.errors import ModelError
+from vqclip.files import atomic_path
 from vqclip.models.checkpoint import load_state_dict
 from vqclip.models.quantizers import GumbelQuantizer, VectorQuantizer
 from vqclip.models.vqgan_layers import Decoder, Encoder

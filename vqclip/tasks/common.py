@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vqclip.errors import UsageError
+from vqclip.errors import UsageError, first_line
 from vqclip.images import UnusableImage, open_image, read_image_file
 from vqclip.models.clip import Perceptor
 
@@ -52,19 +52,19 @@ class LoadedImage:
     error: str | None = None
 
 
-def load_task_perceptor(cfg: Any) -> tuple[Perceptor, dict[str, Any]]:
-    """Resolve the device and load the CLIP a built config names, with its provenance."""
+def load_task_perceptor(clip: Any, device: str) -> tuple[Perceptor, dict[str, Any]]:
+    """Load the CLIP that `clip` (a model and its tag, or a `clip` config section) names, on
+    `device` ("auto", "cpu", "cuda:1", ...), with its provenance."""
     from vqclip.device import resolve_device
     from vqclip.models.loading import load_clip_model
 
-    section = cfg.clip
-    ensemble = list(getattr(section, "models", None) or [])
+    ensemble = list(getattr(clip, "models", None) or [])
     if ensemble:
         # embeddings of different CLIPs live in different spaces: these jobs use one model
-        section = ensemble[0]
+        clip = ensemble[0]
         log.warning("the config names a CLIP ensemble (clip.models); using its first member, %s",
-                    section.model)
-    return load_clip_model(section, resolve_device(cfg.device))
+                    clip.model)
+    return load_clip_model(clip, resolve_device(device))
 
 
 def _is_image_name(name: str) -> bool:
@@ -147,7 +147,7 @@ def _load_one(path: Path, size: int, hash_files: bool,
     except UnusableImage as err:
         return LoadedImage(path, sha256=digest, error=str(err))
     except Exception as err:  # noqa: BLE001 - any decoder failure means "not a usable image"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         return LoadedImage(path, sha256=digest, error=f"not a readable image: {reason}")
     return LoadedImage(path, sha256=digest, pixels=pixels)
 

@@ -114,7 +114,7 @@ class EmbeddingStore:
         """Write the embeddings, then the stat records, each by temp file + rename."""
         from safetensors.numpy import save
 
-        from vqclip.atomic import atomic_write, write_json_atomic
+        from vqclip.files import atomic_write, write_json_atomic
 
         self.directory.mkdir(parents=True, exist_ok=True)
         hashes = sorted(self.vectors)

@@ -137,7 +137,7 @@ def _embed_query_image(perceptor: Perceptor, path: Path) -> torch.Tensor:
 def write_hits_sheet(result: SearchResult, path: str | Path, *, columns: int = 5,
                      cell_size: int = 160) -> Path:
     """A contact sheet of the hits, best first, each captioned with rank and similarity."""
-    from vqclip.sheet import contact_sheet, save_image_atomic
+    from vqclip.outputs.sheet import contact_sheet, save_image_atomic
 
     if not result.hits:
         raise UsageError("no hits to put on a contact sheet")

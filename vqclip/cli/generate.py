@@ -1,0 +1,427 @@
+"""`vqclip generate`, `resume` and `show`: one run (or a sweep) with progress, preview and video."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from vqclip.cli.command import run_command, run_guarded, stderr, stop_on_first_interrupt
+from vqclip.cli.options import (
+    IMAGE,
+    OPTIMIZATION,
+    OUTPUT,
+    PERFORMANCE,
+    PROMPT,
+    SETTINGS,
+    ConfigFiles,
+    Device,
+    JsonFlag,
+    NoPreview,
+    Offline,
+    Preset,
+    Quiet,
+    SetItems,
+    Verbose,
+)
+from vqclip.errors import UsageError
+from vqclip.run.config import GenerateConfig
+
+_DEFAULTS = GenerateConfig()  # the schema's defaults, shown in generate's help
+
+
+GENERATE_EXAMPLES = (
+    "Examples:\n\n"
+    '  vqclip generate "a red circle" --preset shapes --seed 1   (offline, seconds on a CPU)\n\n'
+    '  vqclip generate "a watercolor lighthouse at dusk | fog:0.5" --preset draft --size 384x256\n\n'
+    '  vqclip generate "a castle" --seeds 1-4 --sweep lr=0.05,0.2 -o runs   (8 runs and a sheet)\n\n'
+    "Defaults are those of the config schema; a preset or -c file may change them."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the generate, resume and show commands to the vqclip app."""
+    app.command(epilog=GENERATE_EXAMPLES)(generate)
+    app.command()(resume)
+    app.command()(show)
+
+
+def generate(
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help='Prompt: "text:weight:stop", items separated by "|"; "^" separates story '
+                            "stages.", show_default=False, metavar="PROMPT"),
+    ] = None,
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    from_image: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="IMAGE", rich_help_panel=SETTINGS,
+                     help="Re-run the settings stored in a vqclip image."),
+    ] = None,
+    negative: Annotated[
+        str | None, typer.Option(metavar="TEXT", rich_help_panel=PROMPT,
+                                 help='Push away from these texts: "blurry | text:0.5".')
+    ] = None,
+    image_prompt: Annotated[
+        list[str] | None,
+        typer.Option("--image-prompt", metavar="PATH[:W[:STOP]]", rich_help_panel=PROMPT,
+                     help="Aim at an image too (repeatable)."),
+    ] = None,
+    noise_prompt: Annotated[
+        list[str] | None,
+        typer.Option("--noise-prompt", metavar="SEED[:W]", rich_help_panel=PROMPT,
+                     help="A random CLIP target (repeatable)."),
+    ] = None,
+    switch_every: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=PROMPT,
+                                 show_default=str(_DEFAULTS.switch_every),
+                                 help="Story mode: next '^' prompt set every N steps (0: even split).")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="WxH", rich_help_panel=IMAGE, show_default="x".join(
+            map(str, _DEFAULTS.size)), help="Image size, e.g. 256x256.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=IMAGE,
+                                 help="Random seed (recorded; random if not given).")
+    ] = None,
+    init_image: Annotated[
+        str | None, typer.Option(metavar="PATH", rich_help_panel=IMAGE,
+                                 help='Start from this image (or a "#rrggbb" color).')
+    ] = None,
+    init_weight: Annotated[
+        float | None, typer.Option(metavar="W", rich_help_panel=IMAGE,
+                                   show_default=str(_DEFAULTS.init_weight),
+                                   help="Pull toward the init image's latent with this weight.")
+    ] = None,
+    init_noise: Annotated[
+        str | None, typer.Option(metavar="MODE", rich_help_panel=IMAGE, show_default=_DEFAULTS.init_noise,
+                                 help="Start without an init image from: tokens, pixels, gradient.")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.steps),
+                                 help="Optimization steps.")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(metavar="X", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.lr),
+                                   help="Learning rate.")
+    ] = None,
+    cutn: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.cutn),
+                                 help="Cutouts per step.")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(metavar="1-8|1,3,5", rich_help_panel=OPTIMIZATION,
+                                 help="One run per seed (a sweep).")
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=V1,V2", rich_help_panel=OPTIMIZATION,
+                     help="One run per value; repeat for a cartesian product."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT,
+                                  show_default=_DEFAULTS.out, help="Root folder of run folders.")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option(metavar="N", rich_help_panel=OUTPUT, show_default=str(_DEFAULTS.save_every),
+                                 help="Write a frame every N steps (0: never).")
+    ] = None,
+    video: Annotated[
+        str | None,
+        typer.Option(metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
+                     help="Also write the frames as a video in the run folder. Unless save_every is "
+                          "set (--save-every, -s, a -c file or the --from image), enough frames are "
+                          "saved for at least 2 s of video at --fps."),
+    ] = None,
+    fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
+                                       help="Frames per second of --video.")] = 12.0,
+    device: Device = None,
+    low_memory: Annotated[
+        bool | None,
+        typer.Option("--low-memory", rich_help_panel=PERFORMANCE, show_default=False,
+                     help="Recompute activations per block: far less memory, ~30% slower."),
+    ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option("--compile", rich_help_panel=PERFORMANCE, show_default=False,
+                     help="torch.compile the models: slow first step, faster after."),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", rich_help_panel=PERFORMANCE,
+                     help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(metavar="K", rich_help_panel=PERFORMANCE, show_default=str(_DEFAULTS.batch_size),
+                     help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
+    ] = None,
+    offline: Offline = False,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    no_preview: NoPreview = False,
+    verbose: Verbose = False,
+) -> None:
+    """Generate an image from a text prompt; prints the final image path (or --json)."""
+    from vqclip.run.config import build_config
+    from vqclip.run.flags import flag_values
+
+    def body() -> int:
+        from vqclip.run.prepare import prepare
+
+        flags = flag_values({
+            "--prompt": prompt, "--steps": steps, "--seed": seed, "--lr": lr, "--cutn": cutn,
+            "--save-every": save_every, "--init-image": init_image, "--device": device,
+            "--negative": negative, "--image-prompt": image_prompt, "--noise-prompt": noise_prompt,
+            "--switch-every": switch_every, "--init-weight": init_weight, "--init-noise": init_noise,
+            "--low-memory": low_memory, "--max-memory": max_memory, "--compile": compile_models,
+            "--batch-size": batch_size, "--out": str(out) if out is not None else None, "--size": size,
+        })
+        base = _stored_config(from_image) if from_image is not None else None
+
+        def config_with(extra: list[str]) -> Any:
+            return build_config(preset=preset, config_files=config or [], flags=flags,
+                                dotlist=[*(set_ or []), *extra], base=base)[0]
+
+        def build_for_video() -> Any:
+            """Unless the user chose save_every, save enough frames for a video of a few seconds."""
+            from vqclip.outputs.video import frame_interval
+
+            cfg, provenance = build_config(preset=preset, config_files=config or [], flags=flags,
+                                           dotlist=set_ or [], base=base)
+            if provenance["save_every"] != "defaults" and not provenance["save_every"].startswith("preset "):
+                return cfg
+            return config_with([f"save_every={frame_interval(cfg.steps, fps)}"])
+
+        if video is not None:
+            check_video_options(video, fps)
+            if seeds or sweep:
+                raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
+        if seeds or sweep:
+            return execute_sweep(config_with, seeds, sweep or [], json_output=json_output, quiet=quiet)
+        cfg = config_with([]) if video is None else build_for_video()
+        if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
+            raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
+        spec = prepare(cfg)
+        from vqclip.run.build import build  # torch and the models: only for a run that is sound
+
+        return execute_run(build(spec), json_output=json_output, quiet=quiet,
+                           video=video, fps=fps, no_preview=no_preview)
+
+    run_command(body, verbose=verbose, offline=offline)
+
+
+def write_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
+    """A `progress.<video>` from the frames of each run folder."""
+    from vqclip.outputs.video import frames_of, write_video
+
+    return [write_video(frames_of(run_dir), run_dir / f"progress.{video}", fps=fps) for run_dir in run_dirs]
+
+
+def check_video_options(video: str, fps: float) -> None:
+    """Refuse a bad --video format or --fps before any work is done."""
+    from vqclip.outputs.video import FORMATS
+
+    formats = [suffix.lstrip(".") for suffix in FORMATS]
+    if video not in formats:
+        raise UsageError(f"--video {video!r}: valid: {', '.join(formats)}")
+    if not 0 < fps <= 240:
+        raise UsageError(f"--fps {fps}: must be above 0 and at most 240")
+
+
+def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
+                fps: float = 12.0, no_preview: bool = False) -> int:
+    """Run a prepared Run with progress, preview and Ctrl-C handling; print the result; return
+    the exit code."""
+    from vqclip.cli.preview import wanted
+
+    show_progress = not quiet and sys.stderr.isatty()
+    show_preview = wanted(quiet=quiet, json_output=json_output, no_preview=no_preview)
+    note = run.memory.note() if run.memory is not None else None
+    if note and not quiet:
+        stderr.print(escape(note))
+    with stop_on_first_interrupt(run.engine.request_stop) as interruption:
+        if show_progress:
+            from vqclip.cli.preview import Preview
+            from vqclip.cli.progress import ProgressBar
+
+            preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
+            with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
+                result = run.execute([bar] if preview is None else [bar, preview])
+        elif not quiet:
+            from vqclip.cli.progress import ProgressLines
+
+            lines = ProgressLines(run.engine.steps, lambda line: stderr.print(line, markup=False))
+            result = run.execute([lines])
+        else:
+            result = run.execute()
+    results = result.batch or [result]
+    data = result.to_json()
+    entries = data.get("batch", [data])  # one per image: the first image's fields lead the object
+    if video is not None:
+        paths = write_videos([each.run_dir for each in results], video, fps)
+        for entry, path in zip(entries, paths, strict=True):
+            entry["video"] = str(path)
+        data["video"] = entries[0]["video"]
+    if json_output:
+        typer.echo(json.dumps(data))
+    else:
+        for each in results:
+            typer.echo(str(each.image))
+    if not quiet and not sys.stdout.isatty():
+        say_summary(results)
+    if result.interrupted:
+        if not quiet:
+            how = (f"vqclip resume {result.run_dir}" if len(results) == 1 else
+                   "vqclip resume FOLDER, for each of " + " ".join(str(e.run_dir) for e in results))
+            stderr.print(f"interrupted at step {result.steps}; image and state saved. "
+                         f"Continue with: {escape(how)}", soft_wrap=True)
+        return interruption.exit_code
+    return 0
+
+
+def say_summary(results: list[Any]) -> None:
+    """What a run made, on stderr once the bar is gone: stdout (the result) may be redirected."""
+    for each in results:
+        stderr.print(f"{'stopped' if each.interrupted else 'done'} after {each.steps} steps in "
+                     f"{each.seconds:.1f} s, final loss {each.final_loss:.4f}: {each.image} "
+                     f"(run folder {each.run_dir})", markup=False)
+
+
+def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,
+                  json_output: bool, quiet: bool) -> int:
+    """One run per seed and swept value, a manifest and a contact sheet; return the exit code."""
+    from vqclip.series.items import StopSwitch
+    from vqclip.series.sweep import parse_seeds, parse_sweep, run_sweep
+
+    stop = StopSwitch()
+    sweeps = dict(parse_sweep(item) for item in sweep)
+    chosen_seeds = parse_seeds(seeds) if seeds else None
+    count = len(chosen_seeds or [None]) * math.prod(len(values) for values in sweeps.values())
+    with (stop_on_first_interrupt(stop.request) as interruption,
+          series_progress(quiet, f"run 1/{count}") as (callbacks, name)):
+        def report(record: dict[str, Any]) -> None:
+            position = record["index"] + 1
+            stderr.print(f"{record['status']:7} {position}/{count} {record['label']}: "
+                         f"{record.get('image') or record.get('error')}", markup=False)
+            if position < count:
+                name(f"run {position + 1}/{count}")
+
+        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop,
+                           report=None if quiet else report, callbacks=callbacks)
+    if json_output:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        typer.echo(str(result.sheet or result.folder))
+    if result.interrupted:
+        say_how_to_continue(stopped_run(result.records), quiet)
+        return interruption.exit_code
+    return 1 if result.failed else 0
+
+
+@contextmanager
+def series_progress(quiet: bool, first: str) -> Iterator[tuple[list[Any], Callable[[str], None]]]:
+    """Progress of a batch or sweep: the current item's bar on a terminal, plain lines in a log.
+
+    Yields the engine callbacks for every item, and a function that names the item the bar
+    shows (the report lines name the items in a log)."""
+    if quiet:
+        yield [], lambda text: None
+    elif sys.stderr.isatty():
+        from vqclip.cli.progress import ProgressBar
+
+        with ProgressBar(None, stderr, description=first) as bar:
+            yield [bar], bar.describe
+    else:
+        from vqclip.cli.progress import ProgressLines
+
+        yield [ProgressLines(None, lambda line: stderr.print(line, markup=False))], lambda text: None
+
+
+def stopped_run(records: list[dict[str, Any]]) -> str | None:
+    """The run folder of the item a series was interrupted in, if it had one."""
+    stopped = [r["run_dir"] for r in records if r.get("status") == "interrupted" and r.get("run_dir")]
+    return stopped[-1] if stopped else None
+
+
+def say_how_to_continue(run_dir: str | Path | None, quiet: bool) -> None:
+    """After a series was interrupted: how to continue the run it stopped in, if any."""
+    if run_dir is not None and not quiet:
+        stderr.print(f"image and state saved. Continue that run with: "
+                     f"{escape(f'vqclip resume {run_dir}')}", soft_wrap=True)
+
+
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with a state.pt.")],
+    steps: Annotated[
+        int | None, typer.Option(help="Run to this many steps in all (default: the run's own).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:N or mps (default: the run's own); "
+                                      "a run continues only on the kind of device it ran on.")
+    ] = None,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    no_preview: NoPreview = False,
+    verbose: Verbose = False,
+) -> None:
+    """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
+
+    def body() -> int:
+        from vqclip.run.build import build
+        from vqclip.run.prepare import prepare
+        from vqclip.run.resume import ResumePoint
+
+        point = ResumePoint.load(run_dir)
+        try:
+            run = build(prepare(point.config(steps=steps, device=device)), resume=point)
+        except BaseException:
+            point.lock.release()  # the run folder is free again for a corrected command
+            raise
+        return execute_run(run, json_output=json_output, quiet=quiet, no_preview=no_preview)
+
+    run_command(body, verbose=verbose)
+
+
+def _stored_config(image: Path) -> dict[str, Any]:
+    """The generation settings an image records; never where to write (`out`): that is the
+    config's or -o's, not the image's."""
+    from vqclip.files import cached_sha256
+    from vqclip.outputs.metadata import read_record
+
+    record = read_record(image)
+    inputs = record.get("inputs")
+    for path, digest in (inputs.items() if isinstance(inputs, dict) else ()):
+        if not Path(str(path)).is_file():
+            continue  # the run itself says that the file is missing
+        if cached_sha256(path) != digest:
+            stderr.print(f"warning: {path} has changed since {image} was made; the new run uses it as "
+                         "it is now", markup=False)
+    config = record["config"]
+    config.pop("out", None)
+    return config
+
+
+def show(
+    image: Annotated[Path, typer.Argument(help="An image written by vqclip.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Print the settings an image records (prompt, seed, config, models)."""
+    from vqclip.outputs.metadata import a1111_parameters, read_record
+
+    record = run_guarded(lambda: read_record(image), verbose=False)
+    if json_output:
+        typer.echo(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        typer.echo(a1111_parameters(record))
+

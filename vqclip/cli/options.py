@@ -1,0 +1,61 @@
+"""Command-line options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Help panels: generate's options are grouped under these, and the shared ones below too.
+SETTINGS = "Settings"
+PROMPT = "Prompt"
+IMAGE = "Image"
+OPTIMIZATION = "Optimization"
+OUTPUT = "Output"
+PERFORMANCE = "Performance"
+
+ConfigFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--config", "-c", metavar="FILE", rich_help_panel=SETTINGS,
+                 help="YAML config file; repeat to layer several, later wins."),
+]
+
+
+def _preset_names(incomplete: str) -> list[str]:
+    from vqclip.run.config import list_presets
+
+    return [name for name in list_presets() if name.startswith(incomplete)]
+
+
+Preset = Annotated[
+    str | None,
+    typer.Option("--preset", metavar="NAME", rich_help_panel=SETTINGS, autocompletion=_preset_names,
+                 help="Preset name: draft, normal, best, shapes."),
+]
+SetItems = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE", rich_help_panel=SETTINGS,
+                 help="Override one key, e.g. -s clip.model=RN50 (repeatable)."),
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print one JSON object on stdout.")
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or messages.")
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", rich_help_panel=OUTPUT, help="Show tracebacks and debug logs.")
+]
+NoPreview = Annotated[
+    bool, typer.Option("--no-preview", rich_help_panel=OUTPUT,
+                       help="Do not draw the image in the terminal while it is made."),
+]
+Device = Annotated[
+    str | None, typer.Option(metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default="auto",
+                             help="auto, cpu, cuda, cuda:N or mps."),
+]
+Offline = Annotated[
+    bool, typer.Option("--offline", rich_help_panel=PERFORMANCE,
+                       help="Never touch the network; missing models are an error."),
+]

@@ -1,0 +1,203 @@
+"""`vqclip batch` and `vqclip zoom`: thin commands over vqclip.series.batch and vqclip.series.zoom."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vqclip.cli.command import run_command, stop_on_first_interrupt
+from vqclip.cli.generate import say_how_to_continue, stopped_run
+from vqclip.cli.options import (
+    OUTPUT,
+    ConfigFiles,
+    Device,
+    JsonFlag,
+    Offline,
+    Preset,
+    Quiet,
+    SetItems,
+    Verbose,
+)
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+def batch(
+    file: Annotated[str, typer.Argument(
+        help="Prompt file: one prompt per line with optional flags (--seed 3 --steps 100 ...), "
+             "or a YAML list of items; - reads standard input.", show_default=False)],
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="Batch folder: runs and manifest.jsonl go here "
+                            "(default: <out>/batch-<file name>).")] = None,
+    shard: Annotated[str | None, typer.Option(
+        metavar="I/N", help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
+             "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
+    device: Device = None,
+    offline: Offline = False,
+    video: Annotated[str | None, typer.Option(
+        metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
+        help="Also write each item's frames as a video in its run folder.")] = None,
+    fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
+                                       help="Frames per second of --video.")] = 12.0,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
+    from vqclip.cli.generate import (
+        check_video_options,
+        say_how_to_continue,
+        series_progress,
+        stopped_run,
+        write_videos,
+    )
+
+    def body() -> int:
+        from vqclip.errors import UsageError
+        from vqclip.outputs.run_folder import slugify
+        from vqclip.series.batch import (
+            BatchSettings,
+            load_batch,
+            parse_batch,
+            parse_shard,
+            run_batch,
+            shard_from_env,
+        )
+        from vqclip.series.items import StopSwitch
+
+        if video is not None:
+            check_video_options(video, fps)
+        items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
+        if not items:
+            raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
+        chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
+        sets = [*(set_ or []), *([f"device={device}"] if device else [])]  # an item's own --device wins
+        settings = BatchSettings(preset=preset, config_files=config or [], sets=sets)
+        name = "stdin" if file == "-" else slugify(Path(file).stem)
+        folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"
+
+        def report(record: dict[str, Any]) -> None:
+            position = record["index"] + 1
+            where = f"{position}/{len(items)}" + (f" line {record['line']}" if record.get("line") else "")
+            if record["status"] == "ok":
+                if not json_output:
+                    typer.echo(record["image"])
+                _say(f"ok      {where} seed {record['seed']}: {record['label']}", quiet)
+            else:
+                _say(f"{record['status']:7} {where}: {record.get('error') or record['label']}", quiet)
+            if position < len(items):
+                name(f"item {position + 1}/{len(items)}")
+
+        stop = StopSwitch()
+        with (stop_on_first_interrupt(stop.request) as interruption,
+              series_progress(quiet, f"item 1/{len(items)}") as (callbacks, name)):
+            result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
+                               callbacks=callbacks)
+        if video is not None:
+            for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
+                                                             video, fps), strict=True):
+                record["video"] = str(path)
+        if json_output:
+            typer.echo(json.dumps(result.to_json()))
+        shard_text = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
+        _say(f"batch{shard_text}: {len(result.ok)} ok, {len(result.failed)} failed, "
+             f"{len(result.skipped)} skipped as done; manifest {result.manifest}", quiet)
+        if result.interrupted:
+            say_how_to_continue(stopped_run(result.records), quiet)
+            _say("rerun the same batch command to go on with the items not yet done", quiet)
+            return interruption.exit_code
+        return 1 if result.failed else 0
+
+    run_command(body, verbose=verbose, offline=offline)
+
+
+def zoom(
+    prompt: Annotated[str, typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".',
+                                          show_default=False)],
+    frames: Annotated[int, typer.Option(metavar="N", help="Number of frames (runs) in the zoom.")] = 30,
+    steps_per_frame: Annotated[
+        int, typer.Option(metavar="N", help="Steps of every frame after the first.")] = 25,
+    zoom_factor: Annotated[float, typer.Option(
+        "--zoom", metavar="X", help="Magnification per frame (>1 zooms in).")] = 1.02,
+    pan: Annotated[tuple[float, float], typer.Option(
+        metavar="DX DY", help="View movement per frame in pixels (right, down).")] = (0.0, 0.0),
+    rotate: Annotated[float, typer.Option(metavar="DEG", help="Degrees per frame, counter-clockwise.")] = 0.0,
+    fps: Annotated[float, typer.Option(metavar="N", help="Video frames per second.")] = 12,
+    video: Annotated[
+        str, typer.Option(metavar="NAME", help="Video file name in the zoom folder: .mp4, .gif or .webp.")
+    ] = "zoom.mp4",
+    config: ConfigFiles = None,
+    preset: Preset = None,
+    set_: SetItems = None,
+    size: Annotated[str | None, typer.Option(metavar="WxH", help="Image size, e.g. 256x256.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(metavar="N", help="Steps of the first frame (default: the config's).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Seed of frame 0; frame i uses seed + i.")] = None,
+    lr: Annotated[float | None, typer.Option(metavar="X", help="Learning rate.")] = None,
+    cutn: Annotated[int | None, typer.Option(metavar="N", help="Cutouts per step.")] = None,
+    init_image: Annotated[
+        str | None, typer.Option(metavar="PATH", help='Start frame 0 from this image (or "#rrggbb").')
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", help="Root folder of run folders.")
+    ] = None,
+    device: Device = None,
+    offline: Offline = False,
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Zoom video: short runs, each starting from the last image zoomed/panned/rotated."""
+
+    def body() -> int:
+        from vqclip.run.config import build_config
+        from vqclip.run.flags import flag_values
+        from vqclip.series.items import StopSwitch
+        from vqclip.series.zoom import run_zoom
+
+        flags = flag_values({"--prompt": prompt, "--steps": steps, "--seed": seed, "--lr": lr,
+                             "--cutn": cutn, "--init-image": init_image, "--device": device,
+                             "--out": str(out) if out is not None else None, "--size": size})
+        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
+
+        records: list[dict[str, Any]] = []
+
+        def report(record: dict[str, Any]) -> None:
+            records.append(record)
+            _say(f"frame {record['index'] + 1}/{frames}: loss {record['final_loss']:.4f}", quiet)
+
+        stop = StopSwitch()
+        with stop_on_first_interrupt(stop.request) as interruption:
+            result = run_zoom(cfg, frames=frames, steps_per_frame=steps_per_frame, zoom=zoom_factor,
+                              pan=pan, rotate=rotate, first_steps=cfg.steps, fps=fps, video=video,
+                              report=report, stop=stop)
+        if json_output:
+            typer.echo(json.dumps(result.to_json()))
+        else:
+            typer.echo(str(result.video or result.folder))
+        if result.interrupted:
+            _say(f"interrupted after {len(result.frames)} frames; kept in {result.folder}", quiet)
+            say_how_to_continue(stopped_run(records), quiet)
+            return interruption.exit_code
+        return 0
+
+    run_command(body, verbose=verbose, offline=offline)
+
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `batch` and `zoom` commands to the vqclip app."""
+    app.command("batch")(batch)
+    app.command("zoom")(zoom)

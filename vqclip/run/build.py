@@ -1,0 +1,160 @@
+"""Stage two of a run: load its models, plan its memory and assemble the engine, from a RunSpec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from vqclip.device import allow_tf32, autocast_dtype, resolve_device
+from vqclip.images import init_canvas
+from vqclip.models.loading import load_clip_model
+from vqclip.run.engine import Engine
+from vqclip.run.execute import Run
+from vqclip.run.memory import parse_bytes
+from vqclip.run.planner import MemoryPlan, plan
+from vqclip.run.prepare import RunSpec
+from vqclip.run.resume import ResumePoint
+from vqclip.steer.cutouts import Cutouts
+from vqclip.steer.generators import GENERATORS, INIT_NOISE, ImageGenerator, MakeGenerator
+from vqclip.steer.losses import PromptLoss, WeightedRegularizer
+from vqclip.steer.optimizers import make_optimizer
+from vqclip.steer.schedules import make_scheduler
+from vqclip.steer.targets import Judge, aim_image_prompts, build_stages, image_prompt_losses
+
+
+def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
+    """Load the spec's models on its device and assemble the loop, ready to `execute`.
+
+    With `resume` (its run folder locked) the loop continues from that run's saved state."""
+    cfg = spec.config
+    device = resolve_device(cfg.device)
+    if resume is not None:
+        resume.check_device(device)
+    allow_tf32(device, cfg.precision)
+    rngs = [torch.Generator(device=device).manual_seed(seed) for seed in spec.seeds]
+    make, generator_info = GENERATORS[cfg.generator].build(cfg, device)
+    judges, clip_infos, image_losses = build_judges(spec, device)
+    memory = None
+    if cfg.plan_memory:
+        memory = _plan(spec, make, judges, device)
+        if memory.switched_low_memory:
+            spec = spec.with_low_memory()
+            cfg = spec.config
+    # Only now, with the plan made, anything that grows with the image size: the generator
+    # at its start (an init image loaded and encoded) and the image prompts (loaded, embedded).
+    engine = assemble_engine(cfg, make(start_images(cfg, rngs), rngs), judges, rngs)
+    for judge, losses in zip(judges, image_losses, strict=True):
+        aim_image_prompts(losses, judge.perceptor, judge.cutouts, list(cfg.size))
+    set_low_memory(engine.generator, judges, cfg.low_memory)
+    if cfg.compile:
+        compile_models(engine.generator, judges)
+    if resume is not None:
+        engine.load_state_dict(resume.state)
+    models = {cfg.generator: generator_info,
+              "clip": clip_infos[0] if len(clip_infos) == 1 else clip_infos}
+    return Run(spec, engine, device, models, memory=memory, resume=resume)
+
+
+def _plan(spec: RunSpec, make: MakeGenerator, judges: list[Judge], device: torch.device) -> MemoryPlan:
+    """Check the run fits before anything that grows with the image size is real: the plan
+    runs on a stand-in generator of fake tensors, and simulates making it at a start image."""
+    cfg = spec.config
+    stand_in = [torch.Generator(device=device).manual_seed(0) for _ in spec.seeds]
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        engine = assemble_engine(cfg, make(None, stand_in), judges, stand_in)
+    start = None
+    if starts_from_canvas(cfg):
+        width, height = spec.size
+
+        def start() -> ImageGenerator:
+            return make(torch.zeros((len(stand_in), 3, height, width), device=device), stand_in)
+    generator = engine.generator
+    set_low_memory(generator, judges, cfg.low_memory)
+    return plan(
+        engine, device, size=spec.size, size_multiple=generator.size_multiple,
+        low_memory=cfg.low_memory, set_low_memory=lambda on: set_low_memory(generator, judges, on),
+        max_memory=parse_bytes(cfg.max_memory) if cfg.max_memory else None, start=start,
+    )
+
+
+def assemble_engine(cfg: DictConfig, generator: ImageGenerator, judges: list[Judge],
+                    rngs: list[torch.Generator]) -> Engine:
+    """The loop over `generator` with the config's optimizer, schedule and regularizers."""
+    optimizer = make_optimizer(cfg.optimizer.name, generator.parameters(), cfg.lr,
+                               OmegaConf.to_container(cfg.optimizer.options))
+    scheduler = make_scheduler(cfg.lr_schedule.name, optimizer, cfg.steps,
+                               OmegaConf.to_container(cfg.lr_schedule.options))
+    return Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
+                  save_every=cfg.save_every, regularizers=regularizers(cfg),
+                  autocast_dtype=autocast_dtype(cfg.precision, device=rngs[0].device))
+
+
+def starts_from_canvas(cfg: DictConfig) -> bool:
+    """Whether the generator starts from a full-size image (the init image or a noise canvas)
+    rather than from its own random start."""
+    return bool(cfg.init_image) or INIT_NOISE[cfg.init_noise] is not None
+
+
+def start_images(cfg: DictConfig, rngs: list[torch.Generator]) -> torch.Tensor | None:
+    """The init image, or a noise canvas, once per random generator, (K, 3, H, W); None for
+    the generator's own start."""
+    if not starts_from_canvas(cfg):
+        return None
+    width, height = cfg.size
+    if cfg.init_image:
+        canvas = init_canvas(cfg.init_image, width, height).to(rngs[0].device)
+        return canvas.expand(len(rngs), -1, -1, -1)
+    canvas = INIT_NOISE[cfg.init_noise]
+    return torch.cat([canvas(width, height, rng) for rng in rngs])
+
+
+def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
+    """(model section, weight) of each CLIP: `clip.models` for an ensemble, else `clip` itself."""
+    if cfg.clip.models:
+        return [(item, item.weight) for item in cfg.clip.models]
+    return [(cfg.clip, 1.0)]
+
+
+def build_judges(spec: RunSpec, device: torch.device
+                 ) -> tuple[list[Judge], list[dict[str, Any]], list[list[PromptLoss]]]:
+    """One judge per CLIP model: its own cutout size, normalization and prompt embeddings, and
+    its image prompts (to aim with `aim_image_prompts` before the first step)."""
+    cfg = spec.config
+    judges, infos, image_losses = [], [], []
+    for section, weight in clip_sections(cfg):
+        perceptor, info = load_clip_model(section, device)
+        cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
+                          cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
+                          padding=cfg.cut_padding,
+                          augmentations=list(cfg.augmentations), strengths=cfg.augment)
+        images = image_prompt_losses(spec.prompts.images, perceptor)
+        judges.append(Judge(perceptor, cutouts, build_stages(spec.prompts, perceptor, images), weight,
+                            info["name"]))
+        infos.append({**info, "weight": weight})
+        image_losses.append(images)
+    return judges, infos, image_losses
+
+
+def set_low_memory(generator: ImageGenerator, judges: list[Judge], enabled: bool) -> None:
+    """Recompute activations block by block in the backward pass (generator and every CLIP)."""
+    generator.set_low_memory(enabled)
+    for judge in judges:
+        judge.perceptor.model.set_grad_checkpointing(enabled)
+
+
+def compile_models(generator: ImageGenerator, judges: list[Judge]) -> None:
+    """torch.compile the generator's network and every CLIP's image tower (on first use)."""
+    generator.compile()
+    for judge in judges:
+        judge.perceptor.model.visual.compile()
+
+
+def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
+    """The `losses` list, plus `init` when init_weight is set."""
+    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
+    if cfg.init_weight:
+        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
+    return items

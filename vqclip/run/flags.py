@@ -1,0 +1,71 @@
+"""The one table of command-line flags that set config keys, for commands and prompt-file lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vqclip.errors import UsageError
+from vqclip.run.config import parse_size
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A flag, the config key it sets and how its text becomes the value; a `repeated` flag
+    adds one item to a list per use, a `switch` takes no value (present means true)."""
+
+    name: str
+    key: str
+    convert: Callable[[str], Any] = str
+    repeated: bool = False
+    switch: bool = False
+
+    def value(self, text: str) -> Any:
+        """The config value of `text` given to this flag; a UsageError names the flag."""
+        try:
+            return self.convert(text)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(self.convert, "a value")
+            raise UsageError(f"{self.name} {text!r}: expected {kind}") from None
+
+
+FLAGS = {flag.name: flag for flag in (
+    Flag("--prompt", "prompt"),
+    Flag("--seed", "seed", int),
+    Flag("--steps", "steps", int),
+    Flag("--size", "size", parse_size),
+    Flag("--lr", "lr", float),
+    Flag("--cutn", "cutn", int),
+    Flag("--cut-pow", "cut_pow", float),
+    Flag("--save-every", "save_every", int),
+    Flag("--negative", "negative"),
+    Flag("--init-image", "init_image"),
+    Flag("--init-weight", "init_weight", float),
+    Flag("--init-noise", "init_noise"),
+    Flag("--switch-every", "switch_every", int),
+    Flag("--device", "device"),
+    Flag("--max-memory", "max_memory"),
+    Flag("--image-prompt", "image_prompts", repeated=True),
+    Flag("--noise-prompt", "noise_prompts", repeated=True),
+    Flag("--low-memory", "low_memory", switch=True),
+    Flag("--compile", "compile", switch=True),
+    Flag("--batch-size", "batch_size", int),
+    Flag("--out", "out"),
+)}
+# What a line of a prompt file may carry: every flag above but where the batch's runs land.
+LINE_FLAGS = {name: flag for name, flag in FLAGS.items() if name not in ("--out", "--batch-size")}
+
+
+def flag_values(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Config values for the flags a command was given ({"--steps": 50, "--size": "64x64"}):
+    flags left out (None, an empty list, a switch not set) set nothing; text is converted."""
+    values = {}
+    for name, value in given.items():
+        flag = FLAGS[name]
+        if value is None or value == [] or (flag.switch and value is False):
+            continue
+        if isinstance(value, str) and not flag.repeated:
+            value = flag.value(value)
+        values[flag.key] = value
+    return values

@@ -1,0 +1,70 @@
+"""Stage one of a run: check everything the config says and fix its seeds, touching no model."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vqclip.errors import UsageError
+from vqclip.run.config import validate
+from vqclip.steer.prompts import PromptPlan, parse_prompt, plan_prompts
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A checked description of one run (K images with batch size K): its config, read-only,
+    the seed of each image and every prompt parsed. `build` turns it into a runnable `Run`."""
+
+    config: DictConfig
+    seeds: tuple[int, ...]
+    prompts: PromptPlan
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every image."""
+        width, height = self.config.size
+        return width, height
+
+    def with_low_memory(self) -> RunSpec:
+        """The same run with activations recomputed in the backward pass (the planner's choice)."""
+        config = OmegaConf.merge(self.config, {"low_memory": True})
+        OmegaConf.set_readonly(config, True)
+        return replace(self, config=config)
+
+    def image_config(self, index: int) -> dict[str, Any]:
+        """The resolved config of image `index`: the single run (its seed, batch size 1) making it."""
+        resolved = OmegaConf.to_container(self.config, resolve=True)
+        resolved["seed"] = self.seeds[index]
+        resolved["batch_size"] = 1
+        if self.config.vqgan.config is not None:
+            resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
+        # Input images by absolute path: the settings then make the image again from any folder.
+        if resolved["init_image"] and Path(resolved["init_image"]).is_file():
+            resolved["init_image"] = str(Path(resolved["init_image"]).resolve())
+        resolved["image_prompts"] = [_absolute_image_prompt(item) for item in resolved["image_prompts"]]
+        return resolved
+
+
+def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpec:
+    """Check `cfg` (naming the source of a bad value from `provenance`) and describe its run.
+
+    Nothing here loads a model, reads a weight file or allocates a tensor: every error a config
+    can hold is reported before any of that."""
+    validate(cfg, provenance or {})
+    prompts = plan_prompts(cfg)
+    if not prompts.aims_at_something():
+        raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt")
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
+    config = copy.deepcopy(cfg)  # the caller's config stays theirs to change
+    OmegaConf.set_readonly(config, True)
+    return RunSpec(config, tuple(seed + i for i in range(cfg.batch_size)), prompts)
+
+
+def _absolute_image_prompt(item: str) -> str:
+    path = parse_prompt(item).text
+    return item.replace(path, str(Path(path).resolve()), 1) if Path(path).is_file() else item

@@ -1,0 +1,1 @@
+"""Many images from one command: batches, seed and settings sweeps, zooms."""

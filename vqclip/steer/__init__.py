@@ -1,0 +1,1 @@
+"""What steers the image: prompts, losses, cutouts and augmentations, generators, optimizers, schedules."""

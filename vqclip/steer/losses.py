@@ -1,0 +1,101 @@
+"""Losses: CLIP prompt losses (spherical distance) and a registry of image and latent regularizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vqclip.registry import Registry
+from vqclip.steer.prompts import Prompt
+
+
+def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared great-circle distance of unit vectors, 2*asin(|a-b|/2)**2 (Crowson's notebook)."""
+    return (a - b).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
+
+
+class PromptLoss:
+    """Pulls every cutout embedding toward (weight > 0) or away from (weight < 0) one target."""
+
+    def __init__(self, prompt: Prompt, embedding: torch.Tensor, kind: str = "text") -> None:
+        self.prompt = prompt
+        self.embedding = embedding  # (D,) unit length
+        self.name = f"{kind}:{prompt.text}"
+
+    def __call__(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """Mean over cutouts of the signed distance, times |weight|; no pull past `stop`."""
+        weight = self.prompt.weight
+        signed = spherical_distance(image_embeddings, self.embedding.unsqueeze(0))
+        signed = signed * (1.0 if weight >= 0 else -1.0)
+        # Below the stop threshold the value still counts but no longer pulls.
+        signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
+        return abs(weight) * signed.mean()
+
+
+@dataclass
+class LossContext:
+    """What a regularizer may look at: the image, the parameters and where they started."""
+
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1]
+    parameters: list[torch.Tensor]
+    initial: list[torch.Tensor]
+
+
+Regularizer = Callable[[LossContext], torch.Tensor]
+REGULARIZERS: Registry[Regularizer] = Registry("losses")
+
+
+@REGULARIZERS.register("init")
+def init_loss(ctx: LossContext) -> torch.Tensor:
+    """Mean squared distance of the parameters from their start (the init image's latent)."""
+    parts = [F.mse_loss(p, p0) for p, p0 in zip(ctx.parameters, ctx.initial, strict=True)]
+    return torch.stack(parts).sum()
+
+
+@REGULARIZERS.register("saturation")
+def saturation(ctx: LossContext) -> torch.Tensor:
+    """Mean distance of each pixel from its gray: a positive weight desaturates.
+
+    In fp32: under autocast the image is bf16, and autocast would leave these ops in it."""
+    image = ctx.image.float()
+    return (image - image.mean(dim=1, keepdim=True)).abs().mean()
+
+
+@REGULARIZERS.register("symmetry")
+def symmetry(ctx: LossContext) -> torch.Tensor:
+    """Mean squared difference between the image and its left-right mirror."""
+    return F.mse_loss(ctx.image, ctx.image.flip(-1))
+
+
+@REGULARIZERS.register("tv")
+def total_variation(ctx: LossContext) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels: smoothness."""
+    image = ctx.image
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return dx + dy
+
+
+# A regularizer's weight over the run: (step, steps) -> fraction of its weight.
+DECAYS: Registry[Callable[[int, int], float]] = Registry("decay")
+DECAYS.add("constant", lambda step, steps: 1.0)
+DECAYS.add("linear", lambda step, steps: max(0.0, 1.0 - step / max(steps, 1)))
+
+
+@dataclass
+class WeightedRegularizer:
+    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+
+    name: str
+    weight: float
+    decay: str = "constant"
+
+    def weight_at(self, step: int, steps: int) -> float:
+        """The weight at `step`: constant, or falling linearly to zero at the last step."""
+        return self.weight * DECAYS[self.decay](step, steps)
+
+    def __call__(self, ctx: LossContext, step: int, steps: int) -> torch.Tensor:
+        return self.weight_at(step, steps) * REGULARIZERS[self.name](ctx)
