@@ -44,9 +44,15 @@ lint: $(VENV_READY) ## Check the code with ruff
 bench: $(VENV_READY) ## Time steps of the tiny and full-size architectures on this machine
 	$(VENV_PYTHON) benchmarks/step_bench.py
 
-gpu-wheels: ## Download the wheels benchmarks/gpu.sh installs on a GPU box without network (Python 3.10-3.13)
+gpu-wheels: ## Download the wheels benchmarks/gpu.sh and gpu_cli.sh install on a GPU box without network (Python 3.10-3.13)
 	for version in 3.10 3.11 3.12 3.13; do \
 		$(PYTHON) -m pip download --dest benchmarks/wheels --only-binary=:all: --no-deps \
 			--python-version $$version --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-			open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock timm || exit 1; \
+			open_clip_torch omegaconf ftfy regex wcwidth tqdm filelock timm \
+			imageio-ffmpeg pooch platformdirs packaging textual-image \
+			requests urllib3 idna charset-normalizer certifi || exit 1; \
 	done
+	@# The folder is carried to the GPU box, whose carried paths are limited to 64 MiB in all;
+	@# imageio-ffmpeg alone (ffmpeg inside) is about 30 MB. requests and its dependencies: in case the box lacks them.
+	@size=$$(du -sm benchmarks/wheels | cut -f1); echo "benchmarks/wheels: $$size MiB"; \
+		[ "$$size" -lt 56 ] || { echo "benchmarks/wheels is over 56 MiB: delete it and run make gpu-wheels again" >&2; exit 1; }
