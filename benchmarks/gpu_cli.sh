@@ -85,12 +85,12 @@ STATE_DIR='"$(dirname "$(find "$RUNS/interrupt" -name state.pt -print -quit)")"'
 # NAME|SECONDS|COMMAND, in the order they run; SECONDS are those of CUDA, SCALE times them on the CPU.
 PLAN=(
   "machine|5|$MACHINE"
-  "install|20|$PY -c 'import $MODULES' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
-  "imports|15|$PY -c \"$IMPORTS\" && $VQ --version"
-  "generate|25|$GENERATE --seed 1 --steps $GEN -o \$RUNS/generate"
+  "install|15|$PY -c 'import $MODULES' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
+  "imports|30|$PY -c \"$IMPORTS\" && $VQ --version"
+  "generate|20|$GENERATE --seed 1 --steps $GEN -o \$RUNS/generate"
   "batch|20|$GENERATE --seed 2 --steps $BATCH --batch-size 4 -o \$RUNS/batch"
   "interrupt|20|interrupted_run $((17 * SCALE)) $LONG $EVERY"
-  "resume|25|$VQ resume $STATE_DIR --json"
+  "resume|20|$VQ resume $STATE_DIR --json"
   "video|15|$GENERATE --seed 4 --steps $VIDEO --video mp4 -o \$RUNS/video"
   "classify|15|$VQ classify \$RUNS/generate/*/*/final.png --preset shapes -l 'a red circle' -l 'a blue square' --device $DEVICE --json"
   "compile|75|$GENERATE --seed 5 --steps $COMPILE --compile -o \$RUNS/compile"

@@ -268,3 +268,19 @@ def test_from_works_from_another_folder_and_notices_a_changed_input(tiny_sets, t
     changed = runner.invoke(app, ["generate", "--from", image, "--json"])
     assert changed.exit_code == 0, changed.output
     assert f"warning: {work / 'start.png'} has changed since {image} was made" in changed.stderr
+
+
+def test_every_shared_option_names_its_flags() -> None:
+    """typer 0.27 names an option shared through an Annotated alias after its metavar when the
+    alias gives no flag ("--DEVICE"): every shared alias names its flags itself."""
+    import typing
+
+    from vqclip.cli import options
+
+    aliases = {name: value for name, value in vars(options).items()
+               if typing.get_origin(value) is typing.Annotated}
+    assert aliases
+    for name, alias in aliases.items():
+        option = typing.get_args(alias)[1]
+        flags = [d for d in (option.default, *option.param_decls) if isinstance(d, str) and d.startswith("-")]
+        assert any(flag.startswith("--") for flag in flags), name

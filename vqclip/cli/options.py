@@ -51,8 +51,8 @@ NoPreview = Annotated[
     bool, typer.Option("--no-preview", rich_help_panel=OUTPUT,
                        help="Do not draw the image in the terminal while it is made."),
 ]
-Device = Annotated[
-    str | None, typer.Option(metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default="auto",
+Device = Annotated[  # named explicitly: typer 0.27 names an alias's option after its metavar
+    str | None, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default="auto",
                              help="auto, cpu, cuda, cuda:N or mps."),
 ]
 Offline = Annotated[
