@@ -59,3 +59,16 @@ Offline = Annotated[
     bool, typer.Option("--offline", rich_help_panel=PERFORMANCE,
                        help="Never touch the network; missing models are an error."),
 ]
+Workers = Annotated[
+    int | None, typer.Option("--workers", metavar="N", rich_help_panel=PERFORMANCE,
+                             help="Run the items in N worker processes on the CPU, each loading its "
+                                  "models once (threads split between them; see --threads)."),
+]
+Threads = Annotated[
+    int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
+                             help="CPU threads per --workers process (default: the cores / N)."),
+]
+Devices = Annotated[
+    str | None, typer.Option("--devices", metavar="LIST", rich_help_panel=PERFORMANCE,
+                             help="One worker process per device: cuda:0,cuda:1 or all."),
+]

@@ -15,12 +15,15 @@ from vqclip.cli.options import (
     OUTPUT,
     ConfigFiles,
     Device,
+    Devices,
     JsonFlag,
     Offline,
     Preset,
     Quiet,
     SetItems,
+    Threads,
     Verbose,
+    Workers,
 )
 
 
@@ -43,6 +46,9 @@ def batch(
         metavar="I/N", help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
              "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
     device: Device = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    devices: Devices = None,
     offline: Offline = False,
     video: Annotated[str | None, typer.Option(
         metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
@@ -74,9 +80,11 @@ def batch(
             shard_from_env,
         )
         from vqclip.series.items import StopSwitch
+        from vqclip.series.pool import plan_workers
 
         if video is not None:
             check_video_options(video, fps)
+        pool = plan_workers(workers=workers, devices=devices, threads=threads)
         items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
         if not items:
             raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
@@ -100,9 +108,9 @@ def batch(
 
         stop = StopSwitch()
         with (stop_on_first_interrupt(stop.request) as interruption,
-              series_progress(quiet, f"item 1/{len(items)}") as (callbacks, name)):
+              series_progress(quiet or pool is not None, f"item 1/{len(items)}") as (callbacks, name)):
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
-                               callbacks=callbacks)
+                               callbacks=callbacks, workers=pool)
         if video is not None:
             for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
                                                              video, fps), strict=True):

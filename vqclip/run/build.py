@@ -17,6 +17,7 @@ from vqclip.run.memory import parse_bytes
 from vqclip.run.planner import MemoryPlan, plan
 from vqclip.run.prepare import RunSpec
 from vqclip.run.resume import ResumePoint
+from vqclip.run.reuse import REUSE, memory_key, model_key
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import GENERATORS, INIT_NOISE, ImageGenerator, MakeGenerator
 from vqclip.steer.losses import PromptLoss, WeightedRegularizer
@@ -39,7 +40,8 @@ def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
     judges, clip_infos, image_losses = build_judges(spec, device)
     memory = None
     if cfg.plan_memory:
-        memory = _plan(spec, make, judges, device)
+        memory = REUSE.get("memory plan", memory_key(cfg, device),
+                           lambda: _plan(spec, make, judges, device))
         if memory.switched_low_memory:
             spec = spec.with_low_memory()
             cfg = spec.config
@@ -125,7 +127,8 @@ def build_judges(spec: RunSpec, device: torch.device
     cfg = spec.config
     judges, infos, image_losses = [], [], []
     for section, weight in clip_sections(cfg):
-        perceptor, info = load_clip_model(section, device)
+        perceptor, info = REUSE.get("clip", model_key(section, device, cfg.compile),
+                                    lambda section=section: load_clip_model(section, device))
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
                           padding=cfg.cut_padding,

@@ -21,6 +21,7 @@ from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, item_key, ru
 
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
+    from vqclip.series.pool import Worker
 
 OTHER_FLAGS = ("--preset", "--set", "-s")
 # Flags start at the first " --word", or at " -s KEY=VALUE"; what comes before is the prompt.
@@ -260,6 +261,7 @@ def run_batch(
     callbacks: Iterable[Callback] = (),
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
+    workers: list[Worker] | None = None,
 ) -> BatchResult:
     """Run this shard's items into `folder`, skipping those its manifest lists as ok."""
     chosen = select_shard(items, shard)
@@ -271,5 +273,6 @@ def run_batch(
     ]
     extra = {"shard": f"{shard[0]}/{shard[1]}"} if shard else {}
     folder.mkdir(parents=True, exist_ok=True)
-    series = run_items(work, folder, callbacks=callbacks, report=report, stop=stop, extra=extra)
+    series = run_items(work, folder, callbacks=callbacks, report=report, stop=stop, extra=extra,
+                       workers=workers)
     return BatchResult(**vars(series), shard=shard, total=len(items))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError, VqclipError
 from vqclip.outputs.run_folder import create_numbered_dir, slugify
@@ -19,6 +21,7 @@ from vqclip.series.manifest import MANIFEST_NAME, Manifest
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
     from vqclip.run.execute import GenerateResult, Run
+    from vqclip.series.pool import Worker
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,15 @@ class StopSwitch:
     def __init__(self) -> None:
         self.requested = False
         self.current: Run | None = None
+        self.forward: Callable[[], None] | None = None  # passes the request on to worker processes
 
     def request(self) -> None:
         """Stop after the current step of the current run; the series ends after it."""
         self.requested = True
         if self.current is not None:
             self.current.engine.request_stop()
+        if self.forward is not None:
+            self.forward()
 
 
 @dataclass
@@ -60,6 +66,28 @@ class WorkItem:
     label: str
     make_config: Callable[[], DictConfig]
     info: dict[str, Any] = field(default_factory=dict)
+
+    def portable(self) -> WorkItem:
+        """The same item with its config made now, as plain data: it can be sent to another
+        process (a worker, a Ray actor); an item whose config fails fails there with the error."""
+        try:
+            container = OmegaConf.to_container(self.make_config(), resolve=True)
+        except VqclipError as err:
+            make = functools.partial(_raise, type(err), str(err))
+        else:
+            make = functools.partial(config_from_container, container)
+        return replace(self, make_config=make)
+
+
+def config_from_container(container: dict[str, Any]) -> DictConfig:
+    """A config from its plain form (as `portable` items carry it)."""
+    from vqclip.run.config import GenerateConfig, literal
+
+    return OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(container))
+
+
+def _raise(kind: type[VqclipError], message: str) -> DictConfig:
+    raise kind(message)
 
 
 @dataclass
@@ -124,24 +152,34 @@ def run_items(
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
     extra: dict[str, Any] | None = None,
+    workers: list[Worker] | None = None,
 ) -> SeriesResult:
     """Run every item not already ok in `folder`'s manifest; a failure is recorded, not raised.
 
     Each item's runs land in `folder` (its config's `out` is set to it). `report` sees each
-    record as it is appended; `extra` fields (e.g. the shard) go into every record.
+    record as it is appended; `extra` fields (e.g. the shard) go into every record. Each item is
+    claimed in the manifest before it runs, so processes sharing the folder split the items;
+    with `workers` (devices or CPU thread counts) they run in that many worker processes.
     """
     manifest = Manifest(folder / MANIFEST_NAME)
     done = manifest.finished()
-    result = SeriesResult(folder, manifest.path, [], [])
-    for item in items:
-        if item.key in done:
-            result.skipped.append(item.index)
-            continue
+    skipped = [item.index for item in items if item.key in done]
+    todo = [item for item in items if item.key not in done]
+    result = SeriesResult(folder, manifest.path, [], skipped)
+    if workers:
+        from vqclip.series.pool import run_pool
+
+        return run_pool(todo, folder, workers, result, report=report, stop=stop, extra=extra or {})
+    session = new_session()
+    for item in todo:
         if stop is not None and stop.requested:
             result.interrupted = True
             break
-        record = _run_item(item, folder, callbacks, stop)
-        record.update(extra or {})
+        if not manifest.claim(item.key, session, index=item.index):
+            result.skipped.append(item.index)  # finished or being run by another process
+            continue
+        record = run_work_item(item, folder, callbacks, stop)
+        record.update(extra or {}, session=session)
         manifest.append(record)
         result.records.append(record)
         if report is not None:
@@ -152,13 +190,22 @@ def run_items(
     return result
 
 
-def _run_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
-              stop: StopSwitch | None) -> dict[str, Any]:
+def new_session() -> str:
+    """An id for one invocation of a series: an item is tried at most once per session."""
+    return secrets.token_hex(8)
+
+
+def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
+                  stop: StopSwitch | None, device: str | None = None) -> dict[str, Any]:
+    """Run one item into `folder` (on `device` instead of its config's, if given); its manifest
+    record (ok, interrupted or failed with why)."""
     record: dict[str, Any] = {"key": item.key, "index": item.index, "label": item.label,
                               "status": "failed", **item.info}
     try:
         cfg = item.make_config()
         cfg.out = str(folder)
+        if device is not None:
+            cfg.device = device
         if cfg.seed is None:
             cfg.seed = seed_from_key(item.key)
         record["seed"] = cfg.seed

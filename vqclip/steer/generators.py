@@ -21,6 +21,7 @@ from vqclip.errors import ConfigError
 from vqclip.models.loading import load_generator_model
 from vqclip.models.vqgan import VQGAN
 from vqclip.registry import Registry
+from vqclip.run.reuse import REUSE, model_key
 
 
 class ImageGenerator:
@@ -221,7 +222,8 @@ GENERATORS: Registry[GeneratorKind] = Registry("generator")
 
 
 def _build_vqgan(cfg: DictConfig, device: torch.device) -> tuple[MakeGenerator, dict[str, Any]]:
-    vqgan, info = load_generator_model(cfg.vqgan, device)
+    vqgan, info = REUSE.get("vqgan", model_key(cfg.vqgan, device, cfg.compile),
+                            lambda: load_generator_model(cfg.vqgan, device))
     width, height = cfg.size
     check_size(width, height, vqgan.factor)
 
