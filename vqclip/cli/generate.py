@@ -23,13 +23,16 @@ from vqclip.cli.options import (
     SETTINGS,
     ConfigFiles,
     Device,
+    Devices,
     JsonFlag,
     NoPreview,
     Offline,
     Preset,
     Quiet,
     SetItems,
+    Threads,
     Verbose,
+    Workers,
 )
 from vqclip.errors import UsageError
 from vqclip.run.config import GenerateConfig
@@ -166,6 +169,9 @@ def generate(
         typer.Option(metavar="K", rich_help_panel=PERFORMANCE, show_default=str(_DEFAULTS.batch_size),
                      help="Make the images of seeds SEED..SEED+K-1 together, in one pass per step."),
     ] = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    devices: Devices = None,
     offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
@@ -208,7 +214,14 @@ def generate(
             if seeds or sweep:
                 raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
         if seeds or sweep:
-            return execute_sweep(config_with, seeds, sweep or [], json_output=json_output, quiet=quiet)
+            from vqclip.series.pool import plan_workers
+
+            pool = plan_workers(workers=workers, devices=devices, threads=threads)
+            return execute_sweep(config_with, seeds, sweep or [], json_output=json_output, quiet=quiet,
+                                 workers=pool)
+        if workers is not None or devices is not None or threads is not None:
+            raise UsageError("--workers, --threads and --devices share out the runs of --seeds/--sweep; "
+                             "one run uses one device (--batch-size makes several images in it)")
         cfg = config_with([]) if video is None else build_for_video()
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
@@ -299,7 +312,7 @@ def say_summary(results: list[Any]) -> None:
 
 
 def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,
-                  json_output: bool, quiet: bool) -> int:
+                  json_output: bool, quiet: bool, workers: list[Any] | None = None) -> int:
     """One run per seed and swept value, a manifest and a contact sheet; return the exit code."""
     from vqclip.series.items import StopSwitch
     from vqclip.series.sweep import parse_seeds, parse_sweep, run_sweep
@@ -309,7 +322,7 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
     chosen_seeds = parse_seeds(seeds) if seeds else None
     count = len(chosen_seeds or [None]) * math.prod(len(values) for values in sweeps.values())
     with (stop_on_first_interrupt(stop.request) as interruption,
-          series_progress(quiet, f"run 1/{count}") as (callbacks, name)):
+          series_progress(quiet or workers is not None, f"run 1/{count}") as (callbacks, name)):
         def report(record: dict[str, Any]) -> None:
             position = record["index"] + 1
             stderr.print(f"{record['status']:7} {position}/{count} {record['label']}: "
@@ -317,7 +330,7 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
             if position < count:
                 name(f"run {position + 1}/{count}")
 
-        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop,
+        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop, workers=workers,
                            report=None if quiet else report, callbacks=callbacks)
     if json_output:
         typer.echo(json.dumps(result.to_json()))

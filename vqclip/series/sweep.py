@@ -31,6 +31,7 @@ from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
+    from vqclip.series.pool import Worker
 
 MAX_RUNS = 10_000  # a typo such as "1-100000" should fail fast, not queue a week of work
 SHEET_NAME = "sheet.png"
@@ -153,11 +154,13 @@ def run_sweep(
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
     cell_size: int = 128,
+    workers: list[Worker] | None = None,
 ) -> SweepResult:
     """Run every (swept values × seed) combination into one folder, then draw its contact sheet.
 
     `build(overrides)` returns the validated config with the dotlist `overrides` applied last.
-    Without `folder`, the sweep folder that `out` names or an earlier one of the same settings is
+    With `workers`, the runs share out over that many worker processes. Without `folder`, the
+    sweep folder that `out` names or an earlier one of the same settings is
     resumed (runs already ok in its manifest are skipped), else a new
     `<out>/<date>/<NNNN>-sweep-<slug>/` is made. Without `seeds`, every run shares one seed.
     """
@@ -182,7 +185,7 @@ def run_sweep(
                  make_config=lambda cfg=cfg: copy.deepcopy(cfg), info={"overrides": o})
         for i, (o, cfg) in enumerate(zip(overrides, configs, strict=True))
     ]
-    series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop)
+    series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop, workers=workers)
     sheet = write_sweep_sheet(folder, items, sweep_grid(seeds, sweeps), cell_size=cell_size)
     return SweepResult(**vars(series), sheet=sheet)
 
