@@ -263,7 +263,8 @@ def run_batch(
     stop: StopSwitch | None = None,
     workers: list[Worker] | None = None,
 ) -> BatchResult:
-    """Run this shard's items into `folder`, skipping those its manifest lists as ok."""
+    """Run this shard's items into `folder`, skipping those its manifest lists as ok: in this
+    process, or in local `workers` processes."""
     chosen = select_shard(items, shard)
     work = [
         WorkItem(index=item.index, key=item.key, label=str(item.values.get("prompt", "")),
@@ -273,6 +274,11 @@ def run_batch(
     ]
     extra = {"shard": f"{shard[0]}/{shard[1]}"} if shard else {}
     folder.mkdir(parents=True, exist_ok=True)
+    engine = None
+    if workers:
+        from vqclip.series.pool import ProcessPool
+
+        engine = ProcessPool(workers)
     series = run_items(work, folder, callbacks=callbacks, report=report, stop=stop, extra=extra,
-                       workers=workers)
+                       engine=engine)
     return BatchResult(**vars(series), shard=shard, total=len(items))
