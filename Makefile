@@ -13,13 +13,13 @@ help: ## Show this help
 $(VENV_READY): pyproject.toml
 	@echo "Setting up the project environment in $(VENV) from pyproject.toml (once; torch alone is several GB)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV_PYTHON) -m pip install --progress-bar on -e '.[dev]'
+	$(VENV_PYTHON) -m pip install --progress-bar on -e '.[dev,ray]'
 	@touch $@
 
 venv: $(VENV_READY) ## Build the project environment .venv (demo, test, lint and bench do it when needed)
 
-install: ## Install vqclip with its development tools into the current Python (pip install -e .[dev])
-	$(PYTHON) -m pip install -e '.[dev]'
+install: ## Install vqclip with its development tools and Ray into the current Python (pip install -e .[dev,ray])
+	$(PYTHON) -m pip install -e '.[dev,ray]'
 
 browser: ## Install Debian's chromium for the gallery's browser tests, where root and apt-get allow
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

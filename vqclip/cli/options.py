@@ -66,9 +66,26 @@ Workers = Annotated[
 ]
 Threads = Annotated[
     int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
-                             help="CPU threads per --workers process (default: the cores / N)."),
+                             help="CPU threads per --workers process or --ray actor (default: the cores "
+                                  "/ N; a GPU actor: 1)."),
 ]
 Devices = Annotated[
     str | None, typer.Option("--devices", metavar="LIST", rich_help_panel=PERFORMANCE,
                              help="One worker process per device: cuda:0,cuda:1 or all."),
+]
+Ray = Annotated[
+    bool, typer.Option("--ray", rich_help_panel=PERFORMANCE,
+                       help="Run the items in Ray actors, each keeping its models loaded: on the Ray "
+                            "cluster of --ray-address, else a local one (needs Ray, an optional extra "
+                            "of vqclip)."),
+]
+RayAddress = Annotated[
+    str | None, typer.Option("--ray-address", metavar="ADDRESS", rich_help_panel=PERFORMANCE,
+                             show_default="RAY_ADDRESS, else a local Ray on 127.0.0.1",
+                             help="The Ray cluster --ray runs on, e.g. ray://HEAD:10001 or auto."),
+]
+RayActors = Annotated[
+    int | None, typer.Option("--ray-actors", metavar="N", rich_help_panel=PERFORMANCE,
+                             show_default="one per GPU of the cluster, else 2 on the CPU",
+                             help="Ray actors for --ray; each takes one GPU when the cluster has GPUs."),
 ]

@@ -22,6 +22,7 @@ from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, item_key, ru
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
     from vqclip.series.pool import Worker
+    from vqclip.series.ray_pool import RayPlan
 
 OTHER_FLAGS = ("--preset", "--set", "-s")
 # Flags start at the first " --word", or at " -s KEY=VALUE"; what comes before is the prompt.
@@ -262,8 +263,12 @@ def run_batch(
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
     workers: list[Worker] | None = None,
+    ray: RayPlan | None = None,
 ) -> BatchResult:
-    """Run this shard's items into `folder`, skipping those its manifest lists as ok."""
+    """Run this shard's items into `folder`, skipping those its manifest lists as ok: in this
+    process, in local `workers` processes, or in the Ray actors `ray` plans (not both)."""
+    if workers and ray is not None:
+        raise UsageError("run a batch in local worker processes or in Ray actors, not both")
     chosen = select_shard(items, shard)
     work = [
         WorkItem(index=item.index, key=item.key, label=str(item.values.get("prompt", "")),
@@ -273,6 +278,11 @@ def run_batch(
     ]
     extra = {"shard": f"{shard[0]}/{shard[1]}"} if shard else {}
     folder.mkdir(parents=True, exist_ok=True)
+    engine = ray
+    if workers:
+        from vqclip.series.pool import ProcessPool
+
+        engine = ProcessPool(workers)
     series = run_items(work, folder, callbacks=callbacks, report=report, stop=stop, extra=extra,
-                       workers=workers)
+                       engine=engine)
     return BatchResult(**vars(series), shard=shard, total=len(items))

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,7 +21,6 @@ from vqclip.series.manifest import MANIFEST_NAME, Manifest
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
     from vqclip.run.execute import GenerateResult, Run
-    from vqclip.series.pool import Worker
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +116,18 @@ class SeriesResult:
                 "interrupted": self.interrupted, "items": self.records}
 
 
+class SeriesEngine(Protocol):
+    """Somewhere else to run the items of a series than one after another in this process: a
+    pool of local worker processes (vqclip.series.pool) or Ray actors (vqclip.series.ray_pool)."""
+
+    def run(self, items: list[WorkItem], folder: Path, result: SeriesResult, *,
+            report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
+            extra: dict[str, Any]) -> SeriesResult:
+        """Run `items` (those not yet ok) into `folder`, claiming each in its manifest and
+        appending each outcome; `result` (with the items already skipped) is filled in."""
+        ...
+
+
 def check_single_image(cfg: DictConfig) -> None:
     """Series record one image per item: refuse a batch size that would make several."""
     if cfg.batch_size != 1:
@@ -152,24 +163,22 @@ def run_items(
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
     extra: dict[str, Any] | None = None,
-    workers: list[Worker] | None = None,
+    engine: SeriesEngine | None = None,
 ) -> SeriesResult:
     """Run every item not already ok in `folder`'s manifest; a failure is recorded, not raised.
 
     Each item's runs land in `folder` (its config's `out` is set to it). `report` sees each
     record as it is appended; `extra` fields (e.g. the shard) go into every record. Each item is
     claimed in the manifest before it runs, so processes sharing the folder split the items;
-    with `workers` (devices or CPU thread counts) they run in that many worker processes.
+    an `engine` runs them elsewhere (worker processes, Ray actors) instead of in this process.
     """
     manifest = Manifest(folder / MANIFEST_NAME)
     done = manifest.finished()
     skipped = [item.index for item in items if item.key in done]
     todo = [item for item in items if item.key not in done]
     result = SeriesResult(folder, manifest.path, [], skipped)
-    if workers:
-        from vqclip.series.pool import run_pool
-
-        return run_pool(todo, folder, workers, result, report=report, stop=stop, extra=extra or {})
+    if engine is not None:
+        return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
     session = new_session()
     for item in todo:
         if stop is not None and stop.requested:

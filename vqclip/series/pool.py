@@ -30,6 +30,19 @@ class Worker:
     threads: int | None = None
 
 
+@dataclass(frozen=True)
+class ProcessPool:
+    """The series engine of `batch --workers/--devices`: local worker processes."""
+
+    workers: list[Worker]
+
+    def run(self, items: list[WorkItem], folder: Path, result: SeriesResult, *,
+            report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
+            extra: dict[str, Any]) -> SeriesResult:
+        """Run `items` on the pool's worker processes (run_pool)."""
+        return run_pool(items, folder, self.workers, result, report=report, stop=stop, extra=extra)
+
+
 def plan_workers(*, workers: int | None, devices: str | None, threads: int | None) -> list[Worker] | None:
     """The worker processes `--workers N [--threads T]` or `--devices LIST|all` ask for; None
     for a series run in this process."""
