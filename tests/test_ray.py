@@ -125,7 +125,7 @@ def test_a_stop_request_hands_out_no_more_items_and_stops_the_running_ones(local
     settings = BatchSettings(preset="shapes", sets=["steps=6", "device=cpu"])
     stop = StopSwitch()
     result = run_batch(items, tmp_path, settings, stop=stop, report=lambda record: stop.request(),
-                       ray=plan_ray(actors=2))
+                       engine=plan_ray(actors=2))
     assert result.interrupted
     statuses = {r["index"]: r["status"] for r in result.records}
     assert 1 <= len(statuses) <= 2 and set(statuses) <= {0, 1, 2}

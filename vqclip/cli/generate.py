@@ -218,7 +218,7 @@ def generate(
 
             pool = plan_workers(workers=workers, devices=devices, threads=threads)
             return execute_sweep(config_with, seeds, sweep or [], json_output=json_output, quiet=quiet,
-                                 workers=pool)
+                                 engine=pool)
         if workers is not None or devices is not None or threads is not None:
             raise UsageError("--workers, --threads and --devices share out the runs of --seeds/--sweep; "
                              "one run uses one device (--batch-size makes several images in it)")
@@ -312,7 +312,7 @@ def say_summary(results: list[Any]) -> None:
 
 
 def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,
-                  json_output: bool, quiet: bool, workers: list[Any] | None = None) -> int:
+                  json_output: bool, quiet: bool, engine: Any = None) -> int:
     """One run per seed and swept value, a manifest and a contact sheet; return the exit code."""
     from vqclip.series.items import StopSwitch
     from vqclip.series.sweep import parse_seeds, parse_sweep, run_sweep
@@ -322,7 +322,7 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
     chosen_seeds = parse_seeds(seeds) if seeds else None
     count = len(chosen_seeds or [None]) * math.prod(len(values) for values in sweeps.values())
     with (stop_on_first_interrupt(stop.request) as interruption,
-          series_progress(quiet or workers is not None, f"run 1/{count}") as (callbacks, name)):
+          series_progress(quiet or engine is not None, f"run 1/{count}") as (callbacks, name)):
         def report(record: dict[str, Any]) -> None:
             position = record["index"] + 1
             stderr.print(f"{record['status']:7} {position}/{count} {record['label']}: "
@@ -330,7 +330,7 @@ def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: l
             if position < count:
                 name(f"run {position + 1}/{count}")
 
-        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop, workers=workers,
+        result = run_sweep(build, seeds=chosen_seeds, sweeps=sweeps, stop=stop, engine=engine,
                            report=None if quiet else report, callbacks=callbacks)
     if json_output:
         typer.echo(json.dumps(result.to_json()))

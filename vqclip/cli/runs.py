@@ -90,18 +90,17 @@ def batch(
 
         if video is not None:
             check_video_options(video, fps)
-        ray_plan, pool = None, None
         if ray:
             from vqclip.series.ray_pool import plan_ray
 
             if workers is not None or devices is not None:
                 raise UsageError("--ray runs the items in Ray actors: give --ray or --workers/--devices, "
                                  "not both")
-            ray_plan = plan_ray(address=ray_address, actors=ray_actors, threads=threads)
+            engine = plan_ray(address=ray_address, actors=ray_actors, threads=threads)
         elif ray_address is not None or ray_actors is not None:
             raise UsageError("--ray-address and --ray-actors go with --ray")
         else:
-            pool = plan_workers(workers=workers, devices=devices, threads=threads)
+            engine = plan_workers(workers=workers, devices=devices, threads=threads)
         items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
         if not items:
             raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
@@ -124,11 +123,11 @@ def batch(
                 name(f"item {position + 1}/{len(items)}")
 
         stop = StopSwitch()
-        elsewhere = pool is not None or ray_plan is not None  # no per-step progress from other processes
+        elsewhere = engine is not None  # no per-step progress from other processes
         with (stop_on_first_interrupt(stop.request) as interruption,
               series_progress(quiet or elsewhere, f"item 1/{len(items)}") as (callbacks, name)):
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
-                               callbacks=callbacks, workers=pool, ray=ray_plan)
+                               callbacks=callbacks, engine=engine)
         if video is not None:
             for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
                                                              video, fps), strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,8 @@ class GenerateResult:
     def _image_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch"}
         data["image"], data["run_dir"] = str(self.image), str(self.run_dir)
-        data["final_loss"] = round(self.final_loss, 6)
+        # No step taken (stopped before the first): no loss, and JSON has no NaN.
+        data["final_loss"] = round(self.final_loss, 6) if math.isfinite(self.final_loss) else None
         data["seconds"] = round(self.seconds, 3)
         return data
 

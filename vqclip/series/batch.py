@@ -17,12 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from vqclip.errors import UsageError, VqclipError, first_line
 from vqclip.run.config import build_config
 from vqclip.run.flags import LINE_FLAGS
-from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, item_key, run_items
+from vqclip.series.items import SeriesEngine, SeriesResult, StopSwitch, WorkItem, item_key, run_items
 
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
-    from vqclip.series.pool import Worker
-    from vqclip.series.ray_pool import RayPlan
 
 OTHER_FLAGS = ("--preset", "--set", "-s")
 # Flags start at the first " --word", or at " -s KEY=VALUE"; what comes before is the prompt.
@@ -262,13 +260,10 @@ def run_batch(
     callbacks: Iterable[Callback] = (),
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
-    workers: list[Worker] | None = None,
-    ray: RayPlan | None = None,
+    engine: SeriesEngine | None = None,
 ) -> BatchResult:
     """Run this shard's items into `folder`, skipping those its manifest lists as ok: in this
-    process, in local `workers` processes, or in the Ray actors `ray` plans (not both)."""
-    if workers and ray is not None:
-        raise UsageError("run a batch in local worker processes or in Ray actors, not both")
+    process, or by `engine` (local worker processes, Ray actors)."""
     chosen = select_shard(items, shard)
     work = [
         WorkItem(index=item.index, key=item.key, label=str(item.values.get("prompt", "")),
@@ -278,11 +273,6 @@ def run_batch(
     ]
     extra = {"shard": f"{shard[0]}/{shard[1]}"} if shard else {}
     folder.mkdir(parents=True, exist_ok=True)
-    engine = ray
-    if workers:
-        from vqclip.series.pool import ProcessPool
-
-        engine = ProcessPool(workers)
     series = run_items(work, folder, callbacks=callbacks, report=report, stop=stop, extra=extra,
                        engine=engine)
     return BatchResult(**vars(series), shard=shard, total=len(items))

@@ -228,7 +228,7 @@ def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
         record.update(
             status="interrupted" if result.interrupted else "ok", seed=result.seed,
             run_dir=str(Path(result.run_dir).resolve()), image=str(Path(result.image).resolve()),
-            steps=result.steps, final_loss=round(result.final_loss, 6),
+            steps=result.steps, final_loss=result.to_json()["final_loss"],
             seconds=round(result.seconds, 3),
         )
     record["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

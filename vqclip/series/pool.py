@@ -43,7 +43,7 @@ class ProcessPool:
         return run_pool(items, folder, self.workers, result, report=report, stop=stop, extra=extra)
 
 
-def plan_workers(*, workers: int | None, devices: str | None, threads: int | None) -> list[Worker] | None:
+def plan_workers(*, workers: int | None, devices: str | None, threads: int | None) -> ProcessPool | None:
     """The worker processes `--workers N [--threads T]` or `--devices LIST|all` ask for; None
     for a series run in this process."""
     if devices is not None and workers is not None:
@@ -52,7 +52,7 @@ def plan_workers(*, workers: int | None, devices: str | None, threads: int | Non
         names = _cuda_devices() if devices.strip() == "all" else [d.strip() for d in devices.split(",")]
         if not names or not all(names):
             raise UsageError(f"--devices {devices!r}: expected a list such as cuda:0,cuda:1, or all")
-        return [Worker(device=name, threads=threads) for name in names]
+        return ProcessPool([Worker(device=name, threads=threads) for name in names])
     if workers is None:
         if threads is not None:
             raise UsageError("--threads sets the threads of each --workers process; give --workers too")
@@ -62,7 +62,7 @@ def plan_workers(*, workers: int | None, devices: str | None, threads: int | Non
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads}: must be at least 1")
     share = threads or max(1, (os.cpu_count() or 1) // workers)
-    return [Worker(device=None, threads=share) for _ in range(workers)]
+    return ProcessPool([Worker(device=None, threads=share) for _ in range(workers)])
 
 
 def _cuda_devices() -> list[str]:

@@ -19,6 +19,7 @@ from vqclip.files import write_json_atomic
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
 from vqclip.series.items import (
+    SeriesEngine,
     SeriesResult,
     StopSwitch,
     WorkItem,
@@ -31,7 +32,6 @@ from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
-    from vqclip.series.pool import Worker
 
 MAX_RUNS = 10_000  # a typo such as "1-100000" should fail fast, not queue a week of work
 SHEET_NAME = "sheet.png"
@@ -154,12 +154,12 @@ def run_sweep(
     report: Callable[[dict[str, Any]], None] | None = None,
     stop: StopSwitch | None = None,
     cell_size: int = 128,
-    workers: list[Worker] | None = None,
+    engine: SeriesEngine | None = None,
 ) -> SweepResult:
     """Run every (swept values × seed) combination into one folder, then draw its contact sheet.
 
     `build(overrides)` returns the validated config with the dotlist `overrides` applied last.
-    With `workers`, the runs share out over that many worker processes. Without `folder`, the
+    With `engine` (local worker processes), the runs share out over it. Without `folder`, the
     sweep folder that `out` names or an earlier one of the same settings is
     resumed (runs already ok in its manifest are skipped), else a new
     `<out>/<date>/<NNNN>-sweep-<slug>/` is made. Without `seeds`, every run shares one seed.
@@ -185,7 +185,7 @@ def run_sweep(
                  make_config=lambda cfg=cfg: copy.deepcopy(cfg), info={"overrides": o})
         for i, (o, cfg) in enumerate(zip(overrides, configs, strict=True))
     ]
-    series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop, workers=workers)
+    series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop, engine=engine)
     sheet = write_sweep_sheet(folder, items, sweep_grid(seeds, sweeps), cell_size=cell_size)
     return SweepResult(**vars(series), sheet=sheet)
 
