@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 
 import vqclip.models.loading
-from vqclip.run.reuse import REUSE
 from vqclip.series.batch import BatchSettings, parse_batch, run_batch
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -136,19 +135,17 @@ def test_a_batch_loads_each_model_once_and_its_items_equal_their_single_runs(
         monkeypatch.setattr(vqclip.models.loading, name, counted)
     sets = [*tiny_sets, "size=[32,32]", "cutn=2", "steps=3"]
     items = parse_batch("".join(f"a red circle --seed {seed}\n" for seed in range(8)))
-    REUSE.clear()
     together = run_batch(items, tmp_path / "batch", BatchSettings(sets=sets))
     assert len(together.ok) == 8
     assert loads == {"load_perceptor": 1, "load_vqgan": 1}
 
     for record in together.ok[:2]:
-        REUSE.clear()  # as a process of its own would start
         alone = run_batch(parse_batch(f"a red circle --seed {record['seed']}\n"), tmp_path / "alone",
                           BatchSettings(sets=sets))
         with Image.open(record["image"]) as a, Image.open(alone.ok[0]["image"]) as b:
             assert np.array_equal(np.asarray(a), np.asarray(b))
         assert alone.ok[0]["final_loss"] == record["final_loss"]
-    REUSE.clear()
+    assert loads == {"load_perceptor": 3, "load_vqgan": 3}  # a batch forgets its models when done
 
 
 @pytest.mark.parametrize(("args", "message"), [

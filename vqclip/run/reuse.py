@@ -1,10 +1,12 @@
-"""What one process keeps between runs: loaded models and memory plans, so that the items of a
-batch, sweep or zoom load each model once and plan memory once per setting."""
+"""What one process keeps between the runs of a series: loaded models and memory plans, so that
+the items of a batch, sweep or zoom load each model once and plan memory once per setting. A
+single run outside a series loads its own, as it always did."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,14 +21,35 @@ _NOT_MEMORY = ("prompt", "negative", "image_prompts", "noise_prompts", "story", 
 
 
 class Reuse:
-    """Values made once per key and handed out again; `made` counts what was made, by kind."""
+    """Values made once per key and handed out again while kept; `made` counts what was made
+    and kept, by kind."""
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], Any] = {}
         self.made: dict[str, int] = {}
+        self._holders = 0
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        """Within this block (a series' items) values are kept for the next run; when the
+        outermost block ends they are forgotten."""
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if self._holders == 0:
+                self.clear()
+
+    def hold(self) -> None:
+        """Keep values for the rest of this process (a worker or actor that serves many items)."""
+        self._holders += 1
 
     def get(self, kind: str, key: str, make: Callable[[], T]) -> T:
-        """The value of `kind` for `key`, made by `make()` the first time it is asked for."""
+        """The value of `kind` for `key`: made by `make()` the first time it is asked for while
+        kept, and every time otherwise."""
+        if not self._holders:
+            return make()
         if (kind, key) not in self._values:
             self._values[(kind, key)] = make()
             self.made[kind] = self.made.get(kind, 0) + 1

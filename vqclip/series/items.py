@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError, VqclipError
 from vqclip.outputs.run_folder import create_numbered_dir, slugify
+from vqclip.run.reuse import REUSE
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 if TYPE_CHECKING:
@@ -180,6 +181,16 @@ def run_items(
     if engine is not None:
         return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
     session = new_session()
+    with REUSE.kept():
+        _run_in_turn(todo, folder, manifest, session, result, callbacks, report, stop, extra or {})
+    return result
+
+
+def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, session: str,
+                 result: SeriesResult, callbacks: Iterable[Callback],
+                 report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
+                 extra: dict[str, Any]) -> None:
+    """Claim and run each item in this process, one after another, appending its record."""
     for item in todo:
         if stop is not None and stop.requested:
             result.interrupted = True
@@ -188,7 +199,7 @@ def run_items(
             result.skipped.append(item.index)  # finished or being run by another process
             continue
         record = run_work_item(item, folder, callbacks, stop)
-        record.update(extra or {}, session=session)
+        record.update(extra, session=session)
         manifest.append(record)
         result.records.append(record)
         if report is not None:
@@ -196,7 +207,6 @@ def run_items(
         if record["status"] == "interrupted":
             result.interrupted = True
             break
-    return result
 
 
 def new_session() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vqclip.errors import UsageError, VqclipError
+from vqclip.run.reuse import REUSE
 from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, new_session, run_work_item
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -189,6 +190,7 @@ def work(number: int, worker: Worker, items: list[WorkItem], folder: str, sessio
         import torch
 
         torch.set_num_threads(worker.threads)
+    REUSE.hold()  # this process serves the items: each model loads once
     manifest = Manifest(Path(folder) / MANIFEST_NAME)
     for item in items:
         if stop.requested:

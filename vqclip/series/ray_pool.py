@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vqclip.errors import UsageError, VqclipError, first_line
+from vqclip.run.reuse import REUSE
 from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, new_session, run_work_item
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -73,6 +74,7 @@ class ItemRunner:
     def __init__(self, number: int, threads: int | None) -> None:
         self.number = number
         self.switch = StopSwitch()
+        REUSE.hold()  # the actor serves many items: each model loads once
         logging.basicConfig(level=logging.WARNING,
                             format=f"actor {number}: %(levelname)s %(name)s: %(message)s")
         if threads is not None:
