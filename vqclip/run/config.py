@@ -17,6 +17,9 @@ from vqclip.steer.prompts import plan_prompts
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
+# --candidates N without candidate_steps: the candidates race for this share of the steps
+# (BENCHMARKS.md, "The best of N candidates").
+CANDIDATE_SHARE = 0.2
 MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
@@ -149,6 +152,9 @@ class GenerateConfig:
     plan_memory: bool = True
     compile: bool = False
     batch_size: int = 1
+    candidates: int = 1
+    candidate_steps: int | None = None
+    ema: float = 0.0
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
@@ -324,6 +330,13 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("lr", 0 < cfg.lr < math.inf, "must be a positive number"),
         ("cutn", cfg.cutn >= 1, "must be at least 1"),
         ("batch_size", 1 <= cfg.batch_size <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
+        ("candidates", 1 <= cfg.candidates <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
+        ("candidate_steps", cfg.candidate_steps is None or 1 <= cfg.candidate_steps <= cfg.steps,
+         "must be between 1 and steps"),
+        ("batch_size", cfg.candidates == 1 or cfg.batch_size == 1,
+         f"--candidates {cfg.candidates} keeps one image of {cfg.candidates} seeds; it cannot go with a "
+         "batch size above 1"),
+        ("ema", 0 <= cfg.ema < 1, "must be a fraction from 0 (off) to below 1"),
         ("cut_pow", 0 < cfg.cut_pow < math.inf, "must be a positive number"),
         ("init_weight", math.isfinite(cfg.init_weight), "must be a number"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
@@ -411,6 +424,14 @@ def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> No
         check(*args)
     except ConfigError as err:
         raise ConfigError(f"{_source_of(key, provenance)}: {err}") from None
+
+
+def candidate_steps(cfg: DictConfig) -> int:
+    """Steps the candidates of --candidates N run before the best is kept: candidate_steps, or
+    CANDIDATE_SHARE of the steps (at least 1)."""
+    if cfg.candidate_steps is not None:
+        return cfg.candidate_steps
+    return max(1, round(cfg.steps * CANDIDATE_SHARE))
 
 
 def parse_size(text: str) -> list[int]:
