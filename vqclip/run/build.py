@@ -160,7 +160,8 @@ def compile_models(generator: ImageGenerator, judges: list[Judge]) -> None:
 
 def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
     """The `losses` list, plus `init` when init_weight is set."""
-    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
+    items = [WeightedRegularizer(item.name, item.weight, item.decay, item.until) for item in cfg.losses]
     if cfg.init_weight:
-        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
+        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay,
+                                         cfg.init_weight_until))
     return items

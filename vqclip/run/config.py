@@ -93,11 +93,13 @@ class AugmentConfig:
 
 @dataclass
 class LossItem:
-    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+    """A registered regularizer with its weight, constant or decaying to zero (`linear`: at the
+    last step, `early`: at `until` of the run)."""
 
     name: str = MISSING
     weight: float = 1.0
     decay: str = "constant"
+    until: float = 0.5
 
 
 @dataclass
@@ -142,6 +144,7 @@ class GenerateConfig:
     init_image: str | None = None
     init_weight: float = 0.0
     init_weight_decay: str = "constant"
+    init_weight_until: float = 0.5
     init_noise: str = "tokens"
     losses: list[LossItem] = field(default_factory=list)
     save_every: int = 50
@@ -340,6 +343,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("cut_pow", 0 < cfg.cut_pow < math.inf, "must be a positive number"),
         ("init_weight", math.isfinite(cfg.init_weight), "must be a number"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
+        ("init_weight_until", 0 < cfg.init_weight_until <= 1, "must be a fraction above 0, at most 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
@@ -409,6 +413,9 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
     names += [("augmentations", name, AUGMENTATIONS) for name in cfg.augmentations]
     for index, item in enumerate(cfg.losses):
         names += [("losses", item.name, REGULARIZERS), (f"losses.{index}.decay", item.decay, DECAYS)]
+        if not 0 < item.until <= 1:
+            raise _bad(f"losses.{index}.until", item.until, "must be a fraction above 0, at most 1",
+                       provenance)
     for key, name, registry in names:
         _sourced(key, provenance, registry.check, name, key)
     _sourced("optimizer.options", provenance, check_optimizer, cfg.optimizer.name, cfg.lr,
