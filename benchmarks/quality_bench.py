@@ -86,11 +86,10 @@ def main() -> None:
                     for step in checkpoints:
                         verdict = judge(image_at(run_dir, step, args.steps), color, shape)
                         verdicts[step].append(verdict)
-                        lines.append({"seed": seed, "color": color, "shape": shape, "step": step,
-                                      "seconds": round(took, 2), **asdict(verdict)})
+                        lines.append({"seed": seed, "prompt": prompt, "step": step,
+                                      "seconds": round(took, 2),
+                                      **{key: bool(value) for key, value in asdict(verdict).items()}})
 
-    if args.verdicts:
-        Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
     images = len(seconds)
     per_image = sum(seconds) / images
     print(f"# {images} images ({args.seeds} seeds x {len(args.colors)} colors x {len(args.shapes)} shapes), "
@@ -102,6 +101,8 @@ def main() -> None:
         rates = [sum(getattr(v, name) for v in verdicts[step]) / images for name in CRITERIA]
         print(f"| {step} | {per_image * step / args.steps:.1f} | "
               + " | ".join(f"{rate:.0%}" for rate in rates) + " |")
+    if args.verdicts:
+        Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 if __name__ == "__main__":
