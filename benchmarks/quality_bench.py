@@ -13,11 +13,13 @@ seconds an image takes to reach it, so the rows together are the "time to right"
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import subprocess
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["circle", "square", "triangle", "star"])
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -72,6 +75,7 @@ def main() -> None:
     every = math.gcd(*checkpoints[:-1]) if len(checkpoints) > 1 else args.steps
     verdicts: dict[int, list[Verdict]] = {step: [] for step in checkpoints}
     seconds = []
+    lines: list[dict] = []
     with tempfile.TemporaryDirectory() as out:
         for seed in range(args.seeds):
             for color in args.colors:
@@ -80,7 +84,11 @@ def main() -> None:
                     run_dir, took = run_one(prompt, seed, args.steps, every, args.sets, out)
                     seconds.append(took)
                     for step in checkpoints:
-                        verdicts[step].append(judge(image_at(run_dir, step, args.steps), color, shape))
+                        verdict = judge(image_at(run_dir, step, args.steps), color, shape)
+                        verdicts[step].append(verdict)
+                        lines.append({"seed": seed, "prompt": prompt, "step": step,
+                                      "seconds": round(took, 2),
+                                      **{key: bool(value) for key, value in asdict(verdict).items()}})
 
     images = len(seconds)
     per_image = sum(seconds) / images
@@ -93,6 +101,8 @@ def main() -> None:
         rates = [sum(getattr(v, name) for v in verdicts[step]) / images for name in CRITERIA]
         print(f"| {step} | {per_image * step / args.steps:.1f} | "
               + " | ".join(f"{rate:.0%}" for rate in rates) + " |")
+    if args.verdicts:
+        Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 if __name__ == "__main__":

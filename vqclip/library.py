@@ -25,7 +25,8 @@ DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:
 
 def generate(prompt: str = "", *, preset: str | None = None, config_files: Sequence[str | Path] = (),
              callbacks: Sequence[Callback] = (), **settings: Any) -> GenerateResult:
-    """Make one image (or `batch_size` images) and return where it landed and how it went.
+    """Make one image (or `batch_size` images, or the best of `candidates`) and return where it
+    landed and how it went.
 
     Settings merge as on the command line: defaults < `preset` < `config_files` < `settings`.
     Each callback sees the run's events (StepEvent, ImageEvent, DoneEvent, ...) as they happen.

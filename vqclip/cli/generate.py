@@ -172,6 +172,12 @@ def generate(
     workers: Workers = None,
     threads: Threads = None,
     devices: Devices = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.candidates),
+                     help="Race seeds SEED..SEED+N-1 for candidate_steps (default a fifth of the "
+                          "steps), keep the one CLIP scores best, finish only it."),
+    ] = None,
     offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
@@ -191,7 +197,8 @@ def generate(
             "--negative": negative, "--image-prompt": image_prompt, "--noise-prompt": noise_prompt,
             "--switch-every": switch_every, "--init-weight": init_weight, "--init-noise": init_noise,
             "--low-memory": low_memory, "--max-memory": max_memory, "--compile": compile_models,
-            "--batch-size": batch_size, "--out": str(out) if out is not None else None, "--size": size,
+            "--batch-size": batch_size, "--candidates": candidates, "--size": size,
+            "--out": str(out) if out is not None else None,
         })
         base = _stored_config(from_image) if from_image is not None else None
 
@@ -257,27 +264,20 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
     """Run a prepared Run with progress, preview and Ctrl-C handling; print the result; return
     the exit code."""
     from vqclip.cli.preview import wanted
+    from vqclip.run.candidates import CandidatesInterrupted
 
     show_progress = not quiet and sys.stderr.isatty()
     show_preview = wanted(quiet=quiet, json_output=json_output, no_preview=no_preview)
     note = run.memory.note() if run.memory is not None else None
     if note and not quiet:
         stderr.print(escape(note))
-    with stop_on_first_interrupt(run.engine.request_stop) as interruption:
-        if show_progress:
-            from vqclip.cli.preview import Preview
-            from vqclip.cli.progress import ProgressBar
-
-            preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
-            with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
-                result = run.execute([bar] if preview is None else [bar, preview])
-        elif not quiet:
-            from vqclip.cli.progress import ProgressLines
-
-            lines = ProgressLines(run.engine.steps, lambda line: stderr.print(line, markup=False))
-            result = run.execute([lines])
-        else:
-            result = run.execute()
+    with stop_on_first_interrupt(run.request_stop) as interruption:
+        try:
+            result = _execute_with_progress(run, show_progress, show_preview, quiet)
+        except CandidatesInterrupted as err:
+            if not quiet:
+                stderr.print(escape(str(err)), soft_wrap=True)
+            return interruption.exit_code
     results = result.batch or [result]
     data = result.to_json()
     entries = data.get("batch", [data])  # one per image: the first image's fields lead the object
@@ -301,6 +301,24 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                          f"Continue with: {escape(how)}", soft_wrap=True)
         return interruption.exit_code
     return 0
+
+
+def _execute_with_progress(run: Any, show_progress: bool, show_preview: bool, quiet: bool) -> Any:
+    """Execute the run under a progress bar (and preview) on a terminal, progress lines in a
+    log, or silently."""
+    if show_progress:
+        from vqclip.cli.preview import Preview
+        from vqclip.cli.progress import ProgressBar
+
+        preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
+        with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
+            return run.execute([bar] if preview is None else [bar, preview])
+    if not quiet:
+        from vqclip.cli.progress import ProgressLines
+
+        lines = ProgressLines(run.engine.steps, lambda line: stderr.print(line, markup=False))
+        return run.execute([lines])
+    return run.execute()
 
 
 def say_summary(results: list[Any]) -> None:

@@ -22,10 +22,11 @@ RECORD_KEYS: dict[str, tuple[type, ...]] = {
 
 
 def build_record(config: dict[str, Any], models: dict[str, Any], batch: dict[str, Any] | None = None,
-                 inputs: dict[str, str] | None = None) -> dict[str, Any]:
+                 inputs: dict[str, str] | None = None, *,
+                 candidates: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON stored in the image: version, prompt, seed, resolved config, models, the batch it
-    was made in (size, index, seeds) when it was one of several, and the sha256 of its input
-    image files by path."""
+    was made in (size, index, seeds) when it was one of several, the sha256 of its input image
+    files by path, and with --candidates the race it won (every seed's score, the winner)."""
     record = {
         "version": __version__,
         "prompt": config["prompt"],
@@ -37,6 +38,8 @@ def build_record(config: dict[str, Any], models: dict[str, Any], batch: dict[str
         record["batch"] = batch
     if inputs:
         record["inputs"] = inputs
+    if candidates is not None:
+        record["candidates"] = candidates
     return record
 
 

@@ -57,7 +57,13 @@ def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
         engine.load_state_dict(resume.state)
     models = {cfg.generator: generator_info,
               "clip": clip_infos[0] if len(clip_infos) == 1 else clip_infos}
-    return Run(spec, engine, device, models, memory=memory, resume=resume)
+
+    def engine_for(seed: int) -> Engine:
+        """A one-image engine on the same models (the kept candidate continues in it)."""
+        rng = [torch.Generator(device=device).manual_seed(seed)]
+        return assemble_engine(cfg, make(start_images(cfg, rng), rng), judges, rng)
+
+    return Run(spec, engine, device, models, memory=memory, resume=resume, engine_for=engine_for)
 
 
 def _plan(spec: RunSpec, make: MakeGenerator, judges: list[Judge], device: torch.device) -> MemoryPlan:
@@ -91,7 +97,7 @@ def assemble_engine(cfg: DictConfig, generator: ImageGenerator, judges: list[Jud
                                OmegaConf.to_container(cfg.lr_schedule.options))
     return Engine(generator, judges, optimizer, scheduler, rngs, steps=cfg.steps,
                   save_every=cfg.save_every, regularizers=regularizers(cfg),
-                  autocast_dtype=autocast_dtype(cfg.precision, device=rngs[0].device))
+                  autocast_dtype=autocast_dtype(cfg.precision, device=rngs[0].device), ema=cfg.ema)
 
 
 def starts_from_canvas(cfg: DictConfig) -> bool:
@@ -157,7 +163,8 @@ def compile_models(generator: ImageGenerator, judges: list[Judge]) -> None:
 
 def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
     """The `losses` list, plus `init` when init_weight is set."""
-    items = [WeightedRegularizer(item.name, item.weight, item.decay) for item in cfg.losses]
+    items = [WeightedRegularizer(item.name, item.weight, item.decay, item.until) for item in cfg.losses]
     if cfg.init_weight:
-        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay))
+        items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay,
+                                         cfg.init_weight_until))
     return items

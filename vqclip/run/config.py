@@ -17,6 +17,9 @@ from vqclip.steer.prompts import plan_prompts
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
+# --candidates N without candidate_steps: the candidates race for this share of the steps
+# (BENCHMARKS.md, "The best of N candidates").
+CANDIDATE_SHARE = 0.2
 MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
@@ -90,11 +93,13 @@ class AugmentConfig:
 
 @dataclass
 class LossItem:
-    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+    """A registered regularizer with its weight, constant or decaying to zero (`linear`: at the
+    last step, `early`: at `until` of the run)."""
 
     name: str = MISSING
     weight: float = 1.0
     decay: str = "constant"
+    until: float = 0.5
 
 
 @dataclass
@@ -139,6 +144,7 @@ class GenerateConfig:
     init_image: str | None = None
     init_weight: float = 0.0
     init_weight_decay: str = "constant"
+    init_weight_until: float = 0.5
     init_noise: str = "tokens"
     losses: list[LossItem] = field(default_factory=list)
     save_every: int = 50
@@ -149,6 +155,9 @@ class GenerateConfig:
     plan_memory: bool = True
     compile: bool = False
     batch_size: int = 1
+    candidates: int = 1
+    candidate_steps: int | None = None
+    ema: float = 0.0
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
@@ -324,9 +333,17 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("lr", 0 < cfg.lr < math.inf, "must be a positive number"),
         ("cutn", cfg.cutn >= 1, "must be at least 1"),
         ("batch_size", 1 <= cfg.batch_size <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
+        ("candidates", 1 <= cfg.candidates <= MAX_BATCH, f"must be between 1 and {MAX_BATCH}"),
+        ("candidate_steps", cfg.candidate_steps is None or 1 <= cfg.candidate_steps <= cfg.steps,
+         "must be between 1 and steps"),
+        ("batch_size", cfg.candidates == 1 or cfg.batch_size == 1,
+         f"--candidates {cfg.candidates} keeps one image of {cfg.candidates} seeds; it cannot go with a "
+         "batch size above 1"),
+        ("ema", 0 <= cfg.ema < 1, "must be a fraction from 0 (off) to below 1"),
         ("cut_pow", 0 < cfg.cut_pow < math.inf, "must be a positive number"),
         ("init_weight", math.isfinite(cfg.init_weight), "must be a number"),
         ("cut_min", 0 <= cfg.cut_min <= 1, "must be a fraction between 0 and 1"),
+        ("init_weight_until", 0 < cfg.init_weight_until <= 1, "must be a fraction above 0, at most 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
@@ -396,6 +413,9 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
     names += [("augmentations", name, AUGMENTATIONS) for name in cfg.augmentations]
     for index, item in enumerate(cfg.losses):
         names += [("losses", item.name, REGULARIZERS), (f"losses.{index}.decay", item.decay, DECAYS)]
+        if not 0 < item.until <= 1:
+            raise _bad(f"losses.{index}.until", item.until, "must be a fraction above 0, at most 1",
+                       provenance)
     for key, name, registry in names:
         _sourced(key, provenance, registry.check, name, key)
     _sourced("optimizer.options", provenance, check_optimizer, cfg.optimizer.name, cfg.lr,
@@ -411,6 +431,14 @@ def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> No
         check(*args)
     except ConfigError as err:
         raise ConfigError(f"{_source_of(key, provenance)}: {err}") from None
+
+
+def candidate_steps(cfg: DictConfig) -> int:
+    """Steps the candidates of --candidates N run before the best is kept: candidate_steps, or
+    CANDIDATE_SHARE of the steps (at least 1)."""
+    if cfg.candidate_steps is not None:
+        return cfg.candidate_steps
+    return max(1, round(cfg.steps * CANDIDATE_SHARE))
 
 
 def parse_size(text: str) -> list[int]:

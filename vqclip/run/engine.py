@@ -45,6 +45,7 @@ class Engine:
         save_every: int,
         regularizers: list[WeightedRegularizer] = (),
         autocast_dtype: torch.dtype | None = None,
+        ema: float = 0.0,
     ) -> None:
         self.generator = generator
         self.judges = judges
@@ -56,6 +57,9 @@ class Engine:
         self.regularizers = list(regularizers)
         self.autocast_dtype = autocast_dtype
         self.initial = [p.detach().clone() for p in generator.parameters()]
+        self.ema = ema
+        # The averaged parameters that saved frames and the final image show (ema > 0).
+        self.averaged = [p.clone() for p in self.initial] if ema else None
         self.step = 0  # steps completed
         self.out_of_memory = False  # set when a step ran out of memory and ended the loop
         self._stop_requested = False
@@ -80,6 +84,7 @@ class Engine:
             "scheduler": self.scheduler.state_dict(),
             "rng": self.rngs[index].get_state(),
             "device": self.rngs[index].device.type,
+            **({"averaged": [p[index:index + 1].cpu() for p in self.averaged]} if self.averaged else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -92,6 +97,19 @@ class Engine:
         self.scheduler.load_state_dict(state["scheduler"])
         self.rngs[0].set_state(state["rng"])
         self.step = state["step"]
+        if self.averaged is not None:
+            # A state saved without an average (ema was off) starts it at the saved parameters.
+            saved = state.get("averaged", state["parameters"])
+            self.averaged = [p.to(self.initial[0].device).clone() for p in saved]
+
+    def _update_average(self) -> None:
+        """Fold this step's parameters into the average, with a warm-up so that the first
+        steps' average is not held at the start (TensorFlow's ExponentialMovingAverage with
+        num_updates: the decay is min(ema, (1 + t) / (10 + t)))."""
+        decay = min(self.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for average, param in zip(self.averaged, self.generator.parameters(), strict=True):
+                average.lerp_(param.detach(), 1 - decay)
 
     def _losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each named loss per image, (K,): the cutouts of all K images go through CLIP at once."""
@@ -115,25 +133,43 @@ class Engine:
     def forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """This step's images, their named losses per image and the sum of all (under
         autocast), for backward."""
-        with self._autocast():
+        with self.autocast():
             images = self.generator.image()
             losses = self._losses(images)
             loss = torch.stack([v.float() for v in losses.values()]).sum()
         return images, losses, loss
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
+        """Autocast to the run's precision (off for fp32 and tf32)."""
         device_type = self.rngs[0].device.type
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
                               enabled=self.autocast_dtype is not None)
 
     def images(self) -> torch.Tensor:
-        """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU: decoded without grad,
-        in fp32 and eagerly (a compiled model would compile again for no_grad)."""
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
-            return self.generator.image().float().cpu()
+        """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU (of the averaged
+        parameters when ema is on)."""
+        return self.shown_images().float().cpu()
 
-    def run(self, callbacks: list[Callback]) -> list[DoneEvent]:
-        """Step until `steps` or a stop request; every event goes to every callback.
+    def shown_images(self) -> torch.Tensor:
+        """The images a run shows, on the device: of the averaged parameters when ema is on
+        (big-sleep's and the notebooks' EMA of the latent), else of the parameters; decoded
+        without grad and eagerly (a compiled model would compile again for no_grad)."""
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            if self.averaged is None:
+                return self.generator.image()
+            parameters = self.generator.parameters()
+            live = [p.detach().clone() for p in parameters]
+            try:
+                for param, average in zip(parameters, self.averaged, strict=True):
+                    param.copy_(average)
+                return self.generator.image()
+            finally:
+                for param, value in zip(parameters, live, strict=True):
+                    param.copy_(value)
+
+    def run(self, callbacks: list[Callback], *, until: int | None = None) -> list[DoneEvent]:
+        """Step until `steps` (or the earlier step `until`) or a stop request; every event goes
+        to every callback. The schedule and the regularizers' decay follow `steps` either way.
 
         Returns the end of each image of the batch."""
 
@@ -144,7 +180,8 @@ class Engine:
         started = time.perf_counter()
         loss_values = [float("nan")] * self.batch_size
         images = losses = loss = None
-        while self.step < self.steps and not self._stop_requested:
+        end = self.steps if until is None else min(until, self.steps)
+        while self.step < end and not self._stop_requested:
             step = self.step
             stages = self.judges[0].stages
             stage = self.judges[0].stage_at(step)
@@ -160,6 +197,8 @@ class Engine:
             self.optimizer.step()
             self.scheduler.step()
             self.generator.clamp_()
+            if self.averaged is not None:
+                self._update_average()
             self.step = step + 1
             seconds = time.perf_counter() - started
             # One device-to-host copy for every loss: each copy waits for the step to finish.
@@ -170,7 +209,7 @@ class Engine:
                 loss_values[i] = sum(named.values())
                 emit(StepEvent(step, loss_values[i], named, seconds, index=i, steps=self.steps))
             if self.save_every and step % self.save_every == 0:
-                frames = images.detach().float().cpu()
+                frames = images.detach().float().cpu() if self.averaged is None else self.images()
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
         del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images

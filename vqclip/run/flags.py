@@ -51,10 +51,13 @@ FLAGS = {flag.name: flag for flag in (
     Flag("--low-memory", "low_memory", switch=True),
     Flag("--compile", "compile", switch=True),
     Flag("--batch-size", "batch_size", int),
+    Flag("--candidates", "candidates", int),
     Flag("--out", "out"),
 )}
-# What a line of a prompt file may carry: every flag above but where the batch's runs land.
-LINE_FLAGS = {name: flag for name, flag in FLAGS.items() if name not in ("--out", "--batch-size")}
+# What a line of a prompt file may carry: every flag above but where the batch's runs land and
+# those that make or pick among several images.
+LINE_FLAGS = {name: flag for name, flag in FLAGS.items() if name not in ("--out", "--batch-size",
+                                                                      "--candidates")}
 
 
 def flag_values(given: Mapping[str, Any]) -> dict[str, Any]:

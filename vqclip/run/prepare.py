@@ -17,8 +17,9 @@ from vqclip.steer.prompts import PromptPlan, parse_prompt, plan_prompts
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A checked description of one run (K images with batch size K): its config, read-only,
-    the seed of each image and every prompt parsed. `build` turns it into a runnable `Run`."""
+    """A checked description of one run (K images with batch size K, or N candidates): its
+    config, read-only, the seed of each image and every prompt parsed. `build` turns it into a
+    runnable `Run`."""
 
     config: DictConfig
     seeds: tuple[int, ...]
@@ -37,10 +38,12 @@ class RunSpec:
         return replace(self, config=config)
 
     def image_config(self, index: int) -> dict[str, Any]:
-        """The resolved config of image `index`: the single run (its seed, batch size 1) making it."""
+        """The resolved config of image `index`: the single run (its seed, batch size 1, no
+        candidates) making it."""
         resolved = OmegaConf.to_container(self.config, resolve=True)
         resolved["seed"] = self.seeds[index]
         resolved["batch_size"] = 1
+        resolved["candidates"], resolved["candidate_steps"] = 1, None
         if self.config.vqgan.config is not None:
             resolved["vqgan"]["model"] = None  # the paths, not the default name, made this image
         # Input images by absolute path: the settings then make the image again from any folder.
@@ -62,7 +65,8 @@ def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpe
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     config = copy.deepcopy(cfg)  # the caller's config stays theirs to change
     OmegaConf.set_readonly(config, True)
-    return RunSpec(config, tuple(seed + i for i in range(cfg.batch_size)), prompts)
+    images = max(cfg.batch_size, cfg.candidates)  # candidates race as a batch does
+    return RunSpec(config, tuple(seed + i for i in range(images)), prompts)
 
 
 def _absolute_image_prompt(item: str) -> str:

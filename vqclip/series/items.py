@@ -130,11 +130,15 @@ class SeriesEngine(Protocol):
 
 
 def check_single_image(cfg: DictConfig) -> None:
-    """Series record one image per item: refuse a batch size that would make several."""
+    """Series record one image per item: refuse a batch size that would make several, and
+    candidates, which would pick the seed an item asked for."""
     if cfg.batch_size != 1:
         raise UsageError(f"batch_size={cfg.batch_size}: sweeps, prompt files and zooms make one "
                          "image per item; use --batch-size with a single generate (seeds "
                          "SEED..SEED+K-1)")
+    if cfg.candidates != 1:
+        raise UsageError(f"candidates={cfg.candidates}: sweeps, prompt files and zooms run each item "
+                         "as given; use --candidates with a single generate")
 
 
 def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitch | None = None

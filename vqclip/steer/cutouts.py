@@ -23,7 +23,8 @@ class Cutouts:
     """Draws `cutn` crops of side `rand**cut_pow` between a minimum and the full image.
 
     `random` is the notebook's method: small crops let CLIP judge detail, large ones the
-    composition. `pooled` gives every cutout the whole image (the peers' default), augmented.
+    composition. `pooled` gives every cutout the whole image (the peers' default), augmented;
+    `mixed` gives half the cutouts the whole image and half random crops.
     All crops and geometric augmentations become one sampling grid and one `grid_sample`,
     sampled at twice the output size and average-pooled once, which keeps large crops from
     aliasing without an image pyramid. Where an augmentation looks past the image's edge,
@@ -119,3 +120,13 @@ def random_sides(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
 def whole_image(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
     """Every cutout sees the whole image (the peers' default); only augmentations differ."""
     return torch.ones(cutouts.cutn, device=draw.device)
+
+
+@CUT_METHODS.register("mixed")
+def mixed_sides(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
+    """Half the cutouts see the whole image, half are the notebook's random crops: Disco
+    Diffusion's MakeCutoutsDango mix of "overview" and "inner" cuts (the composition and the
+    detail judged in one batch)."""
+    sides = random_sides(cutouts, draw, short)
+    sides[: cutouts.cutn // 2] = 1.0
+    return sides

@@ -79,23 +79,34 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
     return dx + dy
 
 
-# A regularizer's weight over the run: (step, steps) -> fraction of its weight.
-DECAYS: Registry[Callable[[int, int], float]] = Registry("decay")
-DECAYS.add("constant", lambda step, steps: 1.0)
-DECAYS.add("linear", lambda step, steps: max(0.0, 1.0 - step / max(steps, 1)))
+# A regularizer's weight over the run: (step, steps, until) -> fraction of its weight, where
+# `until` is the share of the run a decay that ends early lasts.
+DECAYS: Registry[Callable[[int, int, float], float]] = Registry("decay")
+DECAYS.add("constant", lambda step, steps, until: 1.0)
+DECAYS.add("linear", lambda step, steps, until: max(0.0, 1.0 - step / max(steps, 1)))
+
+
+@DECAYS.register("early")
+def early(step: int, steps: int, until: float) -> float:
+    """Falls linearly from 1 to 0 at `until` of the run, then stays 0: an anchor that holds the
+    start latent while the composition forms and then lets go. The Crowson notebook's
+    `init_weight` pulls toward the start latent at a constant weight for the whole run."""
+    end = max(until * steps, 1.0)
+    return max(0.0, 1.0 - step / end)
 
 
 @dataclass
 class WeightedRegularizer:
-    """A registered regularizer with its weight, constant or decaying linearly to zero."""
+    """A registered regularizer with its weight, constant or decaying (DECAYS) to zero."""
 
     name: str
     weight: float
     decay: str = "constant"
+    until: float = 1.0
 
     def weight_at(self, step: int, steps: int) -> float:
-        """The weight at `step`: constant, or falling linearly to zero at the last step."""
-        return self.weight * DECAYS[self.decay](step, steps)
+        """The weight at `step`: its full weight times the decay's fraction there."""
+        return self.weight * DECAYS[self.decay](step, steps, self.until)
 
     def __call__(self, ctx: LossContext, step: int, steps: int) -> torch.Tensor:
         return self.weight_at(step, steps) * REGULARIZERS[self.name](ctx)
