@@ -82,7 +82,7 @@ def test_every_generate_flag_of_one_image_works_on_a_prompt_line() -> None:
     # Flags about the whole command rather than one image stay on the command line.
     command_level = {"--from", "--config", "--seeds", "--sweep", "--video", "--fps", "--out", "--batch-size",
                      "--offline", "--json", "--quiet", "--verbose", "--no-preview", "--help",
-                     "--workers", "--threads", "--devices"}
+                     "--workers", "--threads", "--devices", "--candidates"}
     per_line = {*LINE_FLAGS, *OTHER_FLAGS}
     assert options - command_level - per_line == set()
 

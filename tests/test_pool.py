@@ -74,7 +74,7 @@ def test_two_workers_finish_a_batch_record_a_bad_item_and_a_rerun_skips(tmp_path
 
 def test_a_killed_worker_fails_its_item_and_the_batch_goes_on(tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"a red circle --seed {seed} --steps 40\n" for seed in range(4)))
+    prompts.write_text("".join(f"a red circle --seed {seed} --steps 15\n" for seed in range(4)))
     out = tmp_path / "out"
     batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out), "--json")
     wait_for(lambda: claims(out), batch)

@@ -46,14 +46,14 @@ QUALITY_SEED = 1
 
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
-    """Images of the shapes preset at its own settings, generated once per prompt."""
+    """Images of the shapes preset at its own settings (100 steps), generated once per prompt."""
     out = tmp_path_factory.mktemp("drawn")
     images: dict[str, Image.Image] = {}
 
     def draw(prompt: str) -> Image.Image:
         if prompt not in images:
             with Image.open(generate(out, prompt, f"seed={QUALITY_SEED}", "save_every=0",
-                                     steps=150).image) as image:
+                                     steps=100).image) as image:
                 images[prompt] = image.convert("RGB")
         return images[prompt]
 

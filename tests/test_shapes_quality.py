@@ -7,12 +7,10 @@ own step count. BENCHMARKS.md ("Time to a right image") has the measurement behi
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
-from vqclip.run.build import build
-from vqclip.run.config import build_config
-from vqclip.run.prepare import prepare
+from vqclip.series.batch import BatchSettings, parse_batch, run_batch
+from vqclip.series.pool import plan_workers
 from vqclip.shapes.data import article
 from vqclip.shapes.pixel_judge import judge
 
@@ -24,13 +22,16 @@ GRID = [(color, shape) for color in ("red", "green", "blue")
 FLOOR = 30
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_the_shapes_preset_passes_its_quality_floor(tmp_path) -> None:
+    """As a batch on two one-thread worker processes: each image is the one-thread run's."""
+    lines = "".join(f"{article(color)} {color} {shape} --seed 0\n" for color, shape in GRID)
+    result = run_batch(parse_batch(lines), tmp_path, BatchSettings(preset="shapes", sets=["save_every=0"]),
+                       engine=plan_workers(workers=2, devices=None, threads=1))
+    assert len(result.ok) == len(GRID), result.failed
     passed = 0
-    for color, shape in GRID:
-        cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={article(color)} {color} {shape}",
-                                                        "seed=0", "save_every=0", f"out={tmp_path}"])
-        with Image.open(build(prepare(cfg)).execute().image) as image:
+    for record in result.ok:
+        color, shape = record["label"].split()[-2:]
+        with Image.open(record["image"]) as image:
             verdict = judge(image, color, shape)
         passed += verdict.color + verdict.shape + verdict.single + verdict.inside
     assert passed >= FLOOR, f"{passed} of {4 * len(GRID)} criteria passed; the floor is {FLOOR}"
