@@ -47,10 +47,6 @@ class Registry(Generic[T]):
         if name not in self._items:
             raise ConfigError(f"{key or self.key}={name!r}: unknown name; valid: {', '.join(self._items)}")
 
-    def names(self) -> list[str]:
-        """The registered names, in registration order."""
-        return list(self._items)
-
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 

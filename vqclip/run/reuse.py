@@ -21,12 +21,10 @@ _NOT_MEMORY = ("prompt", "negative", "image_prompts", "noise_prompts", "story", 
 
 
 class Reuse:
-    """Values made once per key and handed out again while kept; `made` counts what was made
-    and kept, by kind."""
+    """Values made once per key and handed out again while kept."""
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], Any] = {}
-        self.made: dict[str, int] = {}
         self._holders = 0
 
     @contextmanager
@@ -52,7 +50,6 @@ class Reuse:
             return make()
         if (kind, key) not in self._values:
             self._values[(kind, key)] = make()
-            self.made[kind] = self.made.get(kind, 0) + 1
         return self._values[(kind, key)]
 
     def clear(self) -> None:

@@ -70,10 +70,11 @@ class Manifest:
             if any(r.get("session") == session for r in outcomes + claims):
                 return False
             ended = {r.get("session") for r in outcomes}
-            if any(claim.get("session") not in ended and _alive(claim) for claim in claims):
+            me = owner()
+            if any(claim.get("session") not in ended and _alive(claim, me) for claim in claims):
                 return False
             self._append(self.claims_path, {
-                "key": key, "session": session, **owner(), **fields,
+                "key": key, "session": session, **me, **fields,
                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
             return True
 
@@ -118,12 +119,12 @@ def owner() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
 
 
-def _alive(record: dict[str, Any]) -> bool:
+def _alive(record: dict[str, Any], me: dict[str, Any]) -> bool:
     """Whether the process that made claim `record` still runs, other than this one (whose
     earlier sessions have ended). One on another machine cannot be checked and is taken to."""
-    if all(record.get(key) == value for key, value in owner().items()):
+    if all(record.get(key) == value for key, value in me.items()):
         return False
-    if record.get("host") != socket.gethostname():
+    if record.get("host") != me["host"]:
         return True
     pid = record.get("pid")
     try:
