@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -267,7 +268,7 @@ def run_batch(
     chosen = select_shard(items, shard)
     work = [
         WorkItem(index=item.index, key=item.key, label=str(item.values.get("prompt", "")),
-                 make_config=lambda item=item: settings.config(item),
+                 make_config=functools.partial(settings.config, item),  # made where the item runs
                  info={"line": item.line} if item.line is not None else {})
         for item in chosen
     ]

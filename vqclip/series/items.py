@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import pickle
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vqclip.errors import UsageError, VqclipError
 from vqclip.outputs.run_folder import create_numbered_dir, slugify
 from vqclip.run.reuse import REUSE
+from vqclip.series.claims import Heartbeat
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class StopSwitch:
     def __init__(self) -> None:
         self.requested = False
         self.current: Run | None = None
+        self.last: Run | None = None  # the latest run started, kept after it ends
         self.forward: Callable[[], None] | None = None  # passes the request on to worker processes
 
     def request(self) -> None:
@@ -68,8 +71,16 @@ class WorkItem:
     info: dict[str, Any] = field(default_factory=dict)
 
     def portable(self) -> WorkItem:
-        """The same item with its config made now, as plain data: it can be sent to another
-        process (a worker, a Ray actor); an item whose config fails fails there with the error."""
+        """The same item in a form that can be sent to another process (a worker, a Ray actor):
+        itself when its `make_config` pickles (the config is then made there, when the item
+        runs), else with its config made now, as plain data; an item whose config fails fails
+        there with the error."""
+        try:
+            pickle.dumps(self.make_config)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            pass
+        else:
+            return self
         try:
             container = OmegaConf.to_container(self.make_config(), resolve=True)
         except VqclipError as err:
@@ -148,9 +159,11 @@ def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitc
     from vqclip.run.prepare import prepare
 
     check_single_image(cfg)
+    if stop is not None:
+        stop.last = None
     run = build(prepare(cfg))
     if stop is not None:
-        stop.current = run
+        stop.current = stop.last = run
         if stop.requested:
             run.engine.request_stop()
     try:
@@ -185,24 +198,41 @@ def run_items(
     if engine is not None:
         return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
     session = new_session()
-    with REUSE.kept():
-        _run_in_turn(todo, folder, manifest, session, result, callbacks, report, stop, extra or {})
+    heartbeat = manifest.heartbeat()
+    try:
+        with REUSE.kept():
+            _run_in_turn(todo, folder, manifest, heartbeat, session, result, callbacks, report, stop,
+                         extra or {})
+    finally:
+        heartbeat.close()
     return result
 
 
-def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, session: str,
-                 result: SeriesResult, callbacks: Iterable[Callback],
+def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, heartbeat: Heartbeat,
+                 session: str, result: SeriesResult, callbacks: Iterable[Callback],
                  report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
                  extra: dict[str, Any]) -> None:
-    """Claim and run each item in this process, one after another, appending its record."""
+    """Claim and run each item in this process, one after another, appending its record.
+
+    A second interrupt (KeyboardInterrupt, or the exception a second SIGTERM raises) after a
+    stop request ends the item at once: it is recorded interrupted (with its run folder, which
+    holds the state of its latest frame) and the series ends."""
     for item in todo:
         if stop is not None and stop.requested:
             result.interrupted = True
             break
-        if not manifest.claim(item.key, session, index=item.index):
-            result.skipped.append(item.index)  # finished or being run by another process
+        claim = manifest.claim(item.key, session, index=item.index)
+        if not claim:
+            if claim.by_another:
+                result.skipped.append(item.index)  # finished or being run by another process
             continue
-        record = run_work_item(item, folder, callbacks, stop)
+        try:
+            with heartbeat.holding(item.key, session):
+                record = run_work_item(item, folder, callbacks, stop)
+        except BaseException:
+            if stop is None or not stop.requested:
+                raise  # not the second of two interrupts
+            record = stopped_at_once(item, stop, "stopped at once by a second interrupt")
         record.update(extra, session=session)
         manifest.append(record)
         result.records.append(record)
@@ -211,6 +241,18 @@ def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, session
         if record["status"] == "interrupted":
             result.interrupted = True
             break
+
+
+def stopped_at_once(item: WorkItem, stop: StopSwitch | None, why: str) -> dict[str, Any]:
+    """The record of an item whose run was ended mid-step: interrupted, with the run folder its
+    run had made (if any), which holds the state of its latest frame."""
+    record: dict[str, Any] = {"key": item.key, "index": item.index, "label": item.label,
+                              "status": "interrupted", **item.info, "error": why}
+    run = stop.last if stop is not None else None
+    if run is not None and run.run_dirs:
+        record["run_dir"] = str(Path(run.run_dirs[0]).resolve())
+    record["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return record
 
 
 def new_session() -> str:

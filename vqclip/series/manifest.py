@@ -8,13 +8,15 @@ import datetime as dt
 import json
 import logging
 import os
-import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
 from vqclip.errors import VqclipError
+from vqclip.series.claims import Claim, Heartbeat, alive, describe, lease_seconds, owner
+from vqclip.series.jsonlines import Tail, read_records
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,22 @@ class Manifest:
     """An append-only JSON-lines file; each append is one line written under a file lock.
 
     Concurrent shards may share one manifest: the lock (a `.lock` file beside it) serialises
-    appends, and a line torn by a crash is skipped on reading, never fatal.
+    appends, and a line torn by a crash (or not UTF-8) is skipped on reading, never fatal.
+    Claims read only what the two files gained since the last claim, so a claim costs the same
+    at the ten-thousandth item as at the first.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lease: float | None = None) -> None:
         self.path = Path(path)
         self.claims_path = self.path.with_name(CLAIMS_NAME)
+        self.lease = lease_seconds() if lease is None else lease
         self._lock = FileLock(str(self.path) + ".lock")
+        self._outcomes = Tail(self.path)
+        self._claims = Tail(self.claims_path)
+        self._status: dict[str, str] = {}  # key -> latest outcome's status
+        self._ended: dict[str, set[str]] = {}  # key -> sessions with an outcome
+        self._held: dict[str, dict[str, dict[str, Any]]] = {}  # key -> session -> its claim
+        self._me: dict[str, Any] | None = None
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record as one line (fsynced before the lock is released)."""
@@ -40,43 +51,63 @@ class Manifest:
 
     def records(self) -> list[dict[str, Any]]:
         """Every well-formed record, in file order."""
-        return _read(self.path)
+        return read_records(self.path)
 
-    def _append(self, path: Path, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=False, default=str) + "\n"
+    def _append(self, path: Path, *records: dict[str, Any]) -> None:
+        text = "".join(json.dumps(record, sort_keys=False, default=str) + "\n" for record in records)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
                 try:
-                    if _ends_without_newline(path):
-                        line = "\n" + line  # heal a line torn by a crash
-                    os.write(fd, line.encode())
+                    if _ends_without_newline(fd):
+                        text = "\n" + text  # heal a line torn by a crash
+                    os.write(fd, text.encode())
                     os.fsync(fd)
                 finally:
                     os.close(fd)
         except OSError as err:
             raise VqclipError(f"cannot append to {path}: {err.strerror or err}") from None
 
-    def claim(self, key: str, session: str, **fields: Any) -> bool:
-        """Take item `key` for this process, under the lock; False when it is finished, was
-        already tried in this `session` (one invocation of a series), or is claimed by a live
-        process. A claim whose process has died is taken over."""
+    def claim(self, key: str, session: str, **fields: Any) -> Claim:
+        """Take item `key` for this process, under the lock; not taken (falsy) when it is finished,
+        was already tried in this `session` (one invocation of a series), or is claimed by a
+        live process. A claim whose process has died is taken over (and logged)."""
         with self._lock:
-            outcomes = [r for r in self.records() if r.get("key") == key]
-            claims = [r for r in _read(self.claims_path) if r.get("key") == key]
-            if outcomes and outcomes[-1].get("status") == "ok":
-                return False
-            if any(r.get("session") == session for r in outcomes + claims):
-                return False
-            ended = {r.get("session") for r in outcomes}
-            me = owner()
-            if any(claim.get("session") not in ended and _alive(claim, me) for claim in claims):
-                return False
+            self._refresh()
+            if self._status.get(key) == "ok":
+                return Claim(False, "done")
+            ended = self._ended.get(key, set())
+            held = self._held.get(key, {})
+            if session in ended or session in held:
+                return Claim(False, "tried")
+            if self._me is None:
+                self._me = owner()
+            now = time.time()
+            open_claims = [claim for other, claim in held.items() if other not in ended]
+            if any(alive(claim, self._me, self.lease, now) for claim in open_claims):
+                return Claim(False, "busy")
+            dead = [claim for claim in open_claims if claim.get("pid") != self._me["pid"]
+                    or claim.get("host") != self._me["host"]]
+            if dead:
+                log.warning("taking over item %s, claimed by %s, which has died", fields.get("index", key),
+                            ", ".join(describe(claim) for claim in dead))
             self._append(self.claims_path, {
-                "key": key, "session": session, **me, **fields,
+                "key": key, "session": session, **self._me, **fields, "renewed": round(now, 3),
                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-            return True
+            return Claim(True, "taken", dead)
+
+    def renew(self, held: list[tuple[str, str]]) -> None:
+        """Renew this process's claims on `held` (key, session) pairs: one line each."""
+        if self._me is None:
+            self._me = owner()
+        now = round(time.time(), 3)
+        self._append(self.claims_path, *({"key": key, "session": session, **self._me, "renewed": now}
+                                         for key, session in held))
+
+    def heartbeat(self) -> Heartbeat:
+        """A heartbeat that renews this manifest's claims within the lease."""
+        return Heartbeat(self.renew, self.lease)
 
     def finished(self) -> set[str]:
         """Keys of items whose latest record says ok."""
@@ -86,58 +117,25 @@ class Manifest:
                 latest[record["key"]] = record.get("status", "")
         return {key for key, status in latest.items() if status == "ok"}
 
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    """Every well-formed record of a JSON-lines file, in file order (none if it is missing)."""
-    if not path.exists():
-        return []
-    records = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
-            log.warning("%s line %d is not JSON (torn write?); ignored", path, number)
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def _ends_without_newline(path: Path) -> bool:
-    size = path.stat().st_size
-    if size == 0:
-        return False
-    with open(path, "rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) != b"\n"
+    def _refresh(self) -> None:
+        """Take in what both files gained since the last look (everything, if one was replaced)."""
+        restarted, outcomes = self._outcomes.read()
+        if restarted:
+            self._status.clear()
+            self._ended.clear()
+        for record in outcomes:
+            if isinstance(record.get("key"), str):
+                self._status[record["key"]] = record.get("status", "")
+                self._ended.setdefault(record["key"], set()).add(record.get("session"))
+        restarted, claims = self._claims.read()
+        if restarted:
+            self._held.clear()
+        for record in claims:
+            if isinstance(record.get("key"), str):
+                sessions = self._held.setdefault(record["key"], {})
+                sessions[record.get("session")] = {**sessions.get(record.get("session"), {}), **record}
 
 
-def owner() -> dict[str, Any]:
-    """This process, as a claim names it: host, pid and the pid's start time (pids are reused)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
-
-
-def _alive(record: dict[str, Any], me: dict[str, Any]) -> bool:
-    """Whether the process that made claim `record` still runs, other than this one (whose
-    earlier sessions have ended). One on another machine cannot be checked and is taken to."""
-    if all(record.get(key) == value for key, value in me.items()):
-        return False
-    if record.get("host") != me["host"]:
-        return True
-    pid = record.get("pid")
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return record.get("started") is None or record.get("started") == _start_time(int(pid))
-
-
-def _start_time(pid: int) -> str | None:
-    """When process `pid` started, in clock ticks since boot (Linux); None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+def _ends_without_newline(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"

@@ -3,12 +3,16 @@ loading its models once and claiming the next unfinished item from the manifest.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import logging
 import multiprocessing
 import os
 import queue
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +20,19 @@ from typing import Any
 
 from vqclip.errors import UsageError, VqclipError
 from vqclip.run.reuse import REUSE
-from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, new_session, run_work_item
+from vqclip.series.items import (
+    SeriesResult,
+    StopSwitch,
+    WorkItem,
+    new_session,
+    run_work_item,
+    stopped_at_once,
+)
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -78,32 +91,46 @@ def _cuda_devices() -> list[str]:
 def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result: SeriesResult, *,
              report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
              extra: dict[str, Any]) -> SeriesResult:
-    """Run `items` on `workers` processes; `result` (with the items already skipped) is filled
-    in with every record appended in this session, as they arrive.
+    """Run `items` on `workers` processes (no more than there are items); `result` (with the
+    items already skipped) is filled in with every record appended in this session, as they
+    arrive.
 
     A worker that dies (killed, out of memory) leaves its item recorded as failed with the
-    reason, and the other workers go on; a stop request reaches every worker, which ends its
-    run after the current step (image and state saved)."""
+    reason, and the other workers go on. A stop request reaches every worker, started or still
+    starting, which ends its run after the current step (image and state saved); a second one
+    ends the workers at once, their items recorded interrupted. The workers die with this
+    process, even when it is killed with SIGKILL."""
+    if not items:
+        return result
+    if len(workers) > len(items):
+        log.warning("%d worker processes asked for %d item%s: starting %d", len(workers), len(items),
+                    "" if len(items) == 1 else "s", len(items))
+        workers = workers[: len(items)]
     context = multiprocessing.get_context("spawn")  # no CUDA or thread state shared with the workers
     events = context.Queue()
+    lifeline, lifeline_end = context.Pipe(duplex=False)  # its end closes when this process dies
     session = new_session()
-    portable = [item.portable() for item in items]
+    portable = [item.portable() for item in items]  # configs are made in the workers, as items run
     processes = [
-        context.Process(target=work, args=(number, worker, portable, str(folder), session, extra, events),
-                        name=f"vqclip-worker-{number}")
+        context.Process(target=work, args=(number, worker, portable, str(folder), session, extra, events,
+                                           os.getpid(), lifeline), name=f"vqclip-worker-{number}")
         for number, worker in enumerate(workers)
     ]
-    for process in processes:
-        process.start()
-    if stop is not None:
-        stop.forward = lambda: _signal_all(processes, signal.SIGTERM)
+    started: list[Any] = []
     manifest = Manifest(folder / MANIFEST_NAME)
     running: dict[int, dict[str, Any]] = {}  # worker number -> the item it is running
+    skipped = set(result.skipped)
 
     def take(event: tuple[str, int, dict[str, Any]]) -> None:
         kind, number, payload = event
         if kind == "start":
             running[number] = payload
+            skipped.discard(payload["index"])
+            return
+        if kind == "skip":
+            if payload["index"] not in skipped:
+                skipped.add(payload["index"])
+                result.skipped.append(payload["index"])
             return
         running.pop(number, None)
         result.records.append(payload)
@@ -111,36 +138,94 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
         if report is not None:
             report(payload)
 
+    if stop is not None:
+        stop.forward = lambda: _signal_all(started, signal.SIGTERM)
     try:
-        while any(process.is_alive() for process in processes) or not events.empty():
+        for process in processes:
+            if stop is not None and stop.requested:
+                break  # a worker not yet started is not started
+            _start(process, started)
+            if stop is not None and stop.requested:  # asked while it was starting
+                _signal_all([process], signal.SIGTERM)
+        while any(process.is_alive() for process in started) or not events.empty():
             try:
                 take(events.get(timeout=0.2))
             except queue.Empty:
                 pass
-            for number, process in enumerate(processes):
+            for number, process in enumerate(started):
                 if not process.is_alive() and number in running:
                     _drain(events, take)
                     if number in running:
                         take(("record", number, _died(manifest, running[number], process, session, extra)))
+    except BaseException:
+        if stop is None or not stop.requested:
+            _end_at_once(started, events, take)
+            raise
+        _end_at_once(started, events, take)  # the second of two interrupts: the workers go now
+        for number in list(running):
+            take(("record", number, _stopped(manifest, running[number], session, extra, number)))
     finally:
         if stop is not None:
             stop.forward = None
-        if any(process.is_alive() for process in processes):  # a second Ctrl-C: quit now
-            _signal_all(processes, signal.SIGTERM)
-        for process in processes:
+        for process in started:
             process.join()
+        lifeline_end.close()
     result.interrupted |= bool(stop is not None and stop.requested)
-    failed_to_start = [p.exitcode for p in processes if p.exitcode]
-    if items and not result.records and len(failed_to_start) == len(processes):
+    failed_to_start = [p.exitcode for p in started if p.exitcode]
+    if not result.records and started and len(failed_to_start) == len(started) and not result.interrupted:
         raise VqclipError(f"every worker process ended before running an item (exit codes "
                           f"{', '.join(map(str, failed_to_start))}); run with -v, or without --workers")
     return result
 
 
-def _drain(events: Any, take: Callable[[tuple[str, int, dict[str, Any]]], None]) -> None:
+def _start(process: Any, started: list[Any]) -> None:
+    """Start a worker (and add it to `started`) with Ctrl-C and SIGTERM held back meanwhile, so
+    that neither cuts the pickled items it is sent; the worker unblocks them once its handlers
+    are in place."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        process.start()
+        started.append(process)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _end_at_once(processes: list[Any], events: Any, take: Callable[[tuple[str, int, dict[str, Any]]], None],
+                 grace: float = 5.0) -> None:
+    """A second SIGTERM to every worker (which ends its run mid-step and records it
+    interrupted), then SIGKILL for any still there after `grace` seconds."""
+    _signal_all(processes, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        try:
+            take(events.get(timeout=0.1))
+        except queue.Empty:
+            pass
+    _signal_all(processes, signal.SIGKILL)
+    for process in processes:
+        process.join()
+    _drain(events, take, wait=0.05)
+
+
+def _stopped(manifest: Manifest, item: dict[str, Any], session: str, extra: dict[str, Any],
+             number: int) -> dict[str, Any]:
+    """Record the item of a worker ended at once as interrupted (unless it recorded it itself)."""
+    mine = [r for r in manifest.records() if r.get("key") == item["key"] and r.get("session") == session]
+    if mine:
+        return mine[-1]
+    record = {**item, "status": "interrupted", **extra, "session": session, "worker": number,
+              "error": "stopped at once by a second interrupt; its worker was killed",
+              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    manifest.append(record)
+    return record
+
+
+def _drain(events: Any, take: Callable[[tuple[str, int, dict[str, Any]]], None],
+           wait: float = 0.2) -> None:
     while True:
         try:
-            take(events.get(timeout=0.2))
+            take(events.get(timeout=wait))
         except queue.Empty:
             return
 
@@ -171,11 +256,12 @@ def _signal_all(processes: list[Any], signum: int) -> None:
 
 
 def work(number: int, worker: Worker, items: list[WorkItem], folder: str, session: str,
-         extra: dict[str, Any], events: Any) -> None:
+         extra: dict[str, Any], events: Any, parent: int, lifeline: Any) -> None:
     """A worker process: claim the next unfinished item, run it, record it; until none is left.
 
     Ctrl-C is the parent's to handle: it passes a stop on as SIGTERM, which ends the current
-    run after its step (a second SIGTERM quits at once)."""
+    run after its step; a second SIGTERM ends it at once, recorded interrupted. The worker dies
+    with its parent (`parent`, whose end of `lifeline` closes when it dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = StopSwitch()
 
@@ -185,6 +271,8 @@ def work(number: int, worker: Worker, items: list[WorkItem], folder: str, sessio
         stop.request()
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # held while starting
+    die_with_parent(parent, lifeline)
     logging.basicConfig(level=logging.WARNING, format=f"worker {number}: %(levelname)s %(name)s: %(message)s")
     if worker.threads is not None:
         import torch
@@ -192,16 +280,48 @@ def work(number: int, worker: Worker, items: list[WorkItem], folder: str, sessio
         torch.set_num_threads(worker.threads)
     REUSE.hold()  # this process serves the items: each model loads once
     manifest = Manifest(Path(folder) / MANIFEST_NAME)
+    heartbeat = manifest.heartbeat()
     for item in items:
         if stop.requested:
             break
-        if not manifest.claim(item.key, session, index=item.index, worker=number):
+        claim = manifest.claim(item.key, session, index=item.index, worker=number)
+        if not claim:
+            if claim.by_another:
+                events.put(("skip", number, {"index": item.index}))
             continue
         events.put(("start", number, {"key": item.key, "index": item.index, "label": item.label,
                                       **item.info}))
-        record = run_work_item(item, Path(folder), (), stop, device=worker.device)
+        try:
+            with heartbeat.holding(item.key, session):
+                record = run_work_item(item, Path(folder), (), stop, device=worker.device)
+        except SystemExit:
+            record = stopped_at_once(item, stop, "stopped at once by a second interrupt")
+            record.update(extra, session=session, worker=number)
+            manifest.append(record)
+            events.put(("record", number, record))
+            raise
         record.update(extra, session=session, worker=number)
         manifest.append(record)
         events.put(("record", number, record))
         if record["status"] == "interrupted":
             break
+    heartbeat.close()
+
+
+def die_with_parent(parent: int, lifeline: Any) -> None:
+    """End this process when `parent` dies: at once by the kernel on Linux (PR_SET_PDEATHSIG;
+    the pool's thread that starts the workers waits for them, so it outlives them), and
+    elsewhere by a thread that finds `lifeline` closed."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        try:
+            lifeline.recv_bytes()
+        except (EOFError, OSError):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="vqclip-lifeline", daemon=True).start()
