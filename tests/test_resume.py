@@ -105,3 +105,50 @@ def test_ctrl_c_saves_state_exits_130_and_resumes(tiny_sets, tmp_path) -> None:
     resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", str(done + 2), "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["steps"] == done + 2
+
+
+def _files(run_dir: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_says_so(tiny_sets, tmp_path) -> None:
+    run_dir = Path(generate(tiny_sets, tmp_path, "--steps", "3")["run_dir"])
+    before = _files(run_dir)
+    again = runner.invoke(app, ["resume", str(run_dir)])
+    assert again.exit_code == 2, again.output
+    assert again.stderr.strip() == (f"error: {run_dir} already finished at step 3; nothing was changed "
+                                    "(give --steps above 3 to continue it)")
+    assert _files(run_dir) == before
+
+
+def test_resume_refuses_links_and_special_files_anywhere_in_the_run_folder(tiny_sets, tmp_path) -> None:
+    run_dir = Path(generate(tiny_sets, tmp_path / "out", "--steps", "3")["run_dir"])
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    log = run_dir / "log.jsonl"
+    log.unlink()
+    log.symlink_to(outside)
+    linked = runner.invoke(app, ["resume", str(run_dir), "--steps", "5"])
+    assert linked.exit_code == 2, linked.output
+    assert linked.stderr.strip() == f"error: {log} is a symbolic link; a run folder holds only its own files"
+    assert outside.read_text() == "keep\n"
+    log.unlink()
+    fifo = run_dir / "frames" / "000009.png"
+    os.mkfifo(fifo)
+    special = runner.invoke(app, ["resume", str(run_dir), "--steps", "5"])
+    assert special.exit_code == 2, special.output
+    assert f"{fifo} is not a regular file" in special.stderr and len(special.stderr.splitlines()) == 1
+
+
+def test_a_state_holding_an_invalid_config_is_one_line_naming_state_pt(tiny_sets, tmp_path) -> None:
+    import torch
+
+    run_dir = Path(generate(tiny_sets, tmp_path, "--steps", "3")["run_dir"])
+    path = run_dir / "state.pt"
+    state = torch.load(path, weights_only=True)
+    for bad, key in (({"cutn": "abc"}, "cutn"), ({"steps": -3}, "steps")):
+        torch.save({**state, "config": {**state["config"], **bad}}, path)
+        refused = runner.invoke(app, ["resume", str(run_dir), "--steps", "6"])
+        assert refused.exit_code == 2, refused.output
+        assert len(refused.stderr.strip().splitlines()) == 1 and str(path) in refused.stderr
+        assert key in refused.stderr and "Traceback" not in refused.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -295,8 +296,9 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
         say_summary(results)
     if result.interrupted:
         if not quiet:
-            how = (f"vqclip resume {result.run_dir}" if len(results) == 1 else
-                   "vqclip resume FOLDER, for each of " + " ".join(str(e.run_dir) for e in results))
+            how = (f"vqclip resume {shlex.quote(str(result.run_dir))}" if len(results) == 1 else
+                   "vqclip resume FOLDER, for each of "
+                   + " ".join(shlex.quote(str(e.run_dir)) for e in results))
             stderr.print(f"interrupted at step {result.steps}; image and state saved. "
                          f"Continue with: {escape(how)}", soft_wrap=True)
         return interruption.exit_code
@@ -389,7 +391,7 @@ def say_how_to_continue(run_dir: str | Path | None, quiet: bool) -> None:
     """After a series was interrupted: how to continue the run it stopped in, if any."""
     if run_dir is not None and not quiet:
         stderr.print(f"image and state saved. Continue that run with: "
-                     f"{escape(f'vqclip resume {run_dir}')}", soft_wrap=True)
+                     f"{escape('vqclip resume ' + shlex.quote(str(run_dir)))}", soft_wrap=True)
 
 
 def resume(

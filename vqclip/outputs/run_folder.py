@@ -62,6 +62,18 @@ def lock_run_dir(run_dir: Path) -> FileLock:
     return lock
 
 
+def refuse_foreign_entries(run_dir: Path) -> None:
+    """A usage error naming the first symbolic link or special file (FIFO, device, socket) in
+    `run_dir` or below: a run continued in the folder reads and writes only its own files."""
+    for folder, dirs, files in os.walk(run_dir):
+        for name in [*dirs, *files]:
+            entry = Path(folder) / name
+            if entry.is_symlink():
+                raise UsageError(f"{entry} is a symbolic link; a run folder holds only its own files")
+            if not (entry.is_dir() or entry.is_file()):
+                raise UsageError(f"{entry} is not a regular file; a run folder holds only its own files")
+
+
 def png_bytes(image: torch.Tensor, record: dict[str, Any] | None = None) -> bytes:
     """Encode a [0, 1] image tensor as PNG, with the run record in its text chunks if given."""
     buffer = io.BytesIO()
@@ -106,7 +118,9 @@ class RunWriter:
             if self.final_path.exists():
                 os.replace(self.final_path, run_dir / f"final-{resumed_at:06d}.png")
             atomic_write(run_dir / "config.yaml", config_text, overwrite=True)
-        self._log = open(run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        # O_NOFOLLOW: a log.jsonl turned into a link since the check is refused, not followed
+        log_fd = os.open(run_dir / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._log = open(log_fd, "a", encoding="utf-8")  # noqa: SIM115
         self._terms: dict[str, str] = {}  # long loss-term names and their "#N" in step lines
         if resumed_at is None:
             self.save_state()

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from vqclip.errors import UsageError
-from vqclip.outputs.run_folder import lock_run_dir
-from vqclip.run.config import GenerateConfig, literal
+from vqclip.errors import UsageError, first_line
+from vqclip.outputs.run_folder import lock_run_dir, refuse_foreign_entries
+from vqclip.run.config import GenerateConfig, literal, validate
 
 STATE_KEYS = {"step", "parameters", "initial", "optimizer", "scheduler", "rng", "config"}
 
@@ -29,11 +30,12 @@ class ResumePoint:
 
     @classmethod
     def load(cls, run_dir: Path) -> ResumePoint:
-        """Lock `run_dir` and read its state.pt; a usage error if the folder is in use or the
-        state is missing or unreadable."""
+        """Lock `run_dir` and read its state.pt; a usage error if the folder is in use, holds a
+        symbolic link or special file, or the state is missing or unreadable."""
         path = Path(run_dir) / "state.pt"
         if not path.is_file():
             raise UsageError(f"{run_dir} has no state.pt to resume from")
+        refuse_foreign_entries(Path(run_dir))
         lock = lock_run_dir(Path(run_dir))
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -47,14 +49,25 @@ class ResumePoint:
 
     def config(self, *, steps: int | None = None, device: str | None = None) -> DictConfig:
         """The config the run was started with, with `steps` optionally raised and `device`
-        optionally replaced (checked by `prepare`, like any config)."""
-        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(self.state["config"]))
+        optionally replaced; a usage error naming state.pt if that config is invalid, and one
+        for a finished run (final.png made) that `steps` does not take further."""
+        path = self.run_dir / "state.pt"
+        try:
+            cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(self.state["config"]))
+            validate(cfg, dict.fromkeys(cfg.keys(), str(path)))
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None)
+            raise UsageError(f"{path} holds an invalid config: {f'{key}: ' if key else ''}"
+                             f"{first_line(err)}") from None
         if device is not None:
             cfg.device = device
+        done = self.state["step"]
+        if steps is not None and steps < done:
+            raise UsageError(f"--steps {steps} is below the {done} steps already done")
+        if done >= (steps if steps is not None else cfg.steps) and (self.run_dir / "final.png").is_file():
+            raise UsageError(f"{self.run_dir} already finished at step {done}; nothing was changed "
+                             f"(give --steps above {done} to continue it)")
         if steps is not None:
-            done = self.state["step"]
-            if steps < done:
-                raise UsageError(f"--steps {steps} is below the {done} steps already done")
             cfg.steps = steps
         return cfg
 

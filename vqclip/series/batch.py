@@ -122,9 +122,21 @@ def _apply_flags(item: BatchItem, tokens: list[str]) -> None:
             item.values[LINE_FLAGS[flag].key] = LINE_FLAGS[flag].value(value)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A YAML loader that refuses aliases (`*name`): nested ones expand a few hundred bytes into
+    gigabytes, and a batch file has no need of them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise UsageError(f"batch file line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                             "are not allowed; write each item out")
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml_items(text: str) -> list[BatchItem]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader, without aliases
     except yaml.YAMLError as err:
         first = first_line(err)
         raise UsageError(f"batch file is not valid YAML: {first}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vqclip.errors import UsageError
+from vqclip.errors import UsageError, VqclipError
 from vqclip.files import write_json_atomic
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
@@ -98,11 +99,12 @@ def expand(seeds: list[int] | None, sweeps: dict[str, list[Any]]) -> list[list[s
     for key, values in sweeps.items():
         if not values:
             raise UsageError(f"--sweep {key}: no values")
+    count = math.prod(len(values) for values in sweeps.values()) * max(1, len(seeds or ()))
+    if count > MAX_RUNS:  # counted before any combination is made: 100**4 of them fill the memory
+        raise UsageError(f"sweep of {count} runs is more than {MAX_RUNS}")
     combos = list(itertools.product(*([f"{k}={format_value(v)}" for v in vs] for k, vs in sweeps.items())))
     seed_items = [[f"seed={s}"] for s in seeds] if seeds else [[]]
     overrides = [[*combo, *seed] for combo in combos for seed in seed_items]
-    if len(overrides) > MAX_RUNS:
-        raise UsageError(f"sweep of {len(overrides)} runs is more than {MAX_RUNS}")
     return overrides
 
 
@@ -171,7 +173,7 @@ def run_sweep(
     if not seeds:
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)
-    configs = [build(o) for o in overrides]  # a bad key or value fails now, before any run
+    configs = [_build_swept(build, o) for o in overrides]  # a bad key or value fails now, before any run
     settings = sweep_settings(base, seeds, sweeps)
     if folder is None:
         folder = find_sweep(base, settings)
@@ -188,6 +190,15 @@ def run_sweep(
     series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop, engine=engine)
     sheet = write_sweep_sheet(folder, items, sweep_grid(seeds, sweeps), cell_size=cell_size)
     return SweepResult(**vars(series), sheet=sheet)
+
+
+def _build_swept(build: Callable[[list[str]], DictConfig], overrides: list[str]) -> DictConfig:
+    """One run's config; an error blames --sweep, whose values are the only ones new here (the
+    dotlist they travel in would name --set)."""
+    try:
+        return build(overrides)
+    except VqclipError as err:
+        raise type(err)("--sweep: " + str(err).removeprefix("--set: ")) from None
 
 
 def sweep_settings(base: DictConfig, seeds: list[int], sweeps: dict[str, list[Any]]) -> dict[str, Any]:
