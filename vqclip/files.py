@@ -52,11 +52,29 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = False) -> Iterat
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> None:
-    """Write bytes durably (fsync) to a temporary file, then rename it to `path`."""
-    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write bytes durably (fsync) to a temporary file, then rename it to `path`; an OSError
+    (a full disk) names `path`."""
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a file ("file not found", "not a regular file"), or None."""
+    path = Path(path)
+    if not path.exists():
+        return "file not found"
+    if path.is_dir():
+        return "a folder, not a file"
+    if not path.is_file():
+        return "not a regular file"
+    return None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

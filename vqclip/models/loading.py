@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from vqclip.errors import ModelError
-from vqclip.files import cached_sha256
+from vqclip.files import cached_sha256, not_a_file
 from vqclip.models.clip import Perceptor, load_perceptor
 from vqclip.models.vqgan import VQGAN, load_vqgan
 
@@ -18,8 +18,8 @@ def vqgan_files(section: Any) -> tuple[str, Path, Path]:
     if section.config is not None:
         config, checkpoint = Path(section.config), Path(section.checkpoint)
         for label, path in (("vqgan.config", config), ("vqgan.checkpoint", checkpoint)):
-            if not path.is_file():
-                raise ModelError(f"{label}: file not found: {path}")
+            if (why := not_a_file(path)) is not None:
+                raise ModelError(f"{label}: {why}: {path}")
         return checkpoint.name, config, checkpoint
     from vqclip.models.catalog import resolve_vqgan
 

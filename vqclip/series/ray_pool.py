@@ -11,6 +11,7 @@ import datetime as dt
 import importlib.util
 import logging
 import os
+import re
 import socket
 import sys
 from collections import deque
@@ -30,6 +31,7 @@ INSTALL_HINT = "pip install 'vqclip[ray]'"
 CPU_ACTORS = 2  # actors on a cluster without GPUs, unless --ray-actors says otherwise
 LOCAL_OBJECT_STORE = 100 * 2**20  # bytes; only small records travel through it
 _WAIT = 0.2  # seconds between looks at a stop request while items run
+CONNECT_TIMEOUT = 10.0  # seconds to wait for a --ray-address to accept a connection
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,21 @@ def run_ray(items: list[WorkItem], folder: Path, result: SeriesResult, *, addres
     interrupted."""
     if not items:
         return result
-    ray = _connect(address)
-    started = not ray.is_initialized()
-    if started:
-        _init(ray, address)
+    if stop is not None:
+        stop.forward = _quit_now  # nothing runs yet: a Ctrl-C while connecting ends the batch
+    try:
+        ray = _connect(address)
+        started = not ray.is_initialized()
+        if started:
+            _init(ray, address)
+    finally:
+        if stop is not None:
+            stop.forward = None
+    if stop is not None and stop.requested:
+        if started:
+            ray.shutdown()
+        result.interrupted = True
+        return result
     try:
         return _run(ray, items, folder.resolve(), result, actors=actors, threads=threads,
                     report=report, stop=stop, extra=extra)
@@ -154,8 +167,30 @@ def _connect(address: str | None) -> Any:
     return ray
 
 
+def _quit_now() -> None:
+    raise KeyboardInterrupt
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """A clear error naming `address` (host:port or ray://host:port) when nothing accepts a
+    connection there within `timeout` seconds: Ray itself would retry for many minutes."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address.strip())
+    if match is None:
+        return  # "auto" or a form Ray resolves itself
+    host, port = match.group(1), int(match.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        why = "nothing answered" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise VqclipError(f"cannot reach the Ray cluster at {address}: {why} (tried for up to "
+                          f"{timeout:g} s; is its head node running, and is the address right?)") from None
+
+
 def _init(ray: Any, address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
