@@ -163,3 +163,94 @@ def test_bad_pool_options_exit_2(tmp_path, args, message) -> None:
     result = CliRunner().invoke(app, ["batch", str(prompts), *SHAPES, "-o", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def workers_of(pid: int) -> set[int]:
+    """The worker processes (multiprocessing spawn children) whose parent is `pid`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in command:
+            found.add(int(entry.name))
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """Those of `pids` that still run (not gone, not a zombie)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def gone_within(pids: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while running(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not running(pids)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_second_interrupt_while_workers_start_quits_at_once_with_them(tmp_path, signum, code) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a red circle --seed {seed} --steps 50\n" for seed in range(2000)))
+    out = tmp_path / "out"
+    batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out))
+    wait_for(lambda: workers_of(batch.pid), batch)
+    pids = workers_of(batch.pid)
+    batch.send_signal(signum)
+    time.sleep(0.2)
+    pids |= workers_of(batch.pid)
+    batch.send_signal(signum)
+    started = time.monotonic()
+    stdout, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == code, stderr
+    assert time.monotonic() - started < 15
+    assert gone_within(pids, 5), "a worker outlived the batch"
+    assert "Traceback" not in stderr and "Unpickling" not in stderr
+    assert not [r for r in outcomes(out) if r["status"] == "ok"]  # nothing went on running
+
+
+def test_a_second_ctrl_c_while_items_run_records_them_interrupted_with_the_hint(tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a blue square --seed {seed} --steps 400\n" for seed in range(3)))
+    out = tmp_path / "out"
+    batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out), "--set", "save_every=2")
+    wait_for(lambda: len(list(out.glob("*/*/state.pt"))) == 2, batch)
+    pids = workers_of(batch.pid)
+    batch.send_signal(signal.SIGINT)
+    batch.send_signal(signal.SIGINT)
+    stdout, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == 130, stderr
+    assert gone_within(pids, 5)
+    stopped = [r for r in outcomes(out) if r["status"] == "interrupted"]
+    assert len(stopped) == 2 and all((Path(r["run_dir"]) / "state.pt").is_file() for r in stopped)
+    assert "Continue that run with: vqclip resume " in stderr and "Traceback" not in stderr
+
+
+def test_workers_die_with_a_sigkilled_batch_and_a_rerun_takes_their_items_over(tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a green star --seed {seed} --steps 5\n" for seed in range(3)))
+    out = tmp_path / "out"
+    batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out))
+    wait_for(lambda: len(claims(out)) == 2, batch)
+    pids = {c["pid"] for c in claims(out)}
+    batch.kill()
+    batch.communicate(timeout=30)
+    assert gone_within(pids, 5), "a worker went on without its batch"
+    rerun = command("batch", str(prompts), *SHAPES, "-o", str(out))
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert stderr.count("which has died") == 2 and "taking over item" in stderr
+    assert sorted(oks(out).values()) == [1, 1, 1]  # every item made once

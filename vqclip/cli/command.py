@@ -91,13 +91,13 @@ def stop_on_first_interrupt(request_stop: Callable[[], None]) -> Iterator[Interr
     interruption = Interruption()
 
     def handler(signum: int, frame: object) -> None:
+        interruption.exit_code = 128 + signum
+        request_stop()  # first: a second signal may interrupt what follows, and finds the stop asked
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _terminate)
-        interruption.exit_code = 128 + signum
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         stderr.print(f"stopping after this step; saving the image and state ({again} again "
                      "to quit now)")
-        request_stop()
 
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
