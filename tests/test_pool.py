@@ -254,3 +254,51 @@ def test_workers_die_with_a_sigkilled_batch_and_a_rerun_takes_their_items_over(t
     assert rerun.returncode == 0, stderr
     assert stderr.count("which has died") == 2 and "taking over item" in stderr
     assert sorted(oks(out).values()) == [1, 1, 1]  # every item made once
+
+
+def test_workers_are_capped_at_the_items_and_count_skips_as_a_plain_batch_does(tmp_path) -> None:
+    from vqclip.series.claims import owner
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle --steps 3\na blue square --steps 3\n")
+    held = parse_batch(prompts.read_text())[0]  # claimed by a live process: this test's
+    counts = []
+    for name, extra in (("pool", ["--workers", "8"]), ("plain", [])):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "claims.jsonl").write_text(json.dumps({"key": held.key, "session": "elsewhere", **owner(),
+                                                      "renewed": time.time()}) + "\n")
+        batch = command("batch", str(prompts), *SHAPES, "-o", str(out), "--json", *extra)
+        stdout, stderr = batch.communicate(timeout=300)
+        assert batch.returncode == 0, stderr
+        data = json.loads(stdout)
+        counts.append((data["ok"], data["skipped"]))
+        if extra:
+            assert "8 worker processes asked for 2 items: starting 2" in stderr
+            assert len({c["pid"] for c in claims(out)} - {os.getpid()}) <= 2
+    assert counts == [(1, 1), (1, 1)]
+
+
+def test_batch_items_travel_to_workers_unbuilt(tmp_path, monkeypatch) -> None:
+    import pickle
+
+    import vqclip.series.batch as batch_module
+
+    settings = BatchSettings(sets=["steps=2"])
+    built = []
+    real = batch_module.build_config
+    monkeypatch.setattr(batch_module, "build_config", lambda **kw: built.append(1) or real(**kw))
+    seen = []
+
+    class Keep:
+        def run(self, items, folder, result, **kwargs):
+            seen.extend(item.portable() for item in items)
+            return result
+
+    items = parse_batch("".join(f"a red circle --seed {n}\n" for n in range(500)) + "bad --set nope=1\n")
+    run_batch(items, tmp_path, settings, engine=Keep())
+    assert len(seen) == 501 and built == []  # no config made in this process
+    sent = pickle.loads(pickle.dumps(seen))
+    assert sent[3].make_config().seed == 3
+    with pytest.raises(Exception, match="nope"):
+        sent[500].make_config()

@@ -112,19 +112,27 @@ class Heartbeat:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @contextmanager
-    def holding(self, key: str, session: str) -> Iterator[None]:
-        """Keep renewing the claim on `key` while the block runs."""
+    def hold(self, key: str, session: str) -> None:
+        """Renew the claim on `key` from now until `release`."""
         with self._guard:
             self._held.add((key, session))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="vqclip-claims", daemon=True)
                 self._thread.start()
+
+    def release(self, key: str, session: str) -> None:
+        """Stop renewing the claim on `key` (its item has ended)."""
+        with self._guard:
+            self._held.discard((key, session))
+
+    @contextmanager
+    def holding(self, key: str, session: str) -> Iterator[None]:
+        """Keep renewing the claim on `key` while the block runs."""
+        self.hold(key, session)
         try:
             yield
         finally:
-            with self._guard:
-                self._held.discard((key, session))
+            self.release(key, session)
 
     def close(self) -> None:
         """Stop renewing."""

@@ -263,7 +263,10 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
     stopping = False
     last_death = ""
 
+    heartbeat = manifest.heartbeat()  # this process renews the claims of the items its actors run
+
     def finish(record: dict[str, Any], number: int) -> None:
+        heartbeat.release(record["key"], session)
         record.update(extra, session=session, worker=number)
         manifest.append(record)
         result.records.append(record)
@@ -287,6 +290,7 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
                     result.skipped.append(item.index)  # finished or being run by another process
                     continue
                 idle.popleft()
+                heartbeat.hold(item.key, session)
                 running[_submit(handles[number], item, str(folder), layout.device(wanted[item.key]))] = (
                     number, item)
             if not running and (stopping or not todo):
@@ -325,6 +329,7 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
         running.clear()
         raise
     finally:
+        heartbeat.close()
         for handle in handles.values():  # frees their models (and GPUs) now
             try:
                 ray.kill(handle)
