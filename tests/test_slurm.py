@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "slurm" / "batch.sbatch"
 WHY_NOT = unavailable()
 
-pytestmark = [pytest.mark.cluster, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
+needs_slurm = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
+
+
+def test_the_readme_shows_the_job_script_the_cluster_tests_submit() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"```bash\n{SCRIPT.read_text()}```" in readme
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +68,8 @@ def _wait_for_steps(out: Path, steps: int, timeout: float) -> Path:
     raise TimeoutError(f"no run in {out} reached step {steps} in {timeout:.0f} s")
 
 
+@pytest.mark.cluster
+@needs_slurm
 def test_daemons_listen_on_loopback_only(slurm: SlurmCluster) -> None:
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
     ours = [line.split()[3] for line in listening.splitlines()
@@ -70,6 +77,8 @@ def test_daemons_listen_on_loopback_only(slurm: SlurmCluster) -> None:
     assert sorted(ours) == sorted(f"127.0.0.1:{port}" for port in slurm.ports)
 
 
+@pytest.mark.cluster
+@needs_slurm
 def test_array_job_makes_every_item_exactly_once(slurm: SlurmCluster, tmp_path: Path,
                                                  job_env: dict[str, str]) -> None:
     shapes = ["red circle", "blue square", "green triangle", "yellow star", "white circle", "red square"]
@@ -95,6 +104,8 @@ def test_array_job_makes_every_item_exactly_once(slurm: SlurmCluster, tmp_path: 
     print(f"array of 3 tasks: {len(images)} items made once each in {seconds:.0f} s")
 
 
+@pytest.mark.cluster
+@needs_slurm
 def test_preempted_job_saves_its_state_and_finishes_when_requeued(
         slurm: SlurmCluster, tmp_path: Path, job_env: dict[str, str]) -> None:
     prompts = tmp_path / "prompts.txt"
@@ -132,6 +143,8 @@ def test_preempted_job_saves_its_state_and_finishes_when_requeued(
           f"requeued, ok {recovered:.0f} s later")
 
 
+@pytest.mark.cluster
+@needs_slurm
 def test_time_limit_signal_reaches_vqclip(slurm: SlurmCluster, tmp_path: Path,
                                           job_env: dict[str, str]) -> None:
     """The script's --signal=B:TERM@120 with a 3-minute limit: SIGTERM arrives 30-60 s in."""
