@@ -5,10 +5,10 @@ VENV_PYTHON := $(VENV)/bin/python
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help venv install browser test demo docs-images lint bench gpu-wheels
+.PHONY: help venv install browser cluster-tools test test-cluster demo docs-images lint bench gpu-wheels
 
 help: ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV_READY): pyproject.toml
 	@echo "Setting up the project environment in $(VENV) from pyproject.toml (once; torch alone is several GB)"
@@ -29,7 +29,18 @@ browser: ## Install Debian's chromium for the gallery's browser tests, where roo
 	echo "chromium is not installed (needs root and apt-get): the browser tests will be skipped"
 
 test: $(VENV_READY) browser ## Run the fast test suite (tiny and bundled models, CPU, offline, the installed wheel)
-	$(VENV_PYTHON) -m pytest -q
+	$(VENV_PYTHON) -m pytest -q -m 'not cluster'
+
+cluster-tools: ## Install Debian's SLURM (slurmctld, slurmd, client), munge and iproute2 for the cluster tests, where root and apt-get allow
+	@{ command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged && \
+	   command -v ip && command -v ss; } >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "Installing SLURM, munge and iproute2 for the cluster tests" && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge iproute2 >/dev/null; } || \
+	echo "SLURM, munge or iproute2 is missing (installing needs root and apt-get): those tests will be skipped"
+
+test-cluster: $(VENV_READY) cluster-tools ## Run the cluster tests: a one-machine SLURM and a two-node Ray in network namespaces (root)
+	$(VENV_PYTHON) -m pytest -q -m cluster
 
 demo: $(VENV_READY) ## Generate "a red circle" offline with the bundled shapes models
 	$(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1

@@ -85,8 +85,10 @@ class ItemRunner:
             torch.set_num_threads(threads)
 
     def ready(self) -> dict[str, Any]:
-        """Where the actor runs, once it has started."""
-        return {"host": socket.gethostname(), "pid": os.getpid()}
+        """Where the actor runs, once it has started: host name, pid, its Ray node's IP address."""
+        import ray
+
+        return {"host": socket.gethostname(), "pid": os.getpid(), "node": ray.util.get_node_ip_address()}
 
     def run(self, item: WorkItem, folder: str, device: str | None) -> dict[str, Any]:
         """Run `item` into `folder`; its manifest record, for the driver to append."""
@@ -267,7 +269,8 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
 
     def finish(record: dict[str, Any], number: int) -> None:
         heartbeat.release(record["key"], session)
-        record.update(extra, session=session, worker=number)
+        # node: the Ray node's IP address, which tells nodes apart where host names do not
+        record.update(extra, session=session, worker=number, node=where.get(number, {}).get("node"))
         manifest.append(record)
         result.records.append(record)
         result.interrupted |= record["status"] == "interrupted"

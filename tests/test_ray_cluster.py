@@ -1,0 +1,115 @@
+"""vqclip batch --ray on a two-node Ray cluster (a head and a worker node in network namespaces
+of their own): items land on both nodes, a node that dies costs its item, a rerun finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_ray import MARK, PORTS, TwoNodeRay, unavailable
+
+ROOT = Path(__file__).resolve().parents[1]
+WHY_NOT = unavailable()
+
+pytestmark = [pytest.mark.cluster, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
+
+SHAPES = ["red circle", "blue square", "green triangle", "yellow star", "white circle", "red square"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's deep tmp_path.
+    root = Path(tempfile.mkdtemp(prefix="vqray", dir="/tmp"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1"}
+    ray = TwoNodeRay(root, env)
+    try:
+        ray.start()
+        yield ray
+    finally:
+        ray.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _batch(cluster: TwoNodeRay, prompts: Path, out: Path, log: Path) -> subprocess.Popen:
+    """`vqclip batch --ray --ray-address` from a driver inside the head node's namespace."""
+    command = cluster.head.exec(sys.executable, "-m", "vqclip", "batch", str(prompts), "--ray",
+                                "--ray-address", cluster.gcs, "-o", str(out), "--preset", "shapes",
+                                "-s", "steps=4")
+    env = {**cluster.env, MARK: cluster.head.namespace}
+    with log.open("w") as sink:
+        return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def _records(out: Path) -> list[dict]:
+    path = out / "manifest.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _ports(*namespace: str) -> set[int]:
+    command = ["ip", "netns", "exec", *namespace, "ss", "-ltnH"] if namespace else ["ss", "-ltnH"]
+    listening = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines()}
+
+
+def test_ray_listens_only_inside_the_namespaces(cluster: TwoNodeRay) -> None:
+    assert 26379 in _ports(cluster.head.namespace)  # the head's GCS, inside its namespace
+    assert 26381 in _ports(cluster.worker.namespace)  # the worker's raylet, inside its own
+    assert not _ports() & PORTS  # the machine's own interfaces: none of the Ray ports
+
+
+def test_items_land_on_both_nodes_and_a_dead_node_costs_only_its_items(
+        cluster: TwoNodeRay, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a {shape} --seed {seed}\n" for seed, shape in enumerate(SHAPES)))
+    out = tmp_path / "out"
+    driver = _batch(cluster, prompts, out, tmp_path / "driver.log")
+    try:
+        end = time.monotonic() + 900
+        while not any(r.get("node") == cluster.worker.address and r["status"] == "ok"
+                      for r in _records(out)):
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < end, "no item finished on the worker node"
+            time.sleep(0.2)
+        killed = time.monotonic()
+        cluster.kill_raylet(cluster.worker)
+        code = driver.wait(timeout=900)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    went_on = time.monotonic() - killed
+    log = (tmp_path / "driver.log").read_text()
+
+    first = _records(out)
+    assert code == 1, log[-3000:]  # an item failed; the batch itself ran to its end
+    assert sorted(r["index"] for r in first) == list(range(len(SHAPES)))  # each item made or failed
+    assert {r["node"] for r in first if r["status"] == "ok"} == {cluster.head.address, cluster.worker.address}
+    failed = [r for r in first if r["status"] == "failed"]
+    assert failed and all(r["node"] == cluster.worker.address and "died while running it" in r["error"]
+                          for r in failed), failed
+
+    rerun = _batch(cluster, prompts, out, tmp_path / "rerun.log")
+    started = time.monotonic()
+    try:
+        assert rerun.wait(timeout=900) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+    finally:
+        if rerun.poll() is None:
+            rerun.kill()
+    finished = time.monotonic() - started
+
+    ok = [r for r in _records(out) if r["status"] == "ok"]
+    assert sorted(r["index"] for r in ok) == list(range(len(SHAPES)))  # one ok per key
+    assert len({r["key"] for r in ok}) == len(SHAPES)
+    assert all(Path(r["image"]).is_file() for r in ok)
+    print(f"two nodes: {len(first) - len(failed)} ok and {len(failed)} failed with the worker's raylet "
+          f"killed; the batch ended {went_on:.0f} s after the kill, exit 1; the rerun made "
+          f"{len(ok) - len(first) + len(failed)} in {finished:.0f} s, exit 0")
