@@ -203,8 +203,9 @@ def generate(
         base = _stored_config(from_image) if from_image is not None else None
 
         def config_with(extra: list[str]) -> Any:
+            """The config of one run of a sweep (`extra`: its KEY=VALUE items of --sweep)."""
             return build_config(preset=preset, config_files=config or [], flags=flags,
-                                dotlist=[*(set_ or []), *extra], base=base)[0]
+                                dotlist=set_ or [], base=base, sweep=extra)[0]
 
         def build_for_video() -> Any:
             """Unless the user chose save_every, save enough frames for a video of a few seconds."""
@@ -214,7 +215,8 @@ def generate(
                                            dotlist=set_ or [], base=base)
             if provenance["save_every"] != "defaults" and not provenance["save_every"].startswith("preset "):
                 return cfg
-            return config_with([f"save_every={frame_interval(cfg.steps, fps)}"])
+            return build_config(preset=preset, config_files=config or [], flags=flags, base=base,
+                                dotlist=[*(set_ or []), f"save_every={frame_interval(cfg.steps, fps)}"])[0]
 
         if video is not None:
             check_video_options(video, fps)
