@@ -68,6 +68,10 @@ Workers = Annotated[
 ]
 Threads = Annotated[
     int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
+                             help="CPU threads per --workers process (default: the cores / N)."),
+]
+RayThreads = Annotated[  # batch's --threads, which also sizes its --ray actors
+    int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
                              help="CPU threads per --workers process or --ray actor (default: the cores "
                                   "/ N; a GPU actor: 1)."),
 ]
