@@ -1,7 +1,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
-# Touched after a complete install: an environment older than pyproject.toml is brought up to date.
+# Touched after each complete install: an environment older than pyproject.toml is brought up to date.
+# The runtime (vqclip and what it imports) is all the demo needs; the development tools and Ray go on top.
+VENV_RUNTIME := $(VENV)/.installed-runtime
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
@@ -10,13 +12,18 @@ export HF_HUB_OFFLINE ?= 1
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV_READY): pyproject.toml
-	@echo "Setting up the project environment in $(VENV) from pyproject.toml (once; torch alone is several GB)"
+$(VENV_RUNTIME): pyproject.toml
+	@echo "Setting up vqclip in $(VENV) from pyproject.toml (once; torch alone is several GB)"
 	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --progress-bar on -e .
+	@touch $@
+
+$(VENV_READY): $(VENV_RUNTIME)
+	@echo "Adding the development tools and Ray to $(VENV) (pytest, ruff, taming-transformers, ray)"
 	$(VENV_PYTHON) -m pip install --progress-bar on -e '.[dev,ray]'
 	@touch $@
 
-venv: $(VENV_READY) ## Build the project environment .venv (demo, test, lint and bench do it when needed)
+venv: $(VENV_READY) ## Build .venv with the development tools and Ray (test, lint and bench do it when needed)
 
 install: ## Install vqclip with its development tools and Ray into the current Python (pip install -e .[dev,ray])
 	$(PYTHON) -m pip install -e '.[dev,ray]'
@@ -42,8 +49,11 @@ cluster-tools: ## Install Debian's SLURM (slurmctld, slurmd, client), munge and 
 test-cluster: $(VENV_READY) cluster-tools ## Run the cluster tests: a one-machine SLURM and a two-node Ray in network namespaces (root)
 	$(VENV_PYTHON) -m pytest -q -m cluster
 
-demo: $(VENV_READY) ## Generate "a red circle" offline with the bundled shapes models
+demo: $(VENV_RUNTIME) ## Generate "a red circle" offline with the bundled shapes models (vqclip alone in .venv)
 	$(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1
+	@echo
+	@echo "Next: put vqclip on your PATH in this shell with   source $(VENV)/bin/activate"
+	@echo "(or run it as $(VENV)/bin/vqclip), then try:   vqclip generate --help"
 
 docs-images: $(VENV_READY) ## Remake the README's pictures with the commands the README shows
 	cp "$$($(VENV)/bin/vqclip generate "a red circle" --preset shapes --seed 1 -q -o build/docs-runs)" \

@@ -88,7 +88,7 @@ def test_every_url_failing_names_each(server, home):
     urls = [server.url("/a.bin"), server.url("/b.bin")]
     with pytest.raises(DownloadError) as err:
         _fetch(home, urls)
-    assert "/a.bin: HTTP 404" in str(err.value) and "/b.bin: HTTP 404" in str(err.value)
+    assert f"{urls[0]}: HTTP 404" in str(err.value) and f"{urls[1]}: HTTP 404" in str(err.value)
     assert cache_files(home) == [] and _no_partials(home)
 
 
@@ -328,5 +328,60 @@ def test_a_url_that_never_answers_fails_in_the_configured_time_naming_it(home, m
     finally:
         silent.close()
     assert time.monotonic() - started < 10
-    assert f"{url}: " in str(err.value) and "timed out" in str(err.value)
+    assert f"from {url.split('/')[2]}: timed out: nothing received for 1.5 s" in str(err.value)
     assert cache_files(home) == []
+
+
+def test_an_unreachable_proxy_fails_at_once_with_one_line_and_the_way_out(server, home, monkeypatch, caplog):
+    import socket
+    import time
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = server.add("/blob.bin", BLOB)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DownloadError) as err:
+            _fetch(home, [url])
+    finally:
+        closed.close()
+    assert time.monotonic() - started < 5
+    message = str(err.value)
+    assert message.startswith(f"could not download blob.bin from {server.url('')[7:].rstrip('/')}: "
+                              "the proxy cannot be reached; without a network: --preset shapes")
+    assert "--offline" in message and "vqclip models import" in message
+    assert "kept" not in message and "\n" not in message and len(message) < 300
+    assert server.gets("/blob.bin") == []  # nothing went past the proxy
+
+
+def test_dropped_connections_are_retried_with_one_short_line_each(server, home, caplog):
+    url = server.add("/blob.bin", BLOB)
+    server.cut_after("/blob.bin", 0, 0, 0)  # the server hangs up before sending any byte
+    with pytest.raises(DownloadError) as err:
+        _fetch(home, [url], retries=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vqclip.models.download"]
+    host = url.split("/")[2]
+    assert lines == [f"download from {host} failed (connection closed mid-file); "
+                     f"try {n} of 3 in 0 s" for n in (2, 3)]
+    assert "kept" not in str(err.value)  # nothing arrived: no partial file to speak of
+    assert _no_partials(home)
+
+
+def test_a_refused_connection_backs_off_and_names_the_host(home, caplog, monkeypatch):
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    try:
+        with pytest.raises(DownloadError, match=rf"from 127\.0\.0\.1:{port}: connection refused;"):
+            fetch_file([f"http://127.0.0.1:{port}/x.bin"], home / "x.bin", partial_dir=home / "partial",
+                       lock_dir=home / "locks", progress=False, retries=4)
+    finally:
+        closed.close()
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]

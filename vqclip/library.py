@@ -5,7 +5,7 @@
     print(result.image, result.final_loss)
 
 `generate` takes the command line's presets and config files and any config key as a keyword
-(`size=[256, 256]`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model by name.
+(`size=[256, 256]` or `size="256x256"`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model by name.
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ def generate(prompt: str = "", *, preset: str | None = None, config_files: Seque
     Each callback sees the run's events (StepEvent, ImageEvent, DoneEvent, ...) as they happen.
     A bad setting raises ConfigError or UsageError before any model is loaded."""
     from vqclip.run.build import build
-    from vqclip.run.config import build_config
+    from vqclip.run.config import build_config, parse_size
     from vqclip.run.prepare import prepare
 
+    if isinstance(settings.get("size"), str):  # "64x64", as --size takes it
+        settings["size"] = parse_size(settings["size"], "size")
     flags = {"prompt": prompt or None, **settings}
-    cfg, provenance = build_config(preset=preset, config_files=list(config_files), flags=flags)
+    cfg, provenance = build_config(preset=preset, config_files=list(config_files), flags=flags,
+                                   flags_source="vqclip.generate keyword arguments")
     return build(prepare(cfg, provenance)).execute(list(callbacks))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from vqclip.errors import ConfigError
+from vqclip.suggest import maybe_meant
 
 T = TypeVar("T")
 
@@ -45,7 +46,8 @@ class Registry(Generic[T]):
         """Refuse a name that is not registered, listing those that are; `key` names the config
         key that chose it where that is not the registry's own (a list item, say)."""
         if name not in self._items:
-            raise ConfigError(f"{key or self.key}={name!r}: unknown name; valid: {', '.join(self._items)}")
+            raise ConfigError(f"{key or self.key}={name!r}: unknown name; {maybe_meant(name, self._items)}"
+                              f"valid: {', '.join(self._items)}")
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)

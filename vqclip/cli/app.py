@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from vqclip.cli.helptext import App
 from vqclip.version import __version__
 
-app = typer.Typer(
+app = App(
     name="vqclip",
     help="Text-to-image with VQGAN+CLIP, plus CLIP classification, search and scoring.",
     no_args_is_help=True,

@@ -16,21 +16,34 @@ from rich.markup import escape
 
 from vqclip.cli.command import run_command, run_guarded, stderr, stop_on_first_interrupt
 from vqclip.cli.options import (
-    IMAGE,
     OPTIMIZATION,
     OUTPUT,
     PERFORMANCE,
     PROMPT,
     SETTINGS,
+    Compile,
     ConfigFiles,
+    Cutouts,
     Device,
     Devices,
+    InitImage,
+    InitNoise,
+    InitWeight,
     JsonFlag,
-    NoPreview,
+    LearningRate,
+    LowMemory,
+    MaxMemory,
+    Negative,
     Offline,
     Preset,
+    Preview,
     Quiet,
+    SaveEvery,
+    Seed,
     SetItems,
+    Size,
+    Steps,
+    SwitchEvery,
     Threads,
     Verbose,
     Workers,
@@ -71,10 +84,7 @@ def generate(
         typer.Option("--from", metavar="IMAGE", rich_help_panel=SETTINGS,
                      help="Re-run the settings stored in a vqclip image."),
     ] = None,
-    negative: Annotated[
-        str | None, typer.Option(metavar="TEXT", rich_help_panel=PROMPT,
-                                 help='Push away from these texts: "blurry | text:0.5".')
-    ] = None,
+    negative: Negative = None,
     image_prompt: Annotated[
         list[str] | None,
         typer.Option("--image-prompt", metavar="PATH[:W[:STOP]]", rich_help_panel=PROMPT,
@@ -85,44 +95,15 @@ def generate(
         typer.Option("--noise-prompt", metavar="SEED[:W]", rich_help_panel=PROMPT,
                      help="A random CLIP target (repeatable)."),
     ] = None,
-    switch_every: Annotated[
-        int | None, typer.Option(metavar="N", rich_help_panel=PROMPT,
-                                 show_default=str(_DEFAULTS.switch_every),
-                                 help="Story mode: next '^' prompt set every N steps (0: even split).")
-    ] = None,
-    size: Annotated[
-        str | None, typer.Option(metavar="WxH", rich_help_panel=IMAGE, show_default="x".join(
-            map(str, _DEFAULTS.size)), help="Image size, e.g. 256x256.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(metavar="N", rich_help_panel=IMAGE,
-                                 help="Random seed (recorded; random if not given).")
-    ] = None,
-    init_image: Annotated[
-        str | None, typer.Option(metavar="PATH", rich_help_panel=IMAGE,
-                                 help='Start from this image (or a "#rrggbb" color).')
-    ] = None,
-    init_weight: Annotated[
-        float | None, typer.Option(metavar="W", rich_help_panel=IMAGE,
-                                   show_default=str(_DEFAULTS.init_weight),
-                                   help="Pull toward the init image's latent with this weight.")
-    ] = None,
-    init_noise: Annotated[
-        str | None, typer.Option(metavar="MODE", rich_help_panel=IMAGE, show_default=_DEFAULTS.init_noise,
-                                 help="Start without an init image from: tokens, pixels, gradient.")
-    ] = None,
-    steps: Annotated[
-        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.steps),
-                                 help="Optimization steps.")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(metavar="X", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.lr),
-                                   help="Learning rate.")
-    ] = None,
-    cutn: Annotated[
-        int | None, typer.Option(metavar="N", rich_help_panel=OPTIMIZATION, show_default=str(_DEFAULTS.cutn),
-                                 help="Cutouts per step.")
-    ] = None,
+    switch_every: SwitchEvery = None,
+    size: Size = None,
+    seed: Seed = None,
+    init_image: InitImage = None,
+    init_weight: InitWeight = None,
+    init_noise: InitNoise = None,
+    steps: Steps = None,
+    lr: LearningRate = None,
+    cutn: Cutouts = None,
     seeds: Annotated[
         str | None, typer.Option(metavar="1-8|1,3,5", rich_help_panel=OPTIMIZATION,
                                  help="One run per seed (a sweep).")
@@ -136,10 +117,7 @@ def generate(
         Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT,
                                   show_default=_DEFAULTS.out, help="Root folder of run folders.")
     ] = None,
-    save_every: Annotated[
-        int | None, typer.Option(metavar="N", rich_help_panel=OUTPUT, show_default=str(_DEFAULTS.save_every),
-                                 help="Write a frame every N steps (0: never).")
-    ] = None,
+    save_every: SaveEvery = None,
     video: Annotated[
         str | None,
         typer.Option(metavar="mp4|gif|webp", rich_help_panel=OUTPUT,
@@ -150,21 +128,9 @@ def generate(
     fps: Annotated[float, typer.Option(metavar="N", rich_help_panel=OUTPUT,
                                        help="Frames per second of --video.")] = 12.0,
     device: Device = None,
-    low_memory: Annotated[
-        bool | None,
-        typer.Option("--low-memory", rich_help_panel=PERFORMANCE, show_default=False,
-                     help="Recompute activations per block: far less memory, ~30% slower."),
-    ] = None,
-    compile_models: Annotated[
-        bool | None,
-        typer.Option("--compile", rich_help_panel=PERFORMANCE, show_default=False,
-                     help="torch.compile the models: slow first step, faster after."),
-    ] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option(metavar="SIZE", rich_help_panel=PERFORMANCE,
-                     help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
-    ] = None,
+    low_memory: LowMemory = None,
+    compile_models: Compile = None,
+    max_memory: MaxMemory = None,
     batch_size: Annotated[
         int | None,
         typer.Option(metavar="K", rich_help_panel=PERFORMANCE, show_default=str(_DEFAULTS.batch_size),
@@ -182,7 +148,7 @@ def generate(
     offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
-    no_preview: NoPreview = False,
+    preview: Preview = True,
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
@@ -204,8 +170,9 @@ def generate(
         base = _stored_config(from_image) if from_image is not None else None
 
         def config_with(extra: list[str]) -> Any:
+            """The config of one run of a sweep (`extra`: its KEY=VALUE items of --sweep)."""
             return build_config(preset=preset, config_files=config or [], flags=flags,
-                                dotlist=[*(set_ or []), *extra], base=base)[0]
+                                dotlist=set_ or [], base=base, sweep=extra)[0]
 
         def build_for_video() -> Any:
             """Unless the user chose save_every, save enough frames for a video of a few seconds."""
@@ -215,7 +182,8 @@ def generate(
                                            dotlist=set_ or [], base=base)
             if provenance["save_every"] != "defaults" and not provenance["save_every"].startswith("preset "):
                 return cfg
-            return config_with([f"save_every={frame_interval(cfg.steps, fps)}"])
+            return build_config(preset=preset, config_files=config or [], flags=flags, base=base,
+                                dotlist=[*(set_ or []), f"save_every={frame_interval(cfg.steps, fps)}"])[0]
 
         if video is not None:
             check_video_options(video, fps)
@@ -237,7 +205,7 @@ def generate(
         from vqclip.run.build import build  # torch and the models: only for a run that is sound
 
         return execute_run(build(spec), json_output=json_output, quiet=quiet,
-                           video=video, fps=fps, no_preview=no_preview)
+                           video=video, fps=fps, no_preview=not preview)
 
     run_command(body, verbose=verbose, offline=offline)
 
@@ -405,7 +373,7 @@ def resume(
     ] = None,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
-    no_preview: NoPreview = False,
+    preview: Preview = True,
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
@@ -421,7 +389,7 @@ def resume(
         except BaseException:
             point.lock.release()  # the run folder is free again for a corrected command
             raise
-        return execute_run(run, json_output=json_output, quiet=quiet, no_preview=no_preview)
+        return execute_run(run, json_output=json_output, quiet=quiet, no_preview=not preview)
 
     run_command(body, verbose=verbose)
 

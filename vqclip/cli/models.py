@@ -10,13 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from vqclip.cli.command import run_command
+from vqclip.cli.helptext import App
 from vqclip.errors import ModelError, VqclipError
 from vqclip.models import clip_cache
 from vqclip.models.cache import Cache, offline_requested
 from vqclip.models.catalog import get_entry, load_registry, resolve_vqgan
 from vqclip.models.store import import_vqgan, verify_vqgan, vqgan_status
 
-models_app = typer.Typer(
+models_app = App(
     help="Manage model weights: list, download, verify, path, import, rm.",
     no_args_is_help=True,
 )

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vqclip.run.config import GenerateConfig
+
 # Help panels: generate's options are grouped under these, and the shared ones below too.
 SETTINGS = "Settings"
 PROMPT = "Prompt"
@@ -47,9 +49,9 @@ Quiet = Annotated[
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", rich_help_panel=OUTPUT, help="Show tracebacks and debug logs.")
 ]
-NoPreview = Annotated[
-    bool, typer.Option("--no-preview", rich_help_panel=OUTPUT,
-                       help="Do not draw the image in the terminal while it is made."),
+Preview = Annotated[
+    bool, typer.Option("--preview/--no-preview", rich_help_panel=OUTPUT,
+                       help="Draw the image in the terminal while it is made (on a terminal only)."),
 ]
 Device = Annotated[  # named explicitly: typer 0.27 names an alias's option after its metavar
     str | None, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERFORMANCE, show_default="auto",
@@ -65,6 +67,10 @@ Workers = Annotated[
                                   "models once (threads split between them; see --threads)."),
 ]
 Threads = Annotated[
+    int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
+                             help="CPU threads per --workers process (default: the cores / N)."),
+]
+RayThreads = Annotated[  # batch's --threads, which also sizes its --ray actors
     int | None, typer.Option("--threads", metavar="T", rich_help_panel=PERFORMANCE,
                              help="CPU threads per --workers process or --ray actor (default: the cores "
                                   "/ N; a GPU actor: 1)."),
@@ -88,4 +94,68 @@ RayActors = Annotated[
     int | None, typer.Option("--ray-actors", metavar="N", rich_help_panel=PERFORMANCE,
                              show_default="one per GPU of the cluster, else 2 on the CPU",
                              help="Ray actors for --ray; each takes one GPU when the cluster has GPUs."),
+]
+
+# The per-run flags of generate, which batch also takes as every line's defaults.
+_DEFAULTS = GenerateConfig()  # the schema's defaults, shown in help
+Size = Annotated[
+    str | None, typer.Option("--size", metavar="WxH", rich_help_panel=IMAGE,
+                             show_default="x".join(map(str, _DEFAULTS.size)),
+                             help="Image size, e.g. 256x256."),
+]
+Seed = Annotated[
+    int | None, typer.Option("--seed", metavar="N", rich_help_panel=IMAGE,
+                             help="Random seed (recorded; random if not given)."),
+]
+InitImage = Annotated[
+    str | None, typer.Option("--init-image", metavar="PATH", rich_help_panel=IMAGE,
+                             help='Start from this image (or a "#rrggbb" color).'),
+]
+InitWeight = Annotated[
+    float | None, typer.Option("--init-weight", metavar="W", rich_help_panel=IMAGE,
+                               show_default=str(_DEFAULTS.init_weight),
+                               help="Pull toward the init image's latent with this weight."),
+]
+InitNoise = Annotated[
+    str | None, typer.Option("--init-noise", metavar="MODE", rich_help_panel=IMAGE,
+                             show_default=_DEFAULTS.init_noise,
+                             help="Start without an init image from: tokens, pixels, gradient."),
+]
+Negative = Annotated[
+    str | None, typer.Option("--negative", metavar="TEXT", rich_help_panel=PROMPT,
+                             help='Push away from these texts: "blurry | text:0.5".'),
+]
+SwitchEvery = Annotated[
+    int | None, typer.Option("--switch-every", metavar="N", rich_help_panel=PROMPT,
+                             show_default=str(_DEFAULTS.switch_every),
+                             help="Story mode: next '^' prompt set every N steps (0: even split)."),
+]
+Steps = Annotated[
+    int | None, typer.Option("--steps", metavar="N", rich_help_panel=OPTIMIZATION,
+                             show_default=str(_DEFAULTS.steps), help="Optimization steps."),
+]
+LearningRate = Annotated[
+    float | None, typer.Option("--lr", metavar="X", rich_help_panel=OPTIMIZATION,
+                               show_default=str(_DEFAULTS.lr), help="Learning rate."),
+]
+Cutouts = Annotated[
+    int | None, typer.Option("--cutn", metavar="N", rich_help_panel=OPTIMIZATION,
+                             show_default=str(_DEFAULTS.cutn), help="Cutouts per step."),
+]
+SaveEvery = Annotated[
+    int | None, typer.Option("--save-every", metavar="N", rich_help_panel=OUTPUT,
+                             show_default=str(_DEFAULTS.save_every),
+                             help="Write a frame every N steps (0: never)."),
+]
+LowMemory = Annotated[
+    bool | None, typer.Option("--low-memory/--no-low-memory", rich_help_panel=PERFORMANCE, show_default=False,
+                              help="Recompute activations per block: far less memory, ~30% slower."),
+]
+Compile = Annotated[
+    bool | None, typer.Option("--compile/--no-compile", rich_help_panel=PERFORMANCE, show_default=False,
+                              help="torch.compile the models: slow first step, faster after."),
+]
+MaxMemory = Annotated[
+    str | None, typer.Option("--max-memory", metavar="SIZE", rich_help_panel=PERFORMANCE,
+                             help="Memory the run may use, e.g. 8GiB (default: what the device has free)."),
 ]

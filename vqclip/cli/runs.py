@@ -13,18 +13,32 @@ from vqclip.cli.command import run_command, stop_on_first_interrupt
 from vqclip.cli.generate import say_how_to_continue, stopped_run
 from vqclip.cli.options import (
     OUTPUT,
+    Compile,
     ConfigFiles,
+    Cutouts,
     Device,
     Devices,
+    InitImage,
+    InitNoise,
+    InitWeight,
     JsonFlag,
+    LearningRate,
+    LowMemory,
+    MaxMemory,
+    Negative,
     Offline,
     Preset,
     Quiet,
     Ray,
     RayActors,
     RayAddress,
+    RayThreads,
+    SaveEvery,
+    Seed,
     SetItems,
-    Threads,
+    Size,
+    Steps,
+    SwitchEvery,
     Verbose,
     Workers,
 )
@@ -48,9 +62,23 @@ def batch(
     shard: Annotated[str | None, typer.Option(
         metavar="I/N", help="Run share I/N of the items: those whose 0-based index % N == I. Default: from "
              "SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE, else all items.")] = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    size: Size = None,
+    lr: LearningRate = None,
+    cutn: Cutouts = None,
+    save_every: SaveEvery = None,
+    negative: Negative = None,
+    switch_every: SwitchEvery = None,
+    init_image: InitImage = None,
+    init_weight: InitWeight = None,
+    init_noise: InitNoise = None,
     device: Device = None,
+    low_memory: LowMemory = None,
+    compile_models: Compile = None,
+    max_memory: MaxMemory = None,
     workers: Workers = None,
-    threads: Threads = None,
+    threads: RayThreads = None,
     devices: Devices = None,
     ray: Ray = False,
     ray_address: RayAddress = None,
@@ -65,7 +93,9 @@ def batch(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Run every prompt of a file, each in its own run folder; done items are skipped on rerun."""
+    """Run every prompt of a file, each in its own run folder; done items are skipped on rerun.
+
+    The per-run flags (--steps, --seed, --size, ...) apply to every line; a line's own flags win."""
     from vqclip.cli.generate import (
         check_video_options,
         say_how_to_continue,
@@ -77,6 +107,8 @@ def batch(
     def body() -> int:
         from vqclip.errors import UsageError
         from vqclip.outputs.run_folder import slugify
+        from vqclip.run.config import build_config
+        from vqclip.run.flags import as_overrides, flag_values
         from vqclip.series.batch import (
             BatchSettings,
             load_batch,
@@ -105,7 +137,16 @@ def batch(
         if not items:
             raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
         chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
-        sets = [*(set_ or []), *([f"device={device}"] if device else [])]  # an item's own --device wins
+        flags = flag_values({
+            "--steps": steps, "--seed": seed, "--size": size, "--lr": lr, "--cutn": cutn,
+            "--save-every": save_every, "--negative": negative, "--switch-every": switch_every,
+            "--init-image": init_image, "--init-weight": init_weight, "--init-noise": init_noise,
+            "--device": device, "--low-memory": low_memory, "--compile": compile_models,
+            "--max-memory": max_memory,
+        })
+        # A bad flag is blamed on the flags here; then they join --set, below every line's own flags.
+        build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
+        sets = [*as_overrides(flags), *(set_ or [])]
         settings = BatchSettings(preset=preset, config_files=config or [], sets=sets)
         name = "stdin" if file == "-" else slugify(Path(file).stem)
         folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"

@@ -20,6 +20,7 @@ from vqclip.errors import ConfigError, ModelError, first_line
 from vqclip.models.cache import Cache, offline_requested, vqclip_home
 from vqclip.models.download import is_url
 from vqclip.models.store import ensure_vqgan
+from vqclip.suggest import maybe_meant
 
 __all__ = [
     "ModelEntry",
@@ -213,7 +214,7 @@ def get_entry(
     if entry is None or (kind is not None and entry.kind != kind):
         known = sorted(n for n, e in entries.items() if kind is None or e.kind == kind)
         what = f"{kind} model" if kind else "model"
-        raise ModelError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+        raise ModelError(f"unknown {what} {name!r}; {maybe_meant(name, known)}known: {', '.join(known)}")
     return entry
 
 

@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import filelock
 import pooch
 import requests
 from tqdm import tqdm
 
-from vqclip.errors import DownloadError, UsageError
+from vqclip.errors import DownloadError, UsageError, first_line
 from vqclip.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,13 @@ CHUNK = 1 << 20  # for hashing
 READ_CHUNK = 1 << 16  # a cut connection loses at most the chunk being read
 TIMEOUT = (15.0, 60.0)  # connect, read (seconds); a stalled read counts as a cut connection
 RETRIES = 5  # attempts per URL without progress; any received bytes reset the count
-STALL_LIMIT = 120.0  # seconds a URL may send nothing, all its tries together (VQCLIP_DOWNLOAD_TIMEOUT)
-BACKOFF = 1.0  # seconds, times the attempt number
+# Seconds a file may go without receiving a byte, over all its URLs and tries (VQCLIP_DOWNLOAD_TIMEOUT)
+STALL_LIMIT = 120.0
+BACKOFF = 1.0  # seconds before the first retry, doubled for each further one
+MAX_WAIT = 30.0  # the longest wait between two tries
+# What to do when downloads cannot work: the last words of a failed download.
+WAY_OUT = ("without a network: --preset shapes runs the bundled models, `vqclip models import` adopts "
+           "files fetched elsewhere, and --offline never tries the network")
 SPACE_MARGIN = 64 << 20  # keep this much free beyond the expected size
 
 
@@ -52,6 +58,59 @@ class FetchResult:
 
 class _Incomplete(requests.exceptions.RequestException):
     """The server closed the body before Content-Length bytes arrived."""
+
+
+class Patience:
+    """How long a download may go without receiving a byte, over all its URLs and tries."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.last_progress = time.monotonic()
+
+    def progressed(self) -> None:
+        """Bytes arrived: the wait starts again."""
+        self.last_progress = time.monotonic()
+
+    def left(self) -> float:
+        """Seconds to go before giving up (0 or less: give up)."""
+        return self.limit - (time.monotonic() - self.last_progress)
+
+
+def host_of(url: str) -> str:
+    """The host (and port) a URL points at, for messages."""
+    return urlsplit(url).netloc or url
+
+
+def describe_failure(err: BaseException) -> str:
+    """A few words saying why a request failed, instead of urllib3's nested repr."""
+    if isinstance(err, requests.exceptions.HTTPError):
+        return f"HTTP {err.response.status_code if err.response is not None else '?'}"
+    if isinstance(err, requests.exceptions.ProxyError):
+        return "the proxy cannot be reached"
+    if isinstance(err, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(err, (requests.exceptions.Timeout, TimeoutError)):
+        return str(err) if str(err).startswith("timed out: ") else "timed out"
+    if isinstance(err, (_Incomplete, requests.exceptions.ChunkedEncodingError)):
+        return str(err) if isinstance(err, _Incomplete) else "connection closed mid-file"
+    text = str(err)
+    for marker, words in (("NameResolution", "host name not resolved (no network or no DNS?)"),
+                          ("Name or service not known", "host name not resolved (no network or no DNS?)"),
+                          ("Temporary failure in name resolution", "host name not resolved (no DNS?)"),
+                          ("Connection refused", "connection refused"),
+                          ("Network is unreachable", "network unreachable"),
+                          ("RemoteDisconnected", "the server closed the connection"),
+                          ("Connection reset", "connection reset"),
+                          ("Connection aborted", "connection aborted")):
+        if marker in text:
+            return words
+    return first_line(text, type(err).__name__)[:120]
+
+
+def _hopeless(err: BaseException) -> bool:
+    """Failures that a retry within seconds does not cure: no DNS, no proxy, no route."""
+    return isinstance(err, requests.exceptions.ProxyError) or describe_failure(err).startswith(
+        ("host name not resolved", "network unreachable"))
 
 
 class _LocalWriteError(Exception):
@@ -93,8 +152,10 @@ class ResumableDownloader:
         retries: int | None = None,
         backoff: float | None = None,
         session: requests.Session | None = None,
+        patience: Patience | None = None,
     ):
         self.partial = partial
+        self.patience = patience or Patience(stall_limit())
         self.progress = progress
         self.desc = desc
         self.retries = RETRIES if retries is None else retries
@@ -106,19 +167,20 @@ class ResumableDownloader:
     def __call__(self, url: str, output_file: str, pooch_: object, check_only: bool = False):
         """Download `url` into pooch's temporary `output_file` (pooch's downloader protocol).
 
-        Gives up on `url` after RETRIES tries without progress, or once it has sent nothing
-        for `stall_limit()` seconds over all its tries."""
+        Gives up on `url` after RETRIES tries without progress (waiting BACKOFF, then twice as
+        long before each further one), at once when retrying cannot help (no DNS, no proxy), or
+        once the patience shared by all the file's URLs runs out."""
         if check_only:
             response = self.session.head(url, timeout=TIMEOUT, allow_redirects=True)
             return response.status_code == 200
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.resumed_from = self.partial.stat().st_size if self.partial.exists() else 0
         failures = 0
-        limit = stall_limit()
-        last_progress = time.monotonic()
         while True:
             before = self._size()
-            left = limit - (time.monotonic() - last_progress)
+            left = self.patience.left()
+            if left <= 0:
+                raise requests.exceptions.Timeout("timed out")
             try:
                 self._attempt(url, (min(TIMEOUT[0], left), min(TIMEOUT[1], left)))
                 break
@@ -134,17 +196,21 @@ class ResumableDownloader:
                 _Incomplete,
             ) as err:
                 error = err
+            if _hopeless(error):
+                raise error
             failures = 0 if self._size() > before else failures + 1
             if failures == 0:
-                last_progress = time.monotonic()
-            wait = self.backoff * max(failures, 1)
-            if time.monotonic() + wait - last_progress >= limit:
+                self.patience.progressed()
+            wait = min(self.backoff * 2 ** max(failures - 1, 0), MAX_WAIT)
+            if wait >= self.patience.left():
                 raise requests.exceptions.Timeout(
-                    f"timed out: nothing received for {limit:g} s (set VQCLIP_DOWNLOAD_TIMEOUT "
-                    f"to wait longer); last error: {error}")
+                    f"timed out: nothing received for {self.patience.limit:g} s "
+                    "(VQCLIP_DOWNLOAD_TIMEOUT sets "
+                    f"how long to wait); last: {describe_failure(error)}")
             if failures > self.retries:
                 raise error
-            log.warning("download of %s interrupted (%s); resuming", url, error)
+            log.warning("download from %s failed (%s); try %d of %d in %.0f s", host_of(url),
+                        describe_failure(error), failures + 1, self.retries + 1, wait)
             time.sleep(wait)
         self.sha256 = sha256_file(self.partial)
         # pooch made output_file beside the final target; moving the finished .part onto it
@@ -226,6 +292,13 @@ class ResumableDownloader:
         else:
             with open(self.partial, "r+b") as fh:
                 fh.truncate(size)
+
+
+def _amount(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def stall_limit() -> float:
@@ -327,13 +400,18 @@ def fetch_file(
             dest.unlink()
         _check_space(dest.parent, size)
         failures = []
+        patience = Patience(stall_limit())
         for url in urls:
-            result = _fetch_from(url, dest, sha256, partial_dir, progress, retries, backoff)
+            result = _fetch_from(url, dest, sha256, partial_dir, progress, retries, backoff, patience)
             if isinstance(result, FetchResult):
                 remove_partials(dest, partial_dir)
                 return result
-            failures.append(f"{url}: {result}")
-        raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
+            failures.append((url, result))
+        # each source by its host, or by its URL where two share a host
+        hosts = [host_of(url) for url in urls]
+        named = [f"{host if hosts.count(host) == 1 else url}: {why}"
+                 for host, (url, why) in zip(hosts, failures, strict=True)]
+        raise DownloadError(f"could not download {dest.name} from " + "; ".join(named) + f"; {WAY_OUT}")
     finally:
         lock.release()
 
@@ -346,12 +424,13 @@ def _fetch_from(
     progress: bool,
     retries: int | None,
     backoff: float | None,
+    patience: Patience,
 ) -> FetchResult | str:
     """Try one URL: a FetchResult, or a one-line reason to try the next URL."""
     part = partial_path(dest, url, partial_dir)
     for _ in range(2):  # a second, fresh try when a resumed file fails its checksum
         downloader = ResumableDownloader(
-            part, progress=progress, desc=dest.name, retries=retries, backoff=backoff
+            part, progress=progress, desc=dest.name, retries=retries, backoff=backoff, patience=patience
         )
         fetcher = pooch.create(
             path=dest.parent,
@@ -370,11 +449,12 @@ def _fetch_from(
                     "free some space (or set VQCLIP_HOME) and try again"
                 ) from None
             raise DownloadError(f"cannot write {err.path}: {err.err.strerror or err.err}") from None
-        except requests.exceptions.HTTPError as err:
-            code = err.response.status_code if err.response is not None else "?"
-            return f"HTTP {code}"
         except requests.exceptions.RequestException as err:
-            return f"{type(err).__name__}: {err} (kept the partial file to resume later)"
+            kept = part.stat().st_size if part.exists() else 0
+            if not kept:
+                part.unlink(missing_ok=True)  # an empty partial file keeps nothing worth resuming
+            return describe_failure(err) + (f" (kept the {_amount(kept)} received, to resume later)"
+                                            if kept else "")
         except ValueError:  # pooch: hash mismatch; it already deleted the file
             part.unlink(missing_ok=True)
             if downloader.resumed_from:

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vqclip.errors import ConfigError, first_line
 from vqclip.steer.prompts import plan_prompts
+from vqclip.suggest import KEY_ALIASES, did_you_mean
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
@@ -175,7 +176,7 @@ def list_presets() -> list[str]:
 
 def _preset_layer(name: str) -> tuple[str, DictConfig]:
     if name not in list_presets():
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")
+        raise ConfigError(f"--preset {name!r}: unknown preset{did_you_mean(name, list_presets())}")
     text = (resources.files("vqclip") / "presets" / f"{name}.yaml").read_text()
     return f"preset {name}", _parse_yaml(text, f"preset {name}")
 
@@ -193,22 +194,34 @@ def _parse_yaml(text: str, source: str) -> DictConfig:
     try:
         layer = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
     except Exception as err:  # yaml.YAMLError and friends carry a multi-line message
-        first = first_line(err)
-        raise ConfigError(f"{source} is not valid YAML: {first}") from None
+        raise ConfigError(f"{source}{_yaml_place(err)} is not valid YAML: {_yaml_problem(err)}") from None
     if not isinstance(layer, DictConfig):
         raise ConfigError(f"{source} must be a mapping of keys to values")
     return layer
 
 
-def _dotlist_layer(items: list[str]) -> tuple[str, DictConfig]:
+def _yaml_place(err: Exception) -> str:
+    """, line N" (and column) where a YAML parser saw the problem, if it says."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    return f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(err: Exception) -> str:
+    """What a YAML parser found wrong, without its multi-line excerpt of the file."""
+    problem = getattr(err, "problem", None)
+    context = getattr(err, "context", None)
+    return " ".join(str(part) for part in (context, problem) if part) or first_line(err)
+
+
+def _dotlist_layer(items: list[str], source: str = "--set") -> tuple[str, DictConfig]:
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
     try:
         layer = OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=False)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"--set: {err.msg if hasattr(err, 'msg') else err}") from None
-    return "--set", OmegaConf.create(literal(layer))
+        raise ConfigError(f"{source}: {err.msg if hasattr(err, 'msg') else err}") from None
+    return source, OmegaConf.create(literal(layer))
 
 
 _INTERPOLATION = re.compile(r"(\\*)\$\{")
@@ -238,13 +251,23 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix]
 
 
+def _suggest_key(above: list[str], part: str, parent: Any) -> str:
+    """The did-you-mean of an unknown key `part` below the keys `above`, as full dotted keys."""
+    if not isinstance(parent, DictConfig):
+        return f"; {'.'.join(above)} has no keys below it"
+    prefix = "".join(f"{name}." for name in above)
+    return did_you_mean(prefix + part, [prefix + str(name) for name in sorted(parent.keys())],
+                        {prefix + alias: prefix + key for alias, key in KEY_ALIASES.items()})
+
+
 def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> None:
     for key in _leaf_keys(layer):
         parent, node = schema, None
-        for part in key.split("."):
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
             if not isinstance(parent, DictConfig) or part not in parent:
-                valid = ", ".join(sorted(parent.keys())) if isinstance(parent, DictConfig) else ""
-                raise ConfigError(f"{source}: unknown key {key!r}" + (f" (valid: {valid})" if valid else ""))
+                hint = _suggest_key(parts[:depth], part, parent)
+                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
             node = parent._get_node(part)
             parent = node
             if isinstance(node, DictConfig) and node._metadata.object_type is dict:
@@ -258,10 +281,14 @@ def build_config(
     flags: dict[str, Any] | None = None,
     dotlist: list[str] | tuple = (),
     base: dict[str, Any] | None = None,
+    sweep: list[str] | tuple = (),
+    flags_source: str = "command-line flags",
 ) -> tuple[DictConfig, dict[str, str]]:
     """Merge every source in precedence order; return the config and where each key came from.
 
-    `base` (the settings stored in an image, for --from) sits just above the schema defaults.
+    `base` (the settings stored in an image, for --from) sits just above the schema defaults;
+    `sweep` (one item's KEY=VALUE of --sweep) is the top layer. Errors name a key's source:
+    `flags_source` for `flags` (a library call names its keywords so).
     Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
     resolved here, a bad one being a ConfigError.
     """
@@ -274,9 +301,11 @@ def build_config(
     layers.extend(_file_layer(path) for path in config_files)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     if given_flags:
-        layers.append(("command-line flags", OmegaConf.create(literal(given_flags))))
+        layers.append((flags_source, OmegaConf.create(literal(given_flags))))
     if dotlist:
         layers.append(_dotlist_layer(list(dotlist)))
+    if sweep:
+        layers.append(_dotlist_layer(list(sweep), "--sweep"))
 
     merged = schema
     provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(schema)}
@@ -358,7 +387,7 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
     _check_clip_tags(cfg, provenance)
-    plan_prompts(cfg)  # before the components: a bad prompt is reported without importing torch
+    _check_stages(plan_prompts(cfg), cfg, provenance)  # a bad prompt: reported without torch
     _check_components(cfg, provenance)
     if cfg.max_memory is not None:
         from vqclip.run.memory import parse_bytes
@@ -377,6 +406,17 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
     if cfg.generator == "vqgan" and not has_paths and not cfg.vqgan.model:
         raise _bad("vqgan.model", None, "name a model or give vqgan.config and vqgan.checkpoint",
                    provenance)
+
+
+def _check_stages(plan: Any, cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Every story stage starts within the run's steps: a later one would never be drawn."""
+    steps = cfg.steps
+    for number, stage in enumerate(plan.stages, start=1):
+        if stage.start >= steps:
+            source = _source_of("story" if cfg.story else "switch_every", provenance)
+            raise ConfigError(f"{source}: story stage {number} ({stage.label!r}) starts at step "
+                              f"{stage.start}, but the run has {steps} steps (steps={steps} from "
+                              f"{_source_of('steps', provenance)})")
 
 
 def _check_clip_tags(cfg: DictConfig, provenance: dict[str, str]) -> None:
@@ -441,14 +481,14 @@ def candidate_steps(cfg: DictConfig) -> int:
     return max(1, round(cfg.steps * CANDIDATE_SHARE))
 
 
-def parse_size(text: str) -> list[int]:
-    """Parse "WxH" (or a single "N" for a square) into [W, H]."""
+def parse_size(text: str, name: str = "--size") -> list[int]:
+    """Parse "WxH" (or a single "N" for a square) into [W, H]; an error names `name`."""
     parts = text.lower().replace(" ", "").split("x")
     if len(parts) == 1:
         parts = parts * 2
     try:
         width, height = (int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 256x256") from None
+        raise ConfigError(f"{name} {text!r}: expected WIDTHxHEIGHT, e.g. 256x256") from None
     return [width, height]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,8 @@ from vqclip.run.config import parse_size
 @dataclass(frozen=True)
 class Flag:
     """A flag, the config key it sets and how its text becomes the value; a `repeated` flag
-    adds one item to a list per use, a `switch` takes no value (present means true)."""
+    adds one item to a list per use, a `switch` takes no value (`--x` true, `--no-x` false on
+    the command line; present means true on a prompt-file line)."""
 
     name: str
     key: str
@@ -62,13 +64,20 @@ LINE_FLAGS = {name: flag for name, flag in FLAGS.items() if name not in ("--out"
 
 def flag_values(given: Mapping[str, Any]) -> dict[str, Any]:
     """Config values for the flags a command was given ({"--steps": 50, "--size": "64x64"}):
-    flags left out (None, an empty list, a switch not set) set nothing; text is converted."""
+    flags left out (None, an empty list) set nothing (a switch's --no- form sets False); text is
+    converted."""
     values = {}
     for name, value in given.items():
         flag = FLAGS[name]
-        if value is None or value == [] or (flag.switch and value is False):
+        if value is None or value == []:
             continue
         if isinstance(value, str) and not flag.repeated:
             value = flag.value(value)
         values[flag.key] = value
     return values
+
+
+def as_overrides(values: Mapping[str, Any]) -> list[str]:
+    """`flag_values`' result as KEY=VALUE items for a --set list (values written as JSON, which
+    YAML reads back unchanged: a path with spaces or a list of sizes stays what it was)."""
+    return [f"{key}={json.dumps(value)}" for key, value in values.items()]
