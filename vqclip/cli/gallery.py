@@ -32,11 +32,25 @@ def gallery(
             typer.echo(json.dumps(result.to_json()))
             return
         typer.echo(str(result.index))
-        if not quiet:
-            typer.echo(f"{result.runs} runs, {result.sweeps} sweeps; {result.thumbnails_made} new "
-                       f"thumbnails, {result.thumbnails_kept} kept", err=True)
+        if quiet:
+            return
+        for run in result.damaged:
+            typer.echo(_printable(f"warning: {run.rel}: " + "; ".join(run.problems)), err=True)
+        counts = [_count(result.runs, "run"), _count(result.sweeps, "sweep"),
+                  _count(result.batches, "batch")]
+        typer.echo(f"{', '.join(counts)}; {result.thumbnails_made} new thumbnails, "
+                   f"{result.thumbnails_kept} kept", err=True)
 
     run_command(body, verbose=verbose)
+
+
+def _printable(line: str) -> str:
+    """A folder's name can hold control characters: they are shown escaped, never sent to the terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "es" if noun.endswith("ch") else "s")
 
 
 def register(app: typer.Typer) -> None:

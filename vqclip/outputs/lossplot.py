@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -43,28 +44,49 @@ class Curve:
 
 def read_log(path: Path) -> LossLog:
     """Read a log.jsonl; a step logged twice (resumed from an earlier state) keeps its last loss."""
+    if not path.is_file():
+        return LossLog()
+    return parse_log(path.read_bytes().decode("utf-8", errors="replace").splitlines())
+
+
+def _count(value: object) -> int | None:
+    """A step number: a whole, finite, non-negative JSON number (not a string, not true)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def parse_log(lines: Iterable[str]) -> LossLog:
+    """The losses of log.jsonl lines; a line torn by a killed run, or whose step is not a step
+    number, is left out."""
     by_step: dict[int, float] = {}
     log = LossLog()
     earlier_parts = last = 0.0  # a resumed run's clock restarts at 0
-    if not path.is_file():
-        return log
-    for text in path.read_text(encoding="utf-8").splitlines():
+    for text in lines:
         try:
             line = json.loads(text)
-        except json.JSONDecodeError:
-            continue  # a line torn by a killed run
-        if not isinstance(line, dict):
+        except ValueError:
+            continue
+        if not isinstance(line, dict) or (step := _count(line.get("step"))) is None:
             continue
         event = line.get("event")
         if event == "prompt_switch":
-            log.switches.append((int(line["step"]), str(line.get("prompt", ""))))
+            log.switches.append((step, str(line.get("prompt", ""))))
         elif event == "resume":
-            log.resumes.append(int(line["step"]))
+            log.resumes.append(step)
             earlier_parts, last = earlier_parts + last, 0.0
-        elif event is None and isinstance(line.get("loss"), int | float) and "step" in line:
-            by_step[int(line["step"])] = float(line["loss"])
-            if isinstance(line.get("seconds"), int | float):
-                last = float(line["seconds"])
+        elif event is None and isinstance(line.get("loss"), int | float):
+            by_step[step] = float(line["loss"])
+            if (seconds := _finite(line.get("seconds"))) is not None:
+                last = seconds
                 log.seconds = earlier_parts + last
     log.steps = sorted(by_step)
     log.losses = [by_step[s] for s in log.steps]
@@ -72,14 +94,16 @@ def read_log(path: Path) -> LossLog:
 
 
 def loss_svg(curves: list[Curve], *, switches: list[tuple[int, str]] = (), resumes: list[int] = (),
-             width: int = 480, height: int = 200, title: str = "loss") -> str:
-    """An SVG of the curves on shared axes, with dashed lines at switches and resumes."""
+             width: int = 480, height: int = 200, title: str = "loss",
+             axes: tuple[int, float, float] | None = None) -> str:
+    """An SVG of the curves on shared axes, with dashed lines at switches and resumes.
+
+    The loss of step index s (0-based, as log.jsonl counts) is drawn at s + 1, the count of
+    steps done when it is known, as the progress bar counts: a 100-step run ends at step 100.
+    Switches and resumes are drawn at the count of steps done before them. `axes` (last step,
+    lowest loss, highest loss) replaces the curves' own extent, to compare plots."""
     left, right, top, bottom = 52, 12, 22, 28
-    points = [(s, v) for c in curves for s, v in zip(c.steps, c.losses, strict=True)
-              if math.isfinite(v)]
-    max_step = max((s for s, _ in points), default=1) or 1
-    low = min((v for _, v in points), default=0.0)
-    high = max((v for _, v in points), default=1.0)
+    max_step, low, high = extent(curves) if axes is None else axes
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -109,7 +133,7 @@ def loss_svg(curves: list[Curve], *, switches: list[tuple[int, str]] = (), resum
                      f"<title>{escape(label)} (step {step})</title></line>")
     for i, curve in enumerate(curves):
         color = COLORS[i % len(COLORS)]
-        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in zip(curve.steps, curve.losses, strict=True)
+        path = " ".join(f"{x(s + 1):.1f},{y(v):.1f}" for s, v in zip(curve.steps, curve.losses, strict=True)
                         if math.isfinite(v))
         parts.append(f'<polyline class="curve" fill="none" stroke="{color}" stroke-width="1.5" '
                      f'points="{path}"><title>{escape(curve.label)}</title></polyline>')
@@ -120,6 +144,14 @@ def loss_svg(curves: list[Curve], *, switches: list[tuple[int, str]] = (), resum
     parts.append(f'<text x="{left}" y="{top - 8}">{escape(title)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def extent(curves: list[Curve]) -> tuple[int, float, float]:
+    """The last step (counted from 1) and the lowest and highest finite loss of the curves."""
+    points = [(s + 1, v) for c in curves for s, v in zip(c.steps, c.losses, strict=True)
+              if math.isfinite(v)]
+    return (max((s for s, _ in points), default=1),
+            min((v for _, v in points), default=0.0), max((v for _, v in points), default=1.0))
 
 
 def run_plot(log: LossLog, title: str = "loss") -> str:
