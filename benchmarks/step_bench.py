@@ -28,7 +28,7 @@ from vqclip.run.engine import Engine
 from vqclip.run.events import StepEvent
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import VQGANGenerator
-from vqclip.steer.losses import PromptLoss
+from vqclip.steer.losses import PromptLoss, WeightedRegularizer
 from vqclip.steer.optimizers import make_optimizer
 from vqclip.steer.prompts import Prompt
 from vqclip.steer.schedules import make_scheduler
@@ -74,9 +74,10 @@ def build_models(kind: str, device: torch.device) -> tuple[VQGAN, Perceptor]:
 
 
 def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
-                 device: torch.device, precision: str, batch_size: int = 1) -> Engine:
+                 device: torch.device, precision: str, batch_size: int = 1, *,
+                 schedule: str = "constant", decaying_init: bool = False) -> Engine:
     """An engine for `steps` steps at side x side with `cutn` cutouts and `batch_size` images,
-    as generate builds it."""
+    as generate builds it; `decaying_init` adds an init loss whose weight falls linearly."""
     rngs = [torch.Generator(device=device).manual_seed(seed) for seed in range(batch_size)]
     generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rngs)
     cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
@@ -85,9 +86,10 @@ def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps
     target = perceptor.encode_text(["a red circle"])[0]
     stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])
     judge = Judge(perceptor, cutouts, [stage])
-    scheduler = make_scheduler("constant", optimizer, steps, {})
+    scheduler = make_scheduler(schedule, optimizer, steps, {})
+    regularizers = [WeightedRegularizer("init", 0.5, "linear")] if decaying_init else []
     return Engine(generator, [judge], optimizer, scheduler, rngs, steps=steps, save_every=0,
-                  autocast_dtype=autocast_dtype(precision, device))
+                  regularizers=regularizers, autocast_dtype=autocast_dtype(precision, device))
 
 
 def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
