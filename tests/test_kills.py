@@ -113,3 +113,39 @@ def test_sigterm_in_a_batch_records_the_item_as_interrupted(tiny_sets, tmp_path)
     run_dir = Path(records[0]["run_dir"])
     assert (run_dir / "final.png").exists() and (run_dir / "state.pt").exists()
     assert f"vqclip resume {run_dir}" in stderr.decode()
+
+
+def test_a_second_sigterm_in_a_batch_quits_at_once_and_records_the_item(tiny_sets, tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle --steps 100000\na blue square\n")
+    folder = tmp_path / "batch"
+    process = vqclip("batch", str(prompts), *sets(tiny_sets), "-o", str(folder), "--set",
+                     "size=[32,32]", "--set", "cutn=2", "--set", "save_every=1")
+    wait_for(lambda: any(log_steps(p.parent) >= 2 for p in folder.glob("*/*/log.jsonl")), process)
+    process.terminate()
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr.decode()
+    records = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["interrupted"]
+    run_dir = Path(records[0]["run_dir"])
+    assert (run_dir / "state.pt").exists() and "Traceback" not in stderr.decode()
+    assert f"vqclip resume {run_dir}" in stderr.decode()
+
+
+def test_a_sigkilled_batch_leaves_its_claim_to_the_next_run_which_says_so(tiny_sets, tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle --steps 3\na blue square --steps 3\n")
+    folder = tmp_path / "batch"
+    args = ("batch", str(prompts), *sets(tiny_sets), "-o", str(folder), "--set", "size=[32,32]",
+            "--set", "cutn=2", "--set", "save_every=0")
+    process = vqclip(*args)
+    wait_for(lambda: (folder / "claims.jsonl").is_file(), process)
+    process.kill()
+    process.communicate(timeout=30)
+    again = vqclip(*args)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr.decode()
+    assert f"taking over item 0, claimed by pid {process.pid} on " in stderr.decode()
+    records = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in records if r["status"] == "ok") == [0, 1]

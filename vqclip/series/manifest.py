@@ -36,7 +36,7 @@ class Manifest:
     def __init__(self, path: str | Path, *, lease: float | None = None) -> None:
         self.path = Path(path)
         self.claims_path = self.path.with_name(CLAIMS_NAME)
-        self.lease = lease_seconds() if lease is None else lease
+        self._lease = lease
         self._lock = FileLock(str(self.path) + ".lock")
         self._outcomes = Tail(self.path)
         self._claims = Tail(self.claims_path)
@@ -44,6 +44,14 @@ class Manifest:
         self._ended: dict[str, set[str]] = {}  # key -> sessions with an outcome
         self._held: dict[str, dict[str, dict[str, Any]]] = {}  # key -> session -> its claim
         self._me: dict[str, Any] | None = None
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim from another host holds without being renewed (read when first
+        needed: reading a manifest needs none)."""
+        if self._lease is None:
+            self._lease = lease_seconds()
+        return self._lease
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record as one line (fsynced before the lock is released)."""
