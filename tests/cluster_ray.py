@@ -119,6 +119,12 @@ class TwoNodeRay:
         os.kill(pid, 9)
         return pid
 
+    def leftovers(self) -> list[str]:
+        """What is left of the cluster: live processes it started, namespaces it made."""
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        return [*(line for node in (self.head, self.worker) for line in self.processes(node).values()),
+                *(name for name in (self.head.namespace, self.worker.namespace) if name in names)]
+
     def stop(self) -> None:
         """Kill every process the nodes started (never `ray stop`, which stops every Ray on the
         machine), then delete the namespaces and with them the link."""

@@ -145,13 +145,25 @@ class SlurmCluster:
                     os.killpg(proc.pid, 9)
                     proc.wait()
         self.procs.clear()
-        for pid in self._leftovers():
+        for pid in self._started():
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
 
-    def _leftovers(self) -> list[int]:
+    def leftovers(self) -> list[int]:
+        """Live processes of this cluster (the daemons, slurmstepd, the jobs)."""
+        time.sleep(0.5)  # what was killed a moment ago may still be exiting
+        live = []
+        for pid in self._started():
+            try:
+                if "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text():
+                    live.append(pid)
+            except OSError:
+                continue  # gone
+        return live
+
+    def _started(self) -> list[int]:
         """Processes started for this cluster (slurmstepd and jobs inherit its SLURM_CONF)."""
         mark = f"SLURM_CONF={self.conf}".encode()
         found = []

@@ -28,7 +28,10 @@ SHAPES = ["red circle", "blue square", "green triangle", "yellow star", "white c
 def cluster():
     # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's deep tmp_path.
     root = Path(tempfile.mkdtemp(prefix="vqray", dir="/tmp"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1"}
+    # A home of its own: Ray reads ~/.ray (an auth_token there makes its servers demand tokens).
+    (root / "home").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1",
+           "HOME": str(root / "home")}
     ray = TwoNodeRay(root, env)
     try:
         ray.start()
@@ -36,6 +39,7 @@ def cluster():
     finally:
         ray.stop()
         shutil.rmtree(root, ignore_errors=True)
+    assert not ray.leftovers(), "Ray processes or namespaces outlived the cluster"
 
 
 def _batch(cluster: TwoNodeRay, prompts: Path, out: Path, log: Path) -> subprocess.Popen:
