@@ -28,7 +28,7 @@ def unavailable() -> str | None:
     """Why two namespaced Ray nodes cannot be started here, or None."""
     if not RAY.exists():
         return f"needs Ray's command line ({RAY}): pip install 'vqclip[ray]'"
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ss") is None:
         return "needs root and iproute2 to create network namespaces"
     name = f"vqprobe{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)

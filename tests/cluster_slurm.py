@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
+COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo", "squeue", "ss")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE"}
 NODE = "localhost"  # resolves to 127.0.0.1; with NoInAddrAny the daemons bind that address
@@ -24,7 +24,7 @@ def unavailable() -> str | None:
         return "needs root to run slurmctld and slurmd"
     missing = [name for name in COMMANDS if shutil.which(name) is None]
     if missing:
-        return (f"needs Debian's slurmctld, slurmd, slurm-client and munge ({', '.join(missing)} "
+        return (f"needs Debian's slurmctld, slurmd, slurm-client, munge and iproute2 ({', '.join(missing)} "
                 "not found): make test-cluster installs them where root and apt-get allow")
     return None
 
