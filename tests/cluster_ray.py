@@ -28,7 +28,7 @@ def unavailable() -> str | None:
     """Why two namespaced Ray nodes cannot be started here, or None."""
     if not RAY.exists():
         return f"needs Ray's command line ({RAY}): pip install 'vqclip[ray]'"
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ss") is None:
         return "needs root and iproute2 to create network namespaces"
     name = f"vqprobe{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
@@ -118,6 +118,12 @@ class TwoNodeRay:
         [pid] = [pid for pid, line in self.processes(node).items() if "/raylet/raylet " in line]
         os.kill(pid, 9)
         return pid
+
+    def leftovers(self) -> list[str]:
+        """What is left of the cluster: live processes it started, namespaces it made."""
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        return [*(line for node in (self.head, self.worker) for line in self.processes(node).values()),
+                *(name for name in (self.head.namespace, self.worker.namespace) if name in names)]
 
     def stop(self) -> None:
         """Kill every process the nodes started (never `ray stop`, which stops every Ray on the

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
+COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo", "squeue", "ss")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE"}
 NODE = "localhost"  # resolves to 127.0.0.1; with NoInAddrAny the daemons bind that address
@@ -24,7 +24,7 @@ def unavailable() -> str | None:
         return "needs root to run slurmctld and slurmd"
     missing = [name for name in COMMANDS if shutil.which(name) is None]
     if missing:
-        return (f"needs Debian's slurmctld, slurmd, slurm-client and munge ({', '.join(missing)} "
+        return (f"needs Debian's slurmctld, slurmd, slurm-client, munge and iproute2 ({', '.join(missing)} "
                 "not found): make test-cluster installs them where root and apt-get allow")
     return None
 
@@ -145,13 +145,25 @@ class SlurmCluster:
                     os.killpg(proc.pid, 9)
                     proc.wait()
         self.procs.clear()
-        for pid in self._leftovers():
+        for pid in self._started():
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
 
-    def _leftovers(self) -> list[int]:
+    def leftovers(self) -> list[int]:
+        """Live processes of this cluster (the daemons, slurmstepd, the jobs)."""
+        time.sleep(0.5)  # what was killed a moment ago may still be exiting
+        live = []
+        for pid in self._started():
+            try:
+                if "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text():
+                    live.append(pid)
+            except OSError:
+                continue  # gone
+        return live
+
+    def _started(self) -> list[int]:
         """Processes started for this cluster (slurmstepd and jobs inherit its SLURM_CONF)."""
         mark = f"SLURM_CONF={self.conf}".encode()
         found = []

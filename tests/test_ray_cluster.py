@@ -21,14 +21,18 @@ WHY_NOT = unavailable()
 
 pytestmark = [pytest.mark.cluster, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 
-SHAPES = ["red circle", "blue square", "green triangle", "yellow star", "white circle", "red square"]
+SHAPES = ["red circle", "blue square", "green triangle", "yellow star", "white circle", "red square",
+          "blue circle", "green square"]
 
 
 @pytest.fixture(scope="module")
 def cluster():
     # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's deep tmp_path.
     root = Path(tempfile.mkdtemp(prefix="vqray", dir="/tmp"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1"}
+    # A home of its own: Ray reads ~/.ray (an auth_token there makes its servers demand tokens).
+    (root / "home").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1",
+           "HOME": str(root / "home")}
     ray = TwoNodeRay(root, env)
     try:
         ray.start()
@@ -36,6 +40,7 @@ def cluster():
     finally:
         ray.stop()
         shutil.rmtree(root, ignore_errors=True)
+    assert not ray.leftovers(), "Ray processes or namespaces outlived the cluster"
 
 
 def _batch(cluster: TwoNodeRay, prompts: Path, out: Path, log: Path) -> subprocess.Popen:
@@ -48,11 +53,25 @@ def _batch(cluster: TwoNodeRay, prompts: Path, out: Path, log: Path) -> subproce
         return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
-def _records(out: Path) -> list[dict]:
-    path = out / "manifest.jsonl"
+def _records(out: Path, name: str = "manifest.jsonl") -> list[dict]:
+    path = out / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _running_on(out: Path, actor: int) -> bool:
+    """Whether actor number `actor` holds an item now: claimed for it, no outcome yet."""
+    done = {r["key"] for r in _records(out)}
+    return any(c.get("worker") == actor and c["key"] not in done for c in _records(out, "claims.jsonl"))
+
+
+def _wait(condition, driver: subprocess.Popen, log: Path, what: str) -> None:
+    end = time.monotonic() + 900
+    while not condition():
+        assert driver.poll() is None, f"the batch ended before {what}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < end, f"not {what} after 900 s"
+        time.sleep(0.1)
 
 
 def _ports(*namespace: str) -> set[int]:
@@ -72,14 +91,13 @@ def test_items_land_on_both_nodes_and_a_dead_node_costs_only_its_items(
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"a {shape} --seed {seed}\n" for seed, shape in enumerate(SHAPES)))
     out = tmp_path / "out"
-    driver = _batch(cluster, prompts, out, tmp_path / "driver.log")
+    log = tmp_path / "driver.log"
+    driver = _batch(cluster, prompts, out, log)
     try:
-        end = time.monotonic() + 900
-        while not any(r.get("node") == cluster.worker.address and r["status"] == "ok"
-                      for r in _records(out)):
-            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-            assert time.monotonic() < end, "no item finished on the worker node"
-            time.sleep(0.2)
+        _wait(lambda: any(r.get("node") == cluster.worker.address for r in _records(out)), driver, log,
+              "an item finished on the worker node")
+        actor = next(r["worker"] for r in _records(out) if r.get("node") == cluster.worker.address)
+        _wait(lambda: _running_on(out, actor), driver, log, "the worker node's actor held its next item")
         killed = time.monotonic()
         cluster.kill_raylet(cluster.worker)
         code = driver.wait(timeout=900)
@@ -87,10 +105,10 @@ def test_items_land_on_both_nodes_and_a_dead_node_costs_only_its_items(
         if driver.poll() is None:
             driver.kill()
     went_on = time.monotonic() - killed
-    log = (tmp_path / "driver.log").read_text()
+    output = log.read_text()
 
     first = _records(out)
-    assert code == 1, log[-3000:]  # an item failed; the batch itself ran to its end
+    assert code == 1, output[-3000:]  # an item failed; the batch itself ran to its end
     assert sorted(r["index"] for r in first) == list(range(len(SHAPES)))  # each item made or failed
     assert {r["node"] for r in first if r["status"] == "ok"} == {cluster.head.address, cluster.worker.address}
     failed = [r for r in first if r["status"] == "failed"]

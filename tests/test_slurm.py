@@ -35,6 +35,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory):
         yield cluster
     finally:
         cluster.stop()
+    assert not cluster.leftovers(), "processes of the SLURM cluster outlived it"
 
 
 @pytest.fixture
