@@ -142,3 +142,40 @@ def test_a_terminal_shows_the_image_updating_and_a_pipe_only_the_result(tiny_set
     code, output = run_in_terminal(generate_command(tiny_sets, tmp_path / "off", "--steps", "3",
                                                     "--no-preview"), env=child_env())
     assert code == 0 and HALF_BLOCK not in output and "off" in output
+
+
+@pytest.mark.parametrize(("terminal", "shown"), [((40, 100), (64, 32)), ((24, 80), (40, 20))])
+def test_the_preview_uses_half_blocks_at_the_terminal_s_full_resolution(terminal, shown) -> None:
+    preview = Preview(lambda: solid(0, 0, 1), image_type=HalfcellImage)
+    preview(ImageEvent(0, solid(1, 0, 0, size=64)))
+    out = io.StringIO()
+    rows, columns = terminal
+    console = Console(file=out, force_terminal=True, color_system="truecolor", width=columns, height=rows)
+    console.print(preview)
+    lines = [line for line in ANSI.sub("", out.getvalue()).splitlines() if HALF_BLOCK in line]
+    # 64x64 pixels: one column per pixel and two pixels per row where the terminal has room,
+    # else as large as 80x24 allows with the bar below it
+    assert (len(lines[0]), len(lines)) == shown
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_terminal_run_names_its_models_the_race_winner_and_keeps_a_summary(tiny_sets, tmp_path) -> None:
+    command = generate_command(tiny_sets, tmp_path, "--steps", "4", "--candidates", "2")
+    code, output = run_in_terminal(command, env=child_env(), size=(24, 80))
+    assert code == 0, output
+    text = re.sub(r"\x1b_[^\x1b]*\x1b\\", "", ANSI.sub("", output))  # and the graphics query
+    assert "loading VQGAN" in text
+    assert re.search(r"loaded VQGAN \S+ \(\d+(\.\d)? MB\), CLIP local-dir:\S+ and planned memory in "
+                     r"\d+\.\d s", text)
+    assert "racing 2 seeds" in text
+    assert re.search(r"seed [12] won the race of 2 seeds after 1 steps \(CLIP loss, lower is better: "
+                     r"1: \d\.\d{4}, 2: \d\.\d{4}\); finishing it", text)
+    assert "elapsed" in text and "ETA" in text
+    final = next(tmp_path.glob("*/*/final.png"))
+    # after the bar is gone: the last picture, the path and a summary that stays
+    end = text[text.rindex("ETA"):]
+    assert HALF_BLOCK in end and str(final) in end
+    summary = rf"done after 4 steps in \d+\.\d s, final loss \d\.\d{{4}}: {re.escape(str(final))}"
+    assert re.search(summary, end)
+    bars = [line for line in re.split(r"[\r\n]", text) if "ETA" in line and "WARNING" not in line]
+    assert max(len(line) for line in bars) <= 80  # the bar fits 80x24 (a log line may follow it)

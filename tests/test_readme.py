@@ -52,3 +52,28 @@ def test_the_library_example_runs_as_written(tmp_path, monkeypatch, one_thread) 
     image = Path(result.image).resolve()
     assert Path(names["scores"].results[0].image).resolve() == image
     assert image in [Path(hit.path).resolve() for hit in names["hits"].hits]
+
+
+def test_make_demo_installs_vqclip_alone_and_says_how_to_reach_it() -> None:
+    import subprocess
+
+    root = DOCS.parent
+    plan = subprocess.run(["make", "-n", "-B", "demo"], cwd=root, capture_output=True, text=True,
+                          check=True)
+    installs = [line for line in plan.stdout.splitlines() if "pip install" in line]
+    assert installs == [".venv/bin/python -m pip install --progress-bar on -e ."]  # no dev or ray extras
+    assert "source .venv/bin/activate" in plan.stdout and ".venv/bin/vqclip" in plan.stdout
+    tests = subprocess.run(["make", "-n", "-B", "venv"], cwd=root, capture_output=True, text=True,
+                           check=True)
+    assert "-e '.[dev,ray]'" in tests.stdout  # the test tools come on top, for make test
+    readme = (root / "README.md").read_text()
+    set_up = readme[readme.index("## Set up"):readme.index("## The shapes world")]
+    assert "source .venv/bin/activate" in set_up and ".venv/bin/vqclip" in set_up
+
+
+def test_the_parameters_sample_is_what_show_prints_for_the_current_preset() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    preset, _ = build_config(preset="shapes")
+    line = next(line for line in readme.splitlines() if line.startswith("Steps: "))
+    assert line.startswith(f"Steps: {preset.steps}, ")
+    assert f"Cutn: {preset.cutn}, " in line and f"Lr: {preset.lr}, " in line

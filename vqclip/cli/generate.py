@@ -202,9 +202,12 @@ def generate(
         if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
             raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
         spec = prepare(cfg)
+        from vqclip.cli.status import loading_models
         from vqclip.run.build import build  # torch and the models: only for a run that is sound
 
-        return execute_run(build(spec), json_output=json_output, quiet=quiet,
+        with loading_models(spec.config, stderr, terminal=sys.stderr.isatty(), quiet=quiet):
+            run = build(spec)
+        return execute_run(run, json_output=json_output, quiet=quiet,
                            video=video, fps=fps, no_preview=not preview)
 
     run_command(body, verbose=verbose, offline=offline)
@@ -260,8 +263,8 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
     else:
         for each in results:
             typer.echo(str(each.image))
-    if not quiet and not sys.stdout.isatty():
-        say_summary(results)
+    if not quiet and (show_progress or not sys.stdout.isatty()):
+        say_summary(results)  # on a terminal it stays where the bar was
     if result.interrupted:
         if not quiet:
             how = (f"vqclip resume {shlex.quote(str(result.run_dir))}" if len(results) == 1 else
@@ -276,18 +279,32 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
 def _execute_with_progress(run: Any, show_progress: bool, show_preview: bool, quiet: bool) -> Any:
     """Execute the run under a progress bar (and preview) on a terminal, progress lines in a
     log, or silently."""
+    from vqclip.cli.status import RaceReport
+
+    def say(line: str) -> None:
+        stderr.print(line, markup=False)
+
+    racing = run.spec.config.candidates > 1 and run.resume is None
     if show_progress:
         from vqclip.cli.preview import Preview
         from vqclip.cli.progress import ProgressBar
 
         preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
         with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
-            return run.execute([bar] if preview is None else [bar, preview])
+            race = RaceReport(run, say, bar.describe)
+            if racing:
+                bar.describe(race.title())
+            result = run.execute([bar, *([race] if racing else []), *([preview] if preview else [])])
+        if preview is not None:
+            stderr.print(preview)  # the last picture stays on the terminal, above the summary
+        return result
     if not quiet:
         from vqclip.cli.progress import ProgressLines
 
-        lines = ProgressLines(run.engine.steps, lambda line: stderr.print(line, markup=False))
-        return run.execute([lines])
+        lines = ProgressLines(run.engine.steps, say)
+        if racing:
+            say(RaceReport(run, say).title() + " before finishing the best")
+        return run.execute([lines, *([RaceReport(run, say)] if racing else [])])
     return run.execute()
 
 

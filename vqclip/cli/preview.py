@@ -16,7 +16,8 @@ from vqclip.run.events import DoneEvent, Event, ImageEvent, StepEvent
 if TYPE_CHECKING:
     import torch
 
-ROWS = 16  # terminal rows of the image: large enough to see it, small enough to leave the log in view
+ROWS = 32  # most terminal rows of the image: a 64-pixel-high image at full resolution in half blocks
+RESERVED_ROWS = 4  # rows the image leaves to the bar and the lines above it (80x24 shows 20 image rows)
 EVERY = 3.0  # seconds between redraws when no frame is saved in between
 DECODE_SHARE = 0.02  # at most this share of the run's time goes to decoding images for the preview
 
@@ -59,7 +60,8 @@ class Preview:
         self._shown: tuple[int, Any] | None = None  # (update, renderable), swapped as one
         self._shown_at = clock()
         self._gap = every
-        self._rendered: tuple[int, int, list[Segment]] | None = None  # (update, width, segments)
+        # (update, (columns, rows), segments)
+        self._rendered: tuple[int, tuple[int, int], list[Segment]] | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ImageEvent | DoneEvent):
@@ -73,18 +75,28 @@ class Preview:
     def show(self, image: torch.Tensor) -> None:
         """Draw this (3, H, W) image from the next refresh on."""
         self.updates += 1
-        picture = self.image_type(tensor_to_pil(image), width="auto", height=self.rows)
-        self._shown = (self.updates, picture)
+        self._shown = (self.updates, tensor_to_pil(image))
         self._shown_at = self.clock()
+
+    def fit(self, picture: Any, columns: int, rows: int) -> tuple[int, int]:
+        """(columns, rows) of the image in the terminal: one column per pixel and one row per two
+        (a half block holds two pixels one above the other) where that fits, else scaled down
+        to the rows and columns there are, keeping the aspect ratio."""
+        width, height = picture.size
+        rows = max(1, min(self.rows, rows - RESERVED_ROWS))
+        scale = min(1.0, columns / width, 2 * rows / height)
+        return max(1, round(width * scale)), max(1, round(height * scale / 2))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         shown = self._shown  # drawn on the display's refresh thread while the loop runs on
         if shown is None:
             return
         # The progress display refreshes several times a second; the image changes far less often.
-        update, image = shown
+        update, picture = shown
+        size = self.fit(picture, options.max_width, console.size.height)
         cached = self._rendered
-        if cached is None or cached[:2] != (update, options.max_width):
-            cached = (update, options.max_width, list(console.render(image, options)))
+        if cached is None or cached[:2] != (update, size):
+            renderable = self.image_type(picture, width=size[0], height=size[1])
+            cached = (update, size, list(console.render(renderable, options)))
             self._rendered = cached
         yield from cached[2]

@@ -1,4 +1,4 @@
-"""Progress on stderr: on a terminal a rich bar (step, recent steps/s, loss, ETA) with the image
+"""Progress on stderr: on a terminal a rich bar (step, recent steps/s, loss, elapsed, ETA) with the image
 preview, when there is one, drawn under it; elsewhere (a log file) a plain line now and then."""
 
 from __future__ import annotations
@@ -53,14 +53,17 @@ class ProgressBar:
                  description: str = "generating", below: RenderableType | None = None) -> None:
         self.progress = _ProgressAbove(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=None),  # what the labelled columns leave: 80 columns fit them all
             MofNCompleteColumn(),
             RecentRateColumn(),
             TextColumn("loss {task.fields[loss]}"),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
+            expand=True,
             below=below,
             # a redraw with the image costs twice one without: 4 a second keep the display's
             # share of the CPU below that of the bar alone at rich's default of 10

@@ -66,3 +66,59 @@ def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict
     if pretrained and Path(pretrained).is_file():
         info["pretrained_sha256"] = cached_sha256(pretrained)
     return perceptor, info
+
+
+def _amount(size: int | None) -> str:
+    if not size:
+        return "size unknown"
+    return f"{size / 1e6:.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
+
+
+def _vqgan_status(section: Any) -> str:
+    from vqclip.models.cache import Cache
+    from vqclip.models.catalog import get_entry
+
+    if section.config is not None:
+        checkpoint = Path(section.checkpoint)
+        size = checkpoint.stat().st_size if checkpoint.is_file() else None
+        return f"VQGAN {checkpoint.name} ({_amount(size)})"
+    try:
+        entry = get_entry(section.model, kind="vqgan")
+    except ModelError:
+        return f"VQGAN {section.model}"  # loading it says what is wrong
+    if entry.bundled:
+        return f"VQGAN {entry.name} (bundled)"
+    where = "cached" if Cache.default().converted_files(entry.name) else "to download"
+    return f"VQGAN {entry.name} ({_amount(entry.size)}, {where})"
+
+
+def _clip_status(model: str, pretrained: str | None) -> str:
+    from vqclip.models.catalog import get_entry, resolve_clip
+
+    if model.startswith(("local-dir:", "hf-hub:")):
+        return f"CLIP {model}"
+    try:
+        entry = get_entry(model, kind="clip")
+    except ModelError:
+        entry = None
+    if entry is not None and entry.bundled:
+        return f"CLIP {model} (bundled)"
+    name, tag = resolve_clip(model, pretrained)
+    if not tag or Path(tag).is_file():
+        return f"CLIP {name}" + (f" ({Path(tag).name})" if tag else "")
+    from vqclip.models.clip_cache import cached_weights
+
+    try:
+        where = "cached" if cached_weights(name, tag) else "to download"
+    except Exception:  # noqa: BLE001 - an unknown tag: loading it says what is wrong
+        where = "unknown tag"
+    return f"CLIP {name}/{tag} ({where})"
+
+
+def describe_models(cfg: Any) -> str:
+    """Which models a run loads, their size and whether they are bundled, cached or to download,
+    read from the catalog and the cache without loading anything (for a status line)."""
+    parts = [_vqgan_status(cfg.vqgan)] if cfg.generator == "vqgan" else []
+    members = cfg.clip.models or [cfg.clip]
+    parts += [_clip_status(member.model, member.pretrained) for member in members]
+    return ", ".join(parts)
