@@ -263,6 +263,7 @@ def test_damaged_and_hostile_runs_are_marked_and_the_rest_is_made(hostile_tree) 
     assert "size 5 is not [width, height]" in problems["size-5"]
     assert "final.png is not a regular file" in problems["final-fifo"]
     assert "config.yaml is not a regular file" in problems["links-out"]
+    assert "warning: prompt-123: config.yaml: prompt 123 is not text\n" in result.stderr
 
     written = [root / "index.html", *(root / "gallery").glob("*.html")]
     html = "".join(page.read_text() for page in written)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from vqclip.gallery.html import badges, facts_list, head, text, url
@@ -29,7 +30,7 @@ def _video(run: RunEntry, link: str) -> str:
     return f"<video {source} controls loop muted></video>"
 
 
-def _race(race: Race, link) -> str:
+def _race(race: Race, link: Callable[[Path], str]) -> str:
     """The candidates of the race, best first, with their scores and the kept one marked."""
     rows = []
     for candidate in sorted(race.candidates, key=lambda c: (c.score, c.seed)):
