@@ -235,6 +235,8 @@ def hostile_tree(outputs, tmp_path) -> tuple[Path, Path]:
     for name, target in (("config.yaml", outside / "passwd"), ("final.png", outside / "outside.png")):
         (links / name).unlink()
         (links / name).symlink_to(target)
+    (links / "frames" / "000011.png").symlink_to(outside / "outside.png")
+    (root / "linked-folder").symlink_to(shutil.copytree(good, outside / "run"))  # not followed
     short = copy("interrupted")
     (short / "log.jsonl").write_text("".join((short / "log.jsonl").read_text().splitlines(True)[:2]))
     return root, outside
