@@ -282,6 +282,7 @@ def test_damaged_and_hostile_runs_are_marked_and_the_rest_is_made(hostile_tree) 
     assert len(cards) == 13 and len(index.select("li", "damaged")) == 5
     assert len(index.select("li", "interrupted")) == 1
     assert "2/3" in "".join(index.text)  # the interrupted copy: 2 of its 3 steps
+    assert "links-out" in [t.strip() for t in index.text]  # no prompt read: titled by its folder
     for name in ("frame-loop", "frame-fifo"):
         run = Elements(next((root / "gallery").glob(f"{name}-*.html")).read_text())
         assert [img["alt"] for img in run.select("img")][1:] == ["frame 000000", "frame 000001",

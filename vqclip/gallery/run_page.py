@@ -65,15 +65,15 @@ def run_page(run: RunEntry) -> str:
     def link(path: Path) -> str:
         return url(up, path.relative_to(run.folder).as_posix())
 
-    html = [head(f"vqclip run: {run.prompt}"),
-            '<header><a href="../index.html">← gallery</a>', f"<h1>{text(run.prompt)}</h1>",
+    html = [head(f"vqclip run: {run.title}"),
+            '<header><a href="../index.html">← gallery</a>', f"<h1>{text(run.title)}</h1>",
             badges(run), "</header>", '<main class="run">']
     if run.problems:
         html.append('<ul class="problems">' + "".join(f"<li>{text(p)}</li>" for p in run.problems)
                     + "</ul>")
     if run.image is not None:
         html.append(f'<a href="{link(run.image)}"><img class="full" src="{link(run.image)}" '
-                    f'alt="{text(run.prompt)}"></a>')
+                    f'alt="{text(run.title)}"></a>')
     html.append(facts_list(run))
     if run.race is not None:
         html.append(_race(run.race, link))

@@ -75,6 +75,11 @@ class RunEntry:
                           and isinstance(item.get("prompt"), str)) if isinstance(story, list) else ""
 
     @property
+    def title(self) -> str:
+        """The prompt; the folder's name when no prompt could be read."""
+        return self.prompt or self.folder.name
+
+    @property
     def seed(self) -> int | None:
         seed = self.config.get("seed")
         return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
