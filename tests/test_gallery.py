@@ -102,6 +102,12 @@ def _y_labels(svg_html: str) -> list[str]:
     return re.findall(r'text-anchor="end">([^<]+)</text>', svg_html)[:3]
 
 
+def run_html(page: Path, words: str) -> str:
+    index = Elements(page.read_text())
+    href = next(a["href"] for a in index.select("a", inside="card") if words in a["href"])
+    return (page.parent / href).read_text()
+
+
 def test_a_series_cards_share_their_loss_axes_and_steps_end_at_the_step_count(page) -> None:
     html = page.read_text()
     sweep = html.split('data-kind="batch"')[0]
@@ -142,7 +148,9 @@ def test_a_run_page_has_the_full_image_frames_loss_plot_and_config(page) -> None
     card, run = card_of(page, "script")
     assert card["data-seconds"] and float(card["data-loss"]) > 0
     images = [img["src"] for img in run.select("img")]
-    assert images[0].endswith("final.png") and len(images) == 1 + 3  # the final image and 3 frames
+    assert images[0].endswith("final.png") and len(images) == 1 + 3 + 1  # final, 3 frames, final
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", run_html(page, "script"))
+    assert captions == ["step 0", "step 1", "step 2", "step 3 (final)"]  # as the bar counts: 3 of 3
     assert len(run.select("polyline", "curve")) == 1
     text = "".join(run.text)
     assert "lr: 0.1" in text and HOSTILE in text and len(run.select("script")) == 0
@@ -285,7 +293,7 @@ def test_damaged_and_hostile_runs_are_marked_and_the_rest_is_made(hostile_tree) 
     assert "links-out" in [t.strip() for t in index.text]  # no prompt read: titled by its folder
     for name in ("frame-loop", "frame-fifo"):
         run = Elements(next((root / "gallery").glob(f"{name}-*.html")).read_text())
-        assert [img["alt"] for img in run.select("img")][1:] == ["frame 000000", "frame 000001",
+        assert [img["alt"] for img in run.select("img")][1:-1] == ["frame 000000", "frame 000001",
                                                                  "frame 000002"]
 
 

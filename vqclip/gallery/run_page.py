@@ -80,10 +80,15 @@ def run_page(run: RunEntry) -> str:
     if run.video is not None:
         html.append(f"<h2>Video</h2>{_video(run, link(run.video))}")
     if run.frames:
+        # frames keep their file's number; the final image ends the strip at the steps done,
+        # as the progress bar counts them
+        shown = [(f, f"frame {f.stem}", f"step {int(f.stem) if f.stem.isdigit() else f.stem}")
+                 for f in run.frames]
+        if run.image is not None and run.image.name == "final.png":
+            shown.append((run.image, "final image", f"step {run.done} (final)"))
         html.append("<h2>Frames</h2><div class=\"frames\">" + "".join(
-            f'<figure><a href="{link(f)}"><img src="{link(f)}" alt="frame {text(f.stem)}"></a>'
-            f"<figcaption>step {text(int(f.stem) if f.stem.isdigit() else f.stem)}</figcaption></figure>"
-            for f in run.frames) + "</div>")
+            f'<figure><a href="{link(f)}"><img src="{link(f)}" alt="{text(alt)}"></a>'
+            f"<figcaption>{text(caption)}</figcaption></figure>" for f, alt, caption in shown) + "</div>")
     html.append(f'<h2>Loss</h2><figure class="plot">{run_plot(run.log)}</figure>')
     if run.config_text is not None:
         html.append(f'<h2>Config</h2><pre class="config">{text(_config_text(run))}</pre>')
