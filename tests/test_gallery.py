@@ -36,10 +36,10 @@ def generate(tiny_sets: list[str], out: Path, prompt: str, *args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def outputs(tiny_sets, tmp_path_factory) -> Path:
-    """An outputs tree: a sweep of 3 seeds × 2 learning rates, a batch of two prompts, a race of
+    """An outputs tree: a sweep of 2 seeds × 2 learning rates, a batch of two prompts, a race of
     3 candidates with a video that was then resumed, and one run with a hostile prompt."""
     root = tmp_path_factory.mktemp("outputs")
-    generate(tiny_sets, root, "a red circle", "--seeds", "1-3", "--sweep", "lr=0.05,0.2")
+    generate(tiny_sets, root, "a red circle", "--seeds", "1-2", "--sweep", "lr=0.05,0.2")
     generate(tiny_sets, root, HOSTILE, "--seed", "9")
     race = generate(tiny_sets, root, "a green triangle", "--seed", "20", "--candidates", "3",
                     "--video", "gif")
@@ -58,7 +58,7 @@ def page(outputs) -> Path:
     result = runner.invoke(app, ["gallery", str(outputs)])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{outputs / 'index.html'}\n"
-    assert "10 runs, 1 sweep, 1 batch;" in result.stderr
+    assert "8 runs, 1 sweep, 1 batch;" in result.stderr
     return outputs / "index.html"
 
 
@@ -80,16 +80,16 @@ def test_the_page_groups_the_sweep_batch_and_single_runs_and_shows_prompts_as_te
     groups = dom.select("section", "group")
     assert [g["data-kind"] for g in groups] == ["sweep", "batch", "runs"]
     text = "".join(dom.text)
-    assert re.search(r"Sweep \S*sweep-a-red-circle\s*6 runs", text)
+    assert re.search(r"Sweep \S*sweep-a-red-circle\s*4 runs", text)
     assert re.search(r"Batch batch-demo\s*2 runs", text) and re.search(r"Single runs\s*2 runs", text)
-    assert [c["data-prompt"] for c in dom.select("article", "card", inside="group")][6:8] == [
+    assert [c["data-prompt"] for c in dom.select("article", "card", inside="group")][4:6] == [
         "a blue square", "a yellow star"]  # the batch's cards, in its order
     cells = dom.select("td", "cell", inside="grid")
-    assert len(cells) == 6
-    assert [th.get("scope") for th in dom.select("th", inside="grid")].count("col") == 3  # seeds across
+    assert len(cells) == 4
+    assert [th.get("scope") for th in dom.select("th", inside="grid")].count("col") == 2  # seeds across
     assert [th.get("scope") for th in dom.select("th", inside="grid")].count("row") == 2  # lr down
-    assert len(dom.select("polyline", "curve", inside="overlay")) == 6
-    assert "lr=0.05 seed=1" in text and "lr=0.2 seed=3" in text  # the settings of each cell
+    assert len(dom.select("polyline", "curve", inside="overlay")) == 4
+    assert "lr=0.05 seed=1" in text and "lr=0.2 seed=2" in text  # the settings of each cell
     assert HOSTILE in text  # shown as text
     assert len(dom.select("script")) == 1  # the page's own, and no other
     for img in dom.select("img"):
@@ -102,13 +102,19 @@ def _y_labels(svg_html: str) -> list[str]:
     return re.findall(r'text-anchor="end">([^<]+)</text>', svg_html)[:3]
 
 
+def run_html(page: Path, words: str) -> str:
+    index = Elements(page.read_text())
+    href = next(a["href"] for a in index.select("a", inside="card") if words in a["href"])
+    return (page.parent / href).read_text()
+
+
 def test_a_series_cards_share_their_loss_axes_and_steps_end_at_the_step_count(page) -> None:
     html = page.read_text()
     sweep = html.split('data-kind="batch"')[0]
     shared = re.findall(r'<div class="curve shared-axes">(.*?)</div>', sweep, re.S)
     own = re.findall(r'<div class="curve own-axes">(.*?)</div>', sweep, re.S)
-    assert len(shared) == len(own) == 6
-    assert len({tuple(_y_labels(svg)) for svg in shared}) == 1  # one loss scale for the 6 cards
+    assert len(shared) == len(own) == 4
+    assert len({tuple(_y_labels(svg)) for svg in shared}) == 1  # one loss scale for the 4 cards
     assert len({tuple(_y_labels(svg)) for svg in own}) > 1  # each its own
     assert all("step 3</text>" in svg for svg in shared + own)  # 3 steps: the axis ends at 3
     assert '<body class="shared-axes">' in html
@@ -142,7 +148,9 @@ def test_a_run_page_has_the_full_image_frames_loss_plot_and_config(page) -> None
     card, run = card_of(page, "script")
     assert card["data-seconds"] and float(card["data-loss"]) > 0
     images = [img["src"] for img in run.select("img")]
-    assert images[0].endswith("final.png") and len(images) == 1 + 3  # the final image and 3 frames
+    assert images[0].endswith("final.png") and len(images) == 1 + 3 + 1  # final, 3 frames, final
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", run_html(page, "script"))
+    assert captions == ["step 0", "step 1", "step 2", "step 3 (final)"]  # as the bar counts: 3 of 3
     assert len(run.select("polyline", "curve")) == 1
     text = "".join(run.text)
     assert "lr: 0.1" in text and HOSTILE in text and len(run.select("script")) == 0
@@ -152,7 +160,7 @@ def test_a_sweep_galleried_directly_is_titled_by_its_folder(outputs, tmp_path) -
     sweep = shutil.copytree(next(outputs.glob("*/*-sweep-a-red-circle")), tmp_path / "lr-sweep")
     result = runner.invoke(app, ["gallery", str(sweep)])
     assert result.exit_code == 0, result.output
-    assert "6 runs, 1 sweep, 0 batches;" in result.stderr
+    assert "4 runs, 1 sweep, 0 batches;" in result.stderr
     text = "".join(Elements((sweep / "index.html").read_text()).text)
     assert "Sweep lr-sweep" in text and "Sweep ." not in text
 
@@ -163,11 +171,11 @@ def test_rerunning_on_a_grown_folder_only_thumbnails_the_new_images(outputs, pag
     thumbs = sorted((tree / "gallery").glob("*.jpg"))
     stamps = [p.stat().st_mtime_ns for p in thumbs]
     again = build_gallery(tree)
-    assert (again.thumbnails_made, again.thumbnails_kept) == (0, 10)
+    assert (again.thumbnails_made, again.thumbnails_kept) == (0, 8)
     assert again.sweeps == 1 and again.batches == 1  # found in the copy, whose manifests name the original
     generate(tiny_sets, tree, "a green square", "--seed", "5")
     grown = build_gallery(tree)
-    assert (grown.runs, grown.thumbnails_made, grown.thumbnails_kept) == (11, 1, 10)
+    assert (grown.runs, grown.thumbnails_made, grown.thumbnails_kept) == (9, 1, 8)
     assert [p.stat().st_mtime_ns for p in thumbs] == stamps
     assert "a green square" in (tree / "index.html").read_text()
 
@@ -235,6 +243,8 @@ def hostile_tree(outputs, tmp_path) -> tuple[Path, Path]:
     for name, target in (("config.yaml", outside / "passwd"), ("final.png", outside / "outside.png")):
         (links / name).unlink()
         (links / name).symlink_to(target)
+    (links / "frames" / "000011.png").symlink_to(outside / "outside.png")
+    (root / "linked-folder").symlink_to(shutil.copytree(good, outside / "run"))  # not followed
     short = copy("interrupted")
     (short / "log.jsonl").write_text("".join((short / "log.jsonl").read_text().splitlines(True)[:2]))
     return root, outside
@@ -263,6 +273,7 @@ def test_damaged_and_hostile_runs_are_marked_and_the_rest_is_made(hostile_tree) 
     assert "size 5 is not [width, height]" in problems["size-5"]
     assert "final.png is not a regular file" in problems["final-fifo"]
     assert "config.yaml is not a regular file" in problems["links-out"]
+    assert "warning: prompt-123: config.yaml: prompt 123 is not text\n" in result.stderr
 
     written = [root / "index.html", *(root / "gallery").glob("*.html")]
     html = "".join(page.read_text() for page in written)
@@ -279,9 +290,10 @@ def test_damaged_and_hostile_runs_are_marked_and_the_rest_is_made(hostile_tree) 
     assert len(cards) == 13 and len(index.select("li", "damaged")) == 5
     assert len(index.select("li", "interrupted")) == 1
     assert "2/3" in "".join(index.text)  # the interrupted copy: 2 of its 3 steps
+    assert "links-out" in [t.strip() for t in index.text]  # no prompt read: titled by its folder
     for name in ("frame-loop", "frame-fifo"):
         run = Elements(next((root / "gallery").glob(f"{name}-*.html")).read_text())
-        assert [img["alt"] for img in run.select("img")][1:] == ["frame 000000", "frame 000001",
+        assert [img["alt"] for img in run.select("img")][1:-1] == ["frame 000000", "frame 000001",
                                                                  "frame 000002"]
 
 
@@ -302,9 +314,9 @@ def test_chromium_renders_the_groups_curves_badges_and_filters_and_runs_no_promp
     url = page.resolve().as_uri()
     dom = Elements(dump_dom(url))
     assert [g["data-kind"] for g in dom.select("section", "group")] == ["sweep", "batch", "runs"]
-    assert len(dom.select("td", "cell", inside="grid")) == 6
-    assert len(dom.select("polyline", "curve", inside="overlay")) == 6
-    assert len(visible_cards(dom)) == 10
+    assert len(dom.select("td", "cell", inside="grid")) == 4
+    assert len(dom.select("polyline", "curve", inside="overlay")) == 4
+    assert len(visible_cards(dom)) == 8
     assert [s.get("src") for s in dom.select("script")] == [None]  # the hostile prompt stayed text
     assert HOSTILE in "".join(dom.text)
     assert dom.select("body")[0]["class"] == "shared-axes"
@@ -313,18 +325,21 @@ def test_chromium_renders_the_groups_curves_badges_and_filters_and_runs_no_promp
     own = Elements(dump_dom(url + "#axes=own"))  # the switch off: each card its own axes
     assert own.select("body")[0]["class"] == ""
 
-    circles = Elements(dump_dom(url + "#q=circle"))
-    assert {c["data-prompt"] for c in visible_cards(circles)} == {"a red circle"}
-    assert len(visible_cards(circles)) == 6
     hostile = Elements(dump_dom(url + "#q=SCRIPT"))
     assert [c["data-prompt"] for c in visible_cards(hostile)] == [HOSTILE.lower()]
-    assert len(hostile.select("td", "filtered", inside="grid")) == 6
-    assert "1 of 10 runs" in "".join(hostile.text)
+    assert len(hostile.select("td", "filtered", inside="grid")) == 4
+    assert "1 of 8 runs" in "".join(hostile.text)
 
     by_loss = Elements(dump_dom(url + "#sort=loss"))  # sorted within each group, groups kept apart
-    sweep_losses = [float(c["data-loss"]) for c in by_loss.select("article", "card")][:6]
+    sweep_losses = [float(c["data-loss"]) for c in by_loss.select("article", "card")][:4]
     assert sweep_losses == sorted(sweep_losses)
-    assert {c["data-prompt"] for c in by_loss.select("article", "card")[:6]} == {"a red circle"}
+    assert {c["data-prompt"] for c in by_loss.select("article", "card")[:4]} == {"a red circle"}
+
+    race = next(a["href"] for a in dom.select("a", inside="card") if "green-triangle" in a["href"])
+    run = Elements(dump_dom((page.parent / race).resolve().as_uri()))
+    assert len(run.select("figure", "candidate")) == 3 and len(run.select("figure", "winner")) == 1
+    assert run.select("img", "video")[0]["width"] == "512"
+    assert "candidates: 3  # from candidates.json" in "".join(run.text)
 
     shot = screenshot(url, tmp_path / "gallery.png")
     with Image.open(shot) as image:

@@ -28,14 +28,15 @@ def gallery(
         from vqclip.gallery import build_gallery
 
         result = build_gallery(path, scores=scores or [])
+        if not quiet:
+            for run in result.damaged:
+                typer.echo(_printable(f"warning: {run.rel}: " + "; ".join(run.problems)), err=True)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
             return
         typer.echo(str(result.index))
         if quiet:
             return
-        for run in result.damaged:
-            typer.echo(_printable(f"warning: {run.rel}: " + "; ".join(run.problems)), err=True)
         counts = [_count(result.runs, "run"), _count(result.sweeps, "sweep"),
                   _count(result.batches, "batch")]
         typer.echo(f"{', '.join(counts)}; {result.thumbnails_made} new thumbnails, "

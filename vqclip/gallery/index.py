@@ -16,7 +16,7 @@ def _picture(run: RunEntry, thumbs: dict[str, Path], root: Path) -> str:
     thumb = thumbs.get(run.id)
     if thumb is None:
         return '<div class="no-image">no image</div>'
-    return f'<img src="{url(thumb.relative_to(root).as_posix())}" alt="{text(run.prompt)}">'
+    return f'<img src="{url(thumb.relative_to(root).as_posix())}" alt="{text(run.title)}">'
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -90,7 +90,7 @@ def card(run: RunEntry, order: int, thumbs: dict[str, Path], root: Path, axes: A
               f'<div class="curve shared-axes">{_curve(run, axes)}</div>')
     return (f'<article class="card" {attributes}>'
             f'<a href="{url(GALLERY_DIR, run.id + ".html")}">{_picture(run, thumbs, root)}</a>'
-            f'<h3 class="prompt">{text(run.prompt)}</h3>{badges(run)}{facts_list(run)}{curves}'
+            f'<h3 class="prompt">{text(run.title)}</h3>{badges(run)}{facts_list(run)}{curves}'
             "</article>")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from vqclip.gallery.html import badges, facts_list, head, text, url
@@ -29,7 +30,7 @@ def _video(run: RunEntry, link: str) -> str:
     return f"<video {source} controls loop muted></video>"
 
 
-def _race(race: Race, link) -> str:
+def _race(race: Race, link: Callable[[Path], str]) -> str:
     """The candidates of the race, best first, with their scores and the kept one marked."""
     rows = []
     for candidate in sorted(race.candidates, key=lambda c: (c.score, c.seed)):
@@ -64,25 +65,30 @@ def run_page(run: RunEntry) -> str:
     def link(path: Path) -> str:
         return url(up, path.relative_to(run.folder).as_posix())
 
-    html = [head(f"vqclip run: {run.prompt}"),
-            '<header><a href="../index.html">← gallery</a>', f"<h1>{text(run.prompt)}</h1>",
+    html = [head(f"vqclip run: {run.title}"),
+            '<header><a href="../index.html">← gallery</a>', f"<h1>{text(run.title)}</h1>",
             badges(run), "</header>", '<main class="run">']
     if run.problems:
         html.append('<ul class="problems">' + "".join(f"<li>{text(p)}</li>" for p in run.problems)
                     + "</ul>")
     if run.image is not None:
         html.append(f'<a href="{link(run.image)}"><img class="full" src="{link(run.image)}" '
-                    f'alt="{text(run.prompt)}"></a>')
+                    f'alt="{text(run.title)}"></a>')
     html.append(facts_list(run))
     if run.race is not None:
         html.append(_race(run.race, link))
     if run.video is not None:
         html.append(f"<h2>Video</h2>{_video(run, link(run.video))}")
     if run.frames:
+        # frames keep their file's number; the final image ends the strip at the steps done,
+        # as the progress bar counts them
+        shown = [(f, f"frame {f.stem}", f"step {int(f.stem) if f.stem.isdigit() else f.stem}")
+                 for f in run.frames]
+        if run.image is not None and run.image.name == "final.png":
+            shown.append((run.image, "final image", f"step {run.done} (final)"))
         html.append("<h2>Frames</h2><div class=\"frames\">" + "".join(
-            f'<figure><a href="{link(f)}"><img src="{link(f)}" alt="frame {text(f.stem)}"></a>'
-            f"<figcaption>step {text(int(f.stem) if f.stem.isdigit() else f.stem)}</figcaption></figure>"
-            for f in run.frames) + "</div>")
+            f'<figure><a href="{link(f)}"><img src="{link(f)}" alt="{text(alt)}"></a>'
+            f"<figcaption>{text(caption)}</figcaption></figure>" for f, alt, caption in shown) + "</div>")
     html.append(f'<h2>Loss</h2><figure class="plot">{run_plot(run.log)}</figure>')
     if run.config_text is not None:
         html.append(f'<h2>Config</h2><pre class="config">{text(_config_text(run))}</pre>')

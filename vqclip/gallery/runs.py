@@ -20,6 +20,7 @@ from vqclip.run.candidates import NOTE_FILE
 
 GALLERY_DIR = "gallery"  # thumbnails and run pages, beside index.html
 RUN_FILES = ("config.yaml", "log.jsonl")  # a folder holding both is a run folder
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 
 @dataclass
@@ -72,6 +73,11 @@ class RunEntry:
         story = self.config.get("story")
         return " ^ ".join(str(item["prompt"]) for item in story if isinstance(item, dict)
                           and isinstance(item.get("prompt"), str)) if isinstance(story, list) else ""
+
+    @property
+    def title(self) -> str:
+        """The prompt; the folder's name when no prompt could be read."""
+        return self.prompt or self.folder.name
 
     @property
     def seed(self) -> int | None:
@@ -154,7 +160,7 @@ def _config(tree: Tree, folder: Path, problems: list[str]) -> tuple[dict[str, An
         return {}, None
     try:
         text = data.decode("utf-8")
-        config = yaml.safe_load(text)
+        config = yaml.load(text, Loader=SAFE_LOADER)
     except (UnicodeDecodeError, yaml.YAMLError):
         problems.append("config.yaml is not YAML text")
         return {}, None

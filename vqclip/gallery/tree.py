@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-MAX_TEXT = 4 * 1024 * 1024  # bytes read of a config, log or manifest; a longer file is cut there
+MAX_TEXT = 64 * 1024 * 1024  # bytes read of a config, log or manifest; a longer file is cut there
 
 
 def real_path(path: Path) -> Path | None:
