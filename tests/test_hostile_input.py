@@ -66,7 +66,7 @@ def test_an_interrupted_run_in_a_folder_with_brackets_exits_130(tiny_sets, tmp_p
     monkeypatch.setattr(Engine, "run", stopped_at_once)
     result = generate(tiny_sets, tmp_path / "out[/x]")
     assert result.exit_code == 130, result.output
-    assert "vqclip resume " + str(tmp_path / "out[/x]") in result.stderr
+    assert "vqclip resume '" + str(tmp_path / "out[/x]") + "/" in result.stderr  # quoted for a shell
 
 
 def test_labels_and_prompts_with_brackets_print_in_tables(tiny_clip, tmp_path) -> None:

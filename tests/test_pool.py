@@ -216,7 +216,7 @@ def test_a_second_interrupt_while_workers_start_quits_at_once_with_them(tmp_path
     started = time.monotonic()
     stdout, stderr = batch.communicate(timeout=60)
     assert batch.returncode == code, stderr
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 45  # the workers' grace, not a wait for 2,000 items
     assert gone_within(pids, 5), "a worker outlived the batch"
     assert "Traceback" not in stderr and "Unpickling" not in stderr
     assert not [r for r in outcomes(out) if r["status"] == "ok"]  # nothing went on running

@@ -177,3 +177,12 @@ def test_a_ray_address_where_nothing_listens_fails_bounded_naming_it(tmp_path) -
     assert done.returncode == 1, done.stderr
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused" in done.stderr
     assert "Traceback" not in done.stderr and time.monotonic() - started < 60
+
+
+def test_an_item_done_in_this_session_is_no_skip_one_done_elsewhere_is(tmp_path) -> None:
+    manifest = Manifest(tmp_path / "manifest.jsonl")
+    assert manifest.claim("a", "this", index=0)
+    manifest.append({"key": "a", "status": "ok", "session": "this"})  # a sibling worker finished it
+    manifest.append({"key": "b", "status": "ok", "session": "other"})
+    assert manifest.claim("a", "this").reason == "tried" and not manifest.claim("a", "this").by_another
+    assert manifest.claim("b", "this").reason == "done" and manifest.claim("b", "this").by_another

@@ -83,12 +83,12 @@ class Manifest:
         live process. A claim whose process has died is taken over (and logged)."""
         with self._lock:
             self._refresh()
-            if self._status.get(key) == "ok":
-                return Claim(False, "done")
             ended = self._ended.get(key, set())
             held = self._held.get(key, {})
-            if session in ended or session in held:
+            if session in ended or session in held:  # before "done": a sibling worker's item is no skip
                 return Claim(False, "tried")
+            if self._status.get(key) == "ok":
+                return Claim(False, "done")
             if self._me is None:
                 self._me = owner()
             now = time.time()

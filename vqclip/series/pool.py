@@ -111,10 +111,11 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
     lifeline, lifeline_end = context.Pipe(duplex=False)  # its end closes when this process dies
     session = new_session()
     portable = [item.portable() for item in items]  # configs are made in the workers, as items run
+    inboxes = [context.Pipe(duplex=False) for _ in workers]  # the items go to each worker by a thread
     processes = [
-        context.Process(target=work, args=(number, worker, portable, str(folder), session, extra, events,
+        context.Process(target=work, args=(number, worker, inbox, str(folder), session, extra, events,
                                            os.getpid(), lifeline), name=f"vqclip-worker-{number}")
-        for number, worker in enumerate(workers)
+        for number, (worker, (inbox, _)) in enumerate(zip(workers, inboxes, strict=True))
     ]
     started: list[Any] = []
     manifest = Manifest(folder / MANIFEST_NAME)
@@ -145,6 +146,8 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
             if stop is not None and stop.requested:
                 break  # a worker not yet started is not started
             _start(process, started)
+            threading.Thread(target=_send, args=(inboxes[len(started) - 1][1], portable), daemon=True,
+                             name="vqclip-items").start()
             if stop is not None and stop.requested:  # asked while it was starting
                 _signal_all([process], signal.SIGTERM)
         while any(process.is_alive() for process in started) or not events.empty():
@@ -178,10 +181,20 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
     return result
 
 
+def _send(outbox: Any, items: list[WorkItem]) -> None:
+    """Send a worker its items, off the main thread: a long list fills the pipe until the worker
+    reads it, and a Ctrl-C meanwhile must find the main thread free."""
+    try:
+        outbox.send(items)
+    except OSError:
+        pass  # the worker ended before it read them (stopped while starting)
+    finally:
+        outbox.close()
+
+
 def _start(process: Any, started: list[Any]) -> None:
     """Start a worker (and add it to `started`) with Ctrl-C and SIGTERM held back meanwhile, so
-    that neither cuts the pickled items it is sent; the worker unblocks them once its handlers
-    are in place."""
+    that neither cuts what it is sent; the worker unblocks them once its handlers are in place."""
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
@@ -255,9 +268,10 @@ def _signal_all(processes: list[Any], signum: int) -> None:
                 pass
 
 
-def work(number: int, worker: Worker, items: list[WorkItem], folder: str, session: str,
+def work(number: int, worker: Worker, inbox: Any, folder: str, session: str,
          extra: dict[str, Any], events: Any, parent: int, lifeline: Any) -> None:
-    """A worker process: claim the next unfinished item, run it, record it; until none is left.
+    """A worker process: receive the items from `inbox`, then claim the next unfinished one, run
+    it, record it; until none is left.
 
     Ctrl-C is the parent's to handle: it passes a stop on as SIGTERM, which ends the current
     run after its step; a second SIGTERM ends it at once, recorded interrupted. The worker dies
@@ -273,6 +287,8 @@ def work(number: int, worker: Worker, items: list[WorkItem], folder: str, sessio
     signal.signal(signal.SIGTERM, terminate)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # held while starting
     die_with_parent(parent, lifeline)
+    items: list[WorkItem] = inbox.recv()
+    inbox.close()
     logging.basicConfig(level=logging.WARNING, format=f"worker {number}: %(levelname)s %(name)s: %(message)s")
     if worker.threads is not None:
         import torch
