@@ -81,7 +81,7 @@ def test_every_generate_flag_of_one_image_works_on_a_prompt_line() -> None:
     options = {name for param in generate.params for name in param.opts if name.startswith("--")}
     # Flags about the whole command rather than one image stay on the command line.
     command_level = {"--from", "--config", "--seeds", "--sweep", "--video", "--fps", "--out", "--batch-size",
-                     "--offline", "--json", "--quiet", "--verbose", "--no-preview", "--help",
+                     "--offline", "--json", "--quiet", "--verbose", "--preview", "--help",
                      "--workers", "--threads", "--devices", "--candidates"}
     per_line = {*LINE_FLAGS, *OTHER_FLAGS}
     assert options - command_level - per_line == set()

@@ -71,7 +71,7 @@ def test_make_demo_installs_vqclip_alone_and_says_how_to_reach_it() -> None:
     assert "source .venv/bin/activate" in set_up and ".venv/bin/vqclip" in set_up
 
 
-def test_the_parameters_sample_is_what_show_prints_for_the_current_preset() -> None:
+def test_the_parameters_sample_shows_the_current_shapes_preset() -> None:
     readme = (DOCS.parent / "README.md").read_text()
     preset, _ = build_config(preset="shapes")
     line = next(line for line in readme.splitlines() if line.startswith("Steps: "))
