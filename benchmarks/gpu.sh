@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of vqclip in one device call, under 7 minutes by construction.
+# Every GPU measurement of vqclip in one device call, under 8 minutes by construction.
 #
 #   make gpu-wheels                        # here, with network: the wheels a bare GPU box lacks
 #   bash benchmarks/gpu.sh                 # there, from the repository root (benchmarks/wheels carried)
@@ -12,14 +12,17 @@
 # benchmarks' imports are checked before anything is measured.
 # Full-size random weights: imagenet f16 16384 VQGAN and ViT-B/32 (speed needs no real weights).
 #
-# Every run has a time limit and the limits add up to less than 420 s; the cheap runs come first
-# and the compiled one last. Rows are printed as they are measured and kept in
+# Every run has a time limit and the limits add up to less than 480 s; the cheap runs come first
+# and the compiled one last. `captured` rows record the step as one CUDA graph (--capture: on the
+# CPU they time the eager step); `batch_*` rows give images per hour at 512x512 and 300 steps
+# for K = 1, 4, 8, 16 images per step, eager and captured; GPU busy is the profiler's kernel
+# time over wall time. Rows are printed as they are measured and kept in
 # ${OUT:-/tmp}/vqclip-gpu/NAME.txt, so a run stopped at its limit keeps the rows it finished.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-BUDGET=420
+BUDGET=480
 
 DEVICE=cuda DRY=0
 while [ $# -gt 0 ]; do
@@ -30,8 +33,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $DEVICE in
-  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 512:32:low 1024:32 1024:32:low" ;;
-  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" ;;
+  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 1024:32:low" KS="1 4 8 16" ;;
+  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" KS="1 2" ;;
   *) echo "--device $DEVICE: expected cuda or cpu" >&2; exit 2 ;;
 esac
 if [ "$DEVICE" = cuda ]; then
@@ -49,11 +52,14 @@ PLAN=(
   "machine|5|$MACHINE"
   "install|20|$PY -c 'import open_clip, omegaconf' 2>/dev/null || $PY -m pip install --quiet --no-index --find-links benchmarks/wheels $WHEELS"
   "imports|25|PYTHONPATH=benchmarks:\$PYTHONPATH $PY -c \"$IMPORTS; print('imports ok: torch', torch.__version__, 'open_clip', open_clip.__version__)\""
-  "eager_bf16|35|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2"
-  "tf32|25|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
-  "fp32|25|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
-  "eager_large|30|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
-  "memory|140|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
+  "eager_bf16|35|$STEP --precision auto --grid $SMALL --steps 10 --warmup 2 --busy"
+  "captured|45|$STEP --precision auto --capture --grid $SMALL $LARGE --steps 10 --warmup 5 --busy"
+  "batch_eager|40|$STEP --precision auto --grid $MID --batch-sizes $KS --steps 3 --warmup 1"
+  "batch_captured|45|$STEP --precision auto --capture --grid $MID --batch-sizes $KS --steps 5 --warmup 5"
+  "tf32|20|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
+  "fp32|20|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
+  "eager_large|25|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
+  "memory|60|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
   "compiled|110|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
 )
 

@@ -70,7 +70,7 @@ def main() -> None:
                     peer.append(peer_seconds(args.peer, side, cutn, args.steps, args.threads))
                 else:
                     ours.append(statistics.median(
-                        time_steps(vqgan, perceptor, side, cutn, args.steps, device, "fp32")))
+                        time_steps(vqgan, perceptor, side, cutn, args.steps, device, "fp32")[0]))
         ratios = [p / o for p, o in zip(peer, ours, strict=True)]
         size = f"{side}x{side}"
         print(f"{size:>9} {cutn:>5} {statistics.median(peer):>12.2f} {spread(peer):>11} "

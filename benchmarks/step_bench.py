@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -23,6 +24,7 @@ import torch
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.models.clip import Perceptor
 from vqclip.models.vqgan import VQGAN, VQGANSpec
+from vqclip.run.capture import CapturedStep
 from vqclip.run.config import PRECISIONS, AugmentConfig
 from vqclip.run.engine import Engine
 from vqclip.run.events import StepEvent
@@ -92,24 +94,54 @@ def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps
                   regularizers=regularizers, autocast_dtype=autocast_dtype(precision, device))
 
 
+def set_step_body(engine: Engine, device: torch.device, *, compiled: bool, captured: bool) -> None:
+    """As generate chooses it: the forward compiled (CUDA graphs too on CUDA), or on CUDA the
+    step body recorded as one CUDA graph, or eager."""
+    if compiled:
+        engine.forward = torch.compile(engine.forward,
+                                       mode="reduce-overhead" if device.type == "cuda" else None)
+    elif captured and device.type == "cuda":
+        engine.step_body = CapturedStep(engine.train_step)
+
+
 def time_steps(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps: int,
                device: torch.device, precision: str, warmup: int = 1,
-               batch_size: int = 1) -> list[float]:
-    """Per-step seconds of `steps` engine steps at side x side (after `warmup` untimed ones)."""
-    engine = build_engine(vqgan, perceptor, side, cutn, steps + warmup, device, precision,
-                          batch_size)
+               batch_size: int = 1, *, compiled: bool = False, captured: bool = False,
+               busy: bool = False) -> tuple[list[float], float | None]:
+    """Per-step seconds of `steps` engine steps at side x side (after `warmup` untimed ones),
+    and with `busy` on CUDA the share of the wall time the GPU was busy over `steps` more
+    steps (kernel time by the profiler, which slows the host a little: a lower bound).
+
+    A step's time ends when its losses reach the host, which the loop does once the next
+    step is queued: no extra synchronization that would drain the queue."""
+    total = steps + warmup + (steps if busy else 0)
+    engine = build_engine(vqgan, perceptor, side, cutn, total, device, precision, batch_size)
+    set_step_body(engine, device, compiled=compiled, captured=captured)
     stamps: list[float] = []
 
     def on_event(event: object) -> None:
         if isinstance(event, StepEvent) and event.index == 0:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
     start = time.perf_counter()
-    engine.run([on_event])
+    engine.run([on_event], until=steps + warmup)
     times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
-    return times[warmup:]
+    share = gpu_busy_share(engine, total) if busy and device.type == "cuda" else None
+    return times[warmup:], share
+
+
+def gpu_busy_share(engine: Engine, until: int) -> float:
+    """Kernel time over wall time of the engine's steps up to `until`, by torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        engine.run([], until=until)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    kernel_us = sum(event.self_device_time_total for event in prof.key_averages())
+    return kernel_us / 1e6 / wall
 
 
 def main() -> None:
@@ -121,7 +153,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the step's forward (reduce-overhead on CUDA)")
+    parser.add_argument("--capture", action="store_true",
+                        help="record the step as one CUDA graph (CUDA only; eager elsewhere)")
+    parser.add_argument("--busy", action="store_true",
+                        help="add the GPU's busy share of the wall time (CUDA profiler)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per setting")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1],
                         help="images optimized together (K of --batch-size)")
@@ -133,25 +170,27 @@ def main() -> None:
     device = resolve_device(args.device)
     allow_tf32(device, args.precision)
     vqgan, perceptor = build_models(args.model, device)
-    if args.compile:
-        vqgan.decoder.compile()
-        perceptor.model.visual.compile()
+    captured = args.capture and device.type == "cuda" and not args.compile
+    if args.capture and not captured:
+        print(f"--capture: CUDA graphs need a CUDA device and no --compile; timing the "
+              f"{'compiled' if args.compile else 'eager'} step", file=sys.stderr)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"model={args.model} device={device} ({name}) precision={args.precision} "
-          f"compile={args.compile} threads={args.threads} torch={torch.__version__} "
-          f"image_steps={args.image_steps}")
+          f"compile={args.compile} capture={captured} threads={args.threads} "
+          f"torch={torch.__version__} image_steps={args.image_steps}")
     if device.type != "cuda":
         print("peak GiB on the CPU is the process's maximum resident set size so far")
     print(f"{'size':>9} {'cutn':>5} {'K':>3} {'s/step':>8} {'steps/s':>8} {'images/h':>9} "
-          f"{'vs K=1':>7} {'peak GiB':>9}", flush=True)
+          f"{'vs K=1':>7} {'peak GiB':>9} {'GPU busy':>8}", flush=True)
     for item in args.grid:
         side, cutn = (int(x) for x in item.split(":"))
         single = None  # images per hour of K=1: K separate runs make images at its rate
         for batch_size in sorted(set(args.batch_sizes)):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            times = time_steps(vqgan, perceptor, side, cutn, args.steps, device, args.precision,
-                               args.warmup, batch_size)
+            times, share = time_steps(vqgan, perceptor, side, cutn, args.steps, device,
+                                      args.precision, args.warmup, batch_size,
+                                      compiled=args.compile, captured=captured, busy=args.busy)
             if device.type == "cuda":
                 peak = torch.cuda.max_memory_allocated() / 2**30
             else:
@@ -162,8 +201,9 @@ def main() -> None:
                 single = per_hour
             gain = f"{per_hour / single:.2f}x" if single else "-"
             size = f"{side}x{side}"
+            busy = "-" if share is None else f"{share:.0%}"
             print(f"{size:>9} {cutn:>5} {batch_size:>3} {median:>8.4f} {1 / median:>8.2f} "
-                  f"{per_hour:>9.1f} {gain:>7} {peak:>9.2f}", flush=True)
+                  f"{per_hour:>9.1f} {gain:>7} {peak:>9.2f} {busy:>8}", flush=True)
 
 
 if __name__ == "__main__":

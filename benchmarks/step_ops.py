@@ -2,17 +2,19 @@
 
 Prints one table row per (size, precision):
 - ops: aten ops per step that launch a kernel, counted by a TorchDispatchMode below autograd
-  and autocast (what reaches a device kernel: every op but views, allocations and scalar
-  read-backs). Counted over one whole loop iteration (the step, the optimizer, the schedule,
-  the clamp and the loss read-back) as the difference between two runs of the loop that end
-  one step apart. At sizes over `--real-max` the step runs on fake tensors (shapes only,
-  nothing computed): the ops dispatched are the same, which the rows at both sizes show.
-- syncs: host syncs per loop iteration: scalar read-backs (`item`, `bool(tensor)`, `nonzero`,
-  `equal`, which dispatch `_local_scalar_dense`/`nonzero`) and `tolist`/`numpy` (seen by a
-  TorchFunctionMode: on the CPU they read memory without dispatching an op). On CUDA each of
-  them waits for the queue to drain.
-- breaks: graph breaks of the engine's forward (decode, cutouts, CLIP, losses) by
-  `torch._dynamo.explain`, the function that `--compile` hands to dynamo.
+  and autocast (what reaches a device kernel: every aten op but views, allocations and scalar
+  read-backs; `prim` metadata queries are not ops). Counted over one whole loop iteration
+  (the step, the optimizer, the schedule, the clamp and the loss read-back) as the
+  difference between two runs of the loop that end one step apart. At sizes over
+  `--real-max` the step runs on fake tensors (shapes only, nothing computed): the ops
+  dispatched are the same, which the rows at both sizes show.
+- syncs: host syncs per loop iteration, and `in step` those inside the step body
+  (`Engine.train_step`; the rest is the loss read-back of the step before): scalar read-backs
+  (`item`, `bool(tensor)`, `nonzero`, `equal`, which dispatch `_local_scalar_dense` or
+  `nonzero`) and `tolist`/`numpy` (seen by a TorchFunctionMode: on the CPU they read memory
+  without dispatching an op). On CUDA each of them waits for the queue to drain.
+- breaks: graph breaks of the engine's forward (decode, quantize, cutouts, CLIP, losses) by
+  `torch._dynamo.explain`, given the step's random numbers.
 - compiles: dynamo compiles of that forward over a `--compile-steps` run with a cosine lr
   schedule and a linearly decaying `init` loss weight (torch._dynamo's CompileCounter backend:
   one count per graph dynamo produces, recompiles included); on the tiny models, since what
@@ -59,24 +61,32 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self.ops: Counter[str] = Counter()
         self.syncs: Counter[str] = Counter()
+        self.step_syncs: Counter[str] = Counter()  # those inside the engine's step body
+        self.in_step = False
+
+    def sync(self, name: str) -> None:
+        self.syncs[name] += 1
+        if self.in_step:
+            self.step_syncs[name] += 1
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in SYNC_OPS:
-            self.syncs[str(func)] += 1
+            self.sync(str(func))
             if any(isinstance(a, FakeTensor) for a in args):
                 return _fake_scalar(func, args)
-        elif not func.is_view and func not in NO_KERNEL:
+        elif func.namespace == "aten" and not func.is_view and func not in NO_KERNEL:
             self.ops[str(func)] += 1
         return func(*args, **(kwargs or {}))
 
 
 def _fake_scalar(func, args):
-    """A stand-in answer for a read-back of a fake tensor (nothing was computed)."""
+    """A stand-in answer for a read-back of a fake tensor (nothing was computed): one, which
+    every divisor read back (an optimizer's step count) can be."""
     if func is aten.nonzero.default:
         return func(*args)
     if func is aten.equal.default:
         return False
-    return 0.0 if args[0].dtype.is_floating_point else 0
+    return 1.0 if args[0].dtype.is_floating_point else 1
 
 
 class SyncMethods(TorchFunctionMode):
@@ -89,7 +99,7 @@ class SyncMethods(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in SYNC_METHODS:
-            self.counter.syncs[name] += 1
+            self.counter.sync(name)
             if isinstance(args[0], FakeTensor):
                 return torch.zeros(args[0].shape).tolist()
         return func(*args, **(kwargs or {}))
@@ -98,8 +108,21 @@ class SyncMethods(TorchFunctionMode):
 def count_run(engine, until: int, fake_mode: FakeTensorMode | None) -> OpCounter:
     """Ops and syncs of `engine.run` up to step `until` (in `fake_mode` when given)."""
     counter = OpCounter()
-    with fake_mode or contextlib.nullcontext(), SyncMethods(counter), counter:
-        engine.run([], until=until)
+    step_body = engine.train_step
+
+    def counted_step(*args):
+        counter.in_step = True
+        try:
+            return step_body(*args)
+        finally:
+            counter.in_step = False
+
+    engine.train_step = counted_step
+    try:
+        with fake_mode or contextlib.nullcontext(), SyncMethods(counter), counter:
+            engine.run([], until=until)
+    finally:
+        del engine.train_step
     return counter
 
 
@@ -113,8 +136,9 @@ def make_engine(vqgan, perceptor, side: int, cutn: int, steps: int, device, prec
 
 
 def ops_per_step(vqgan, perceptor, side: int, cutn: int, device, precision: str,
-                 fake: bool) -> tuple[int, int, Counter[str]]:
-    """(launching ops, syncs, ops by name) of one loop iteration, by two runs one step apart."""
+                 fake: bool) -> tuple[int, int, int, Counter[str]]:
+    """(launching ops, syncs, syncs in the step body, ops by name) of one loop iteration, by
+    two runs one step apart."""
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
     engine = make_engine(vqgan, perceptor, side, cutn, 10, device, precision, fake_mode)
     count_run(engine, 1, fake_mode)  # first-step work (optimizer state) stays out of the count
@@ -122,15 +146,16 @@ def ops_per_step(vqgan, perceptor, side: int, cutn: int, device, precision: str,
     two = count_run(engine, 4, fake_mode)
     ops = two.ops - one.ops
     syncs = sum(two.syncs.values()) - sum(one.syncs.values())
+    step_syncs = sum(two.step_syncs.values()) - sum(one.step_syncs.values())
     # Counter subtraction drops negatives; a name absent from `two` would be a counting bug.
-    return sum(two.ops.values()) - sum(one.ops.values()), syncs, ops + Counter()
+    return sum(two.ops.values()) - sum(one.ops.values()), syncs, step_syncs, ops + Counter()
 
 
 def graph_breaks(vqgan, perceptor, side: int, cutn: int, device, precision: str) -> int:
     """Graph breaks of the engine's forward, by torch._dynamo.explain."""
     engine = make_engine(vqgan, perceptor, side, cutn, 10, device, precision)
     torch._dynamo.reset()
-    explanation = torch._dynamo.explain(engine.forward)()
+    explanation = torch._dynamo.explain(engine.forward)(engine.draw_numbers())
     return explanation.graph_break_count
 
 
@@ -166,19 +191,19 @@ def main() -> None:
     vqgan, perceptor = build_models("full", device)
     print(f"step_ops: full-size architectures, random weights, cutn={args.cutn}, device={device}, "
           f"torch={torch.__version__}")
-    print(f"{'size':>9} {'precision':>9} {'tensors':>7} {'ops':>6} {'syncs':>6} {'breaks':>7} "
-          f"{'compiles':>9}", flush=True)
+    print(f"{'size':>9} {'precision':>9} {'tensors':>7} {'ops':>6} {'syncs':>6} {'in step':>7} "
+          f"{'breaks':>7} {'compiles':>9}", flush=True)
     for precision in args.precisions:
         allow_tf32(device, precision)
         breaks = graph_breaks(vqgan, perceptor, 64, args.cutn, device, precision)
         compiled = compiles(device, precision, args.compile_steps)
         for side in args.sizes:
             fake = side > args.real_max
-            ops, syncs, by_name = ops_per_step(vqgan, perceptor, side, args.cutn, device,
+            ops, syncs, step_syncs, by_name = ops_per_step(vqgan, perceptor, side, args.cutn, device,
                                                precision, fake)
             size = f"{side}x{side}"
             print(f"{size:>9} {precision:>9} {'fake' if fake else 'real':>7} {ops:>6} "
-                  f"{syncs:>6} {breaks:>7} {compiled:>9}", flush=True)
+                  f"{syncs:>6} {step_syncs:>7} {breaks:>7} {compiled:>9}", flush=True)
             for name, count in by_name.most_common(args.top):
                 print(f"{'':>12}{count:>5}  {name}")
 

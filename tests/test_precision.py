@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from vqclip.device import allow_tf32, autocast_dtype
-from vqclip.models.quantizers import nearest_codes
+from vqclip.models.quantizers import nearest_codes, split_products
 from vqclip.run.config import PRECISIONS
 from vqclip.steer.losses import REGULARIZERS, LossContext
 
@@ -34,26 +33,24 @@ def test_tf32_precision_allows_tf32_without_autocast_and_fp32_is_strict(tf32_fla
     assert autocast_dtype("auto", torch.device("cpu")) is None
 
 
-class _MatmulPrecision(TorchFunctionMode):
-    """Records the fp32 matmul precision in force at each matmul."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm):
-            self.seen.append(torch.get_float32_matmul_precision())
-        return func(*args, **(kwargs or {}))
+def test_nearest_codes_match_float64_and_leave_the_matmul_setting_alone(tf32_flags) -> None:
+    torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+    z, codebook = torch.randn(2, 8, 6, 6), torch.randn(512, 8)
+    flat = z.double().permute(0, 2, 3, 1).reshape(-1, 8)
+    exact = torch.cdist(flat, codebook.double()).argmin(dim=1).view(2, 6, 6)
+    assert torch.equal(nearest_codes(z, codebook), exact)
+    assert torch.get_float32_matmul_precision() == "high"  # no global switch to trace through
 
 
-def test_nearest_code_distances_run_without_tf32(tf32_flags) -> None:
-    allow_tf32(CUDA, "tf32")
-    z, codebook = torch.randn(1, 8, 4, 4), torch.randn(16, 8)
-    with _MatmulPrecision() as mode:
-        nearest_codes(z, codebook)
-    assert mode.seen == ["highest"]
-    assert torch.get_float32_matmul_precision() == "high"  # TF32 is back on afterwards
+def test_split_products_are_fp32_accurate_from_bf16_exact_parts() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(64, 256), torch.randn(1024, 256)
+    exact = a.double() @ b.double().t()
+    split = split_products(a, b).double()
+    assert (split - exact).abs().max() <= 1e-5 * exact.abs().max()
+    high = a.bfloat16().float()
+    assert torch.equal(high.bfloat16().float(), high)  # the high part loses nothing in bf16
 
 
 def test_saturation_reduces_a_bf16_image_in_fp32() -> None:

@@ -6,24 +6,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqclip.device import strict_fp32_matmul
+__all__ = ["GumbelQuantizer", "VectorQuantizer", "fp32_products", "lookup_codes", "nearest_codes",
+           "split_products"]
 
-__all__ = ["GumbelQuantizer", "VectorQuantizer", "lookup_codes", "nearest_codes"]
 
+def nearest_codes(z: torch.Tensor, codebook: torch.Tensor,
+                  squared_norms: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of the nearest codebook row (L2) for each position of z (B, C, h, w) -> (B, h, w).
 
-def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codebook row (L2) for each position of z (B, C, h, w) -> (B, h, w)."""
+    `squared_norms` (the rows' squared lengths, fp32) may be given, computed once."""
     b, c, h, w = z.shape
     if c != codebook.shape[1]:
         raise ValueError(f"latent has {c} channels, the codebook {codebook.shape[1]}")
-    # Distances in fp32 even under autocast (in bf16 the nearest code is often the wrong one)
-    # and without TF32, whose 10-bit products can flip the choice between two close codes.
-    with torch.no_grad(), torch.autocast(z.device.type, enabled=False), strict_fp32_matmul():
+    # Distances in fp32 even under autocast (in bf16 the nearest code is often the wrong one).
+    with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
         flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
         codes = codebook.detach().float()
+        if squared_norms is None:
+            squared_norms = codes.pow(2).sum(dim=1)
         # |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every code, so it is dropped.
-        scores = codes.pow(2).sum(dim=1) - 2.0 * flat @ codes.t()
+        scores = squared_norms - 2.0 * fp32_products(flat, codes)
         return scores.argmin(dim=1).view(b, h, w)
+
+
+def fp32_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b.T to about fp32 accuracy even where CUDA matmuls use TF32 (whose 10-bit products
+    can flip the choice between two close codes).
+
+    On CUDA each side is split into a bf16-exact high part and the rest, and three products
+    are summed (hi.hi + hi.lo + lo.hi): TF32 holds the high parts exactly and loses only the
+    low parts' low bits, about 2**-19 of each product. Unlike switching TF32 off around the
+    product, this changes no global setting, so a compiled or captured step holds it whole.
+    Elsewhere matmuls are fp32 and this is one product."""
+    if a.device.type != "cuda":
+        return a @ b.t()
+    return split_products(a, b)
+
+
+def split_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b.T as hi.hi + (hi.lo + lo.hi) of bf16-exact high parts and fp32 remainders."""
+    a_high, b_high = a.bfloat16().float(), b.bfloat16().float()
+    a_low, b_low = a - a_high, b - b_high
+    return a_high @ b_high.t() + (a_high @ b_low.t() + a_low @ b_high.t())
 
 
 def lookup_codes(indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -46,9 +70,11 @@ class _NearestCodeQuantizer(nn.Module):
         """Map the output of quant_conv into codebook space (already there for plain VQ)."""
         return h
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Snap z to its nearest codes with a straight-through gradient -> (z_q, indices)."""
-        indices = nearest_codes(z, self.codebook)
+    def forward(self, z: torch.Tensor, squared_norms: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Snap z to its nearest codes with a straight-through gradient -> (z_q, indices);
+        `squared_norms` as `nearest_codes` takes them."""
+        indices = nearest_codes(z, self.codebook, squared_norms)
         z_q = lookup_codes(indices, self.codebook).to(z.dtype)
         # Straight-through (VQ-VAE, van den Oord et al. 2017): forward is z_q, the gradient
         # w.r.t. z is the identity, so the optimizer can move z between codes.

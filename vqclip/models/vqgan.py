@@ -143,9 +143,11 @@ class VQGAN(nn.Module):
         """Images in [-1, 1] (B, 3, H, W) -> continuous latent (B, embed_dim, H/f, W/f)."""
         return self.quantize.encode_latent(self.quant_conv(self.encoder(images)))
 
-    def quantize_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest codebook vectors with a straight-through gradient -> (z_q, indices (B,h,w))."""
-        return self.quantize(z)
+    def quantize_latent(self, z: torch.Tensor, squared_norms: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codebook vectors with a straight-through gradient -> (z_q, indices (B,h,w));
+        `squared_norms`: the codebook rows' squared lengths, when computed once by the caller."""
+        return self.quantize(z, squared_norms)
 
     def tokens_to_latent(self, indices: torch.Tensor) -> torch.Tensor:
         """Token indices (B, h, w) -> latent (B, embed_dim, h, w)."""

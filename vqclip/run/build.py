@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.images import init_canvas
 from vqclip.models.loading import load_clip_model
+from vqclip.run.capture import CapturedStep
 from vqclip.run.engine import Engine
 from vqclip.run.execute import Run
 from vqclip.run.memory import parse_bytes
@@ -24,6 +26,8 @@ from vqclip.steer.losses import PromptLoss, WeightedRegularizer
 from vqclip.steer.optimizers import make_optimizer
 from vqclip.steer.schedules import make_scheduler
 from vqclip.steer.targets import Judge, aim_image_prompts, build_stages, image_prompt_losses
+
+log = logging.getLogger(__name__)
 
 
 def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
@@ -51,8 +55,7 @@ def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
     for judge, losses in zip(judges, image_losses, strict=True):
         aim_image_prompts(losses, judge.perceptor, judge.cutouts, list(cfg.size))
     set_low_memory(engine.generator, judges, cfg.low_memory)
-    if cfg.compile:
-        compile_models(engine.generator, judges)
+    choose_step_body(engine, cfg, device)
     if resume is not None:
         engine.load_state_dict(resume.state)
     models = {cfg.generator: generator_info,
@@ -61,7 +64,9 @@ def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
     def engine_for(seed: int) -> Engine:
         """A one-image engine on the same models (the kept candidate continues in it)."""
         rng = [torch.Generator(device=device).manual_seed(seed)]
-        return assemble_engine(cfg, make(start_images(cfg, rng), rng), judges, rng)
+        alone = assemble_engine(cfg, make(start_images(cfg, rng), rng), judges, rng)
+        choose_step_body(alone, cfg, device)
+        return alone
 
     return Run(spec, engine, device, models, memory=memory, resume=resume, engine_for=engine_for)
 
@@ -154,11 +159,23 @@ def set_low_memory(generator: ImageGenerator, judges: list[Judge], enabled: bool
         judge.perceptor.model.set_grad_checkpointing(enabled)
 
 
-def compile_models(generator: ImageGenerator, judges: list[Judge]) -> None:
-    """torch.compile the generator's network and every CLIP's image tower (on first use)."""
-    generator.compile()
-    for judge in judges:
-        judge.perceptor.model.visual.compile()
+def choose_step_body(engine: Engine, cfg: DictConfig, device: torch.device) -> None:
+    """How the engine runs its step: with `compile`, its forward (decode, quantize, cutouts,
+    CLIP, losses) compiled as one graph (CUDA graphs too on CUDA, mode `reduce-overhead`);
+    else on CUDA with `capture` the whole step body recorded as one CUDA graph; else eagerly.
+    Story mode changes the prompts mid-run, which a recorded graph cannot follow: there the
+    step runs eagerly, and the log says so."""
+    if cfg.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        engine.forward = torch.compile(engine.forward, mode=mode)
+        return
+    if not cfg.capture or device.type != "cuda":
+        return
+    if any(len(judge.stages) > 1 for judge in engine.judges):
+        log.warning("capture off: the prompts change mid-run (story mode), which one recorded "
+                    "CUDA graph cannot follow; steps run eagerly")
+        return
+    engine.step_body = CapturedStep(engine.train_step)
 
 
 def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:

@@ -155,6 +155,7 @@ class GenerateConfig:
     max_memory: str | None = None
     plan_memory: bool = True
     compile: bool = False
+    capture: bool = True
     batch_size: int = 1
     candidates: int = 1
     candidate_steps: int | None = None

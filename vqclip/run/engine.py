@@ -6,9 +6,10 @@ import time
 
 import torch
 
+from vqclip.run.capture import LossReadback
 from vqclip.run.events import Callback, DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.steer.generators import ImageGenerator
-from vqclip.steer.losses import LossContext, WeightedRegularizer
+from vqclip.steer.losses import DECAYS, LossContext, WeightedRegularizer
 from vqclip.steer.targets import Judge
 
 
@@ -29,8 +30,15 @@ class Engine:
     """Optimizes a generator so that CLIP scores its images close to the prompts.
 
     The generator may hold a batch of K images, one per random generator in `rngs`: each
-    image draws its cutouts from its own generator and its losses are summed, so with an
-    element-wise optimizer (every one offered) image i follows the same path it would alone.
+    image draws its cutouts' random numbers from its own generator and its losses are summed,
+    so with an element-wise optimizer (every one offered) image i follows the same path it
+    would alone.
+
+    A step is split so that its body is graph-safe: before it, on the host, the random numbers
+    are drawn (one tensor of each kind per image), and the lr, the regularizers' weights and
+    the average's decay are written into device tensors; the body (`train_step`) then has no
+    generator call, no Python number that changes per step and no host sync. Its losses are
+    read back one step late, so the host queues step s+1 before it waits for step s.
     """
 
     def __init__(
@@ -60,7 +68,16 @@ class Engine:
         self.ema = ema
         # The averaged parameters that saved frames and the final image show (ema > 0).
         self.averaged = [p.clone() for p in self.initial] if ema else None
+        device = self.initial[0].device
+        # Per-step values the step body reads as device tensors, filled in place before it.
+        self.weights = torch.zeros(len(self.regularizers), device=device)
+        self.average_weight = torch.zeros((), device=device)
         self.step = 0  # steps completed
+        # What runs the step body: `train_step` itself, or a compiled or captured form of it.
+        self.step_body = self.train_step
+        # Each judge's prompt losses in force, set before each step: a traced step sees a new
+        # list only when a story stage switches.
+        self.prompt_losses = [judge.stage_at(0).prompt_losses for judge in judges]
         self.out_of_memory = False  # set when a step ran out of memory and ended the loop
         self._stop_requested = False
 
@@ -93,57 +110,100 @@ class Engine:
             for param, saved in zip(self.generator.parameters(), state["parameters"], strict=True):
                 param.copy_(saved)
         self.initial = [p.to(self.initial[0].device) for p in state["initial"]]
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            if isinstance(lr, torch.Tensor):  # keep the device tensor the step reads
+                lr.fill_(float(group["lr"]))
+                group["lr"] = lr
         self.scheduler.load_state_dict(state["scheduler"])
         self.rngs[0].set_state(state["rng"])
         self.step = state["step"]
+        self.prompt_losses = [judge.stage_at(self.step).prompt_losses for judge in self.judges]
         if self.averaged is not None:
             # A state saved without an average (ema was off) starts it at the saved parameters.
             saved = state.get("averaged", state["parameters"])
             self.averaged = [p.to(self.initial[0].device).clone() for p in saved]
 
-    def _update_average(self) -> None:
-        """Fold this step's parameters into the average, with a warm-up so that the first
-        steps' average is not held at the start (TensorFlow's ExponentialMovingAverage with
-        num_updates: the decay is min(ema, (1 + t) / (10 + t)))."""
-        decay = min(self.ema, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for average, param in zip(self.averaged, self.generator.parameters(), strict=True):
-                average.lerp_(param.detach(), 1 - decay)
+    def _set_step_values(self, step: int) -> None:
+        """Set this step's prompt losses, and write its regularizer weights and the average's
+        weight into their tensors.
 
-    def _losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        The average has a warm-up so that the first steps' average is not held at the start
+        (TensorFlow's ExponentialMovingAverage with num_updates: the decay is
+        min(ema, (1 + t) / (10 + t)))."""
+        stages = [judge.stage_at(step).prompt_losses for judge in self.judges]
+        if stages != self.prompt_losses:
+            self.prompt_losses = stages
+        if self.regularizers:
+            self.weights.copy_(torch.tensor([r.weight * DECAYS[r.decay](step, self.steps, r.until)
+                                             for r in self.regularizers]))
+        if self.averaged is not None:
+            self.average_weight.fill_(1 - min(self.ema, (1 + step) / (10 + step)))
+
+    def draw_numbers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This step's random numbers, per judge: uniforms (K, U) and normals (K, N)."""
+        return [judge.cutouts.draw_numbers(self.rngs) for judge in self.judges]
+
+    def _losses(self, images: torch.Tensor, numbers: list[tuple[torch.Tensor, torch.Tensor]]
+                ) -> dict[str, torch.Tensor]:
         """Each named loss per image, (K,): the cutouts of all K images go through CLIP at once."""
         losses: dict[str, torch.Tensor] = {}
-        for judge in self.judges:
-            cutouts = [judge.cutouts(images[i:i + 1], rng) for i, rng in enumerate(self.rngs)]
-            embeddings = judge.perceptor.encode_image(torch.cat(cutouts))
+        for judge_index, (judge, (uniforms, normals)) in enumerate(zip(self.judges, numbers, strict=True)):
+            cutouts = judge.cutouts.cut(images, uniforms, normals)
+            embeddings = judge.perceptor.encode_image(cutouts)
             per_image = embeddings.view(self.batch_size, -1, embeddings.shape[-1])
             prefix = f"{judge.name}/" if len(self.judges) > 1 else ""
-            for pl in judge.stage_at(self.step).prompt_losses:
-                losses[prefix + pl.name] = judge.weight * torch.stack([pl(e) for e in per_image])
-        parameters = self.generator.parameters()
-        contexts = [LossContext(images[i:i + 1], [p[i:i + 1] for p in parameters],
-                                [p[i:i + 1] for p in self.initial])
-                    for i in range(self.batch_size)]
-        for regularizer in self.regularizers:
-            losses[regularizer.name] = torch.stack(
-                [regularizer(ctx, self.step, self.steps) for ctx in contexts])
+            for pl in self.prompt_losses[judge_index]:
+                losses[prefix + pl.name] = judge.weight * pl(per_image)
+        context = LossContext(images, self.generator.parameters(), self.initial)
+        for index, regularizer in enumerate(self.regularizers):
+            losses[regularizer.name] = self.weights[index] * regularizer.unweighted(context)
         return losses
 
-    def forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    def forward(self, numbers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """This step's images, their named losses per image and the sum of all (under
-        autocast), for backward."""
+        autocast), for backward; from `numbers` (`draw_numbers`), drawn here when not given."""
+        if numbers is None:
+            numbers = self.draw_numbers()
         with self.autocast():
             images = self.generator.image()
-            losses = self._losses(images)
+            losses = self._losses(images, numbers)
             loss = torch.stack([v.float() for v in losses.values()]).sum()
         return images, losses, loss
+
+    def train_step(self, numbers: list[tuple[torch.Tensor, torch.Tensor]]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step body, graph-safe: forward, backward, the optimizer's update, the clamp and
+        the average. Returns the images and the losses as one (terms, K) fp32 tensor."""
+        self.optimizer.zero_grad(set_to_none=True)
+        images, losses, loss = self.forward(numbers)
+        loss.backward()
+        self.optimizer.step()
+        self.generator.clamp_()
+        if self.averaged is not None:
+            with torch.no_grad():
+                for average, param in zip(self.averaged, self.generator.parameters(), strict=True):
+                    average.lerp_(param.detach(), self.average_weight)
+        return images.detach(), torch.stack([v.detach().float() for v in losses.values()])
+
+    def _loss_names(self, step: int) -> list[str]:
+        """The names of the losses of `step`, in the order of `train_step`'s rows."""
+        names = []
+        for judge in self.judges:
+            prefix = f"{judge.name}/" if len(self.judges) > 1 else ""
+            names += [prefix + pl.name for pl in judge.stage_at(step).prompt_losses]
+        # As the losses' dict keeps them: a repeated name once, where it first came.
+        return list(dict.fromkeys(names + [regularizer.name for regularizer in self.regularizers]))
 
     def autocast(self) -> torch.autocast:
         """Autocast to the run's precision (off for fp32 and tf32)."""
         device_type = self.rngs[0].device.type
+        # No cast cache: it would keep casts made inside a captured graph's memory pool, and
+        # the frozen weights, which require no grad, are never cached anyway.
         return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
-                              enabled=self.autocast_dtype is not None)
+                              enabled=self.autocast_dtype is not None, cache_enabled=False)
 
     def images(self) -> torch.Tensor:
         """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU (of the averaged
@@ -179,40 +239,49 @@ class Engine:
 
         started = time.perf_counter()
         loss_values = [float("nan")] * self.batch_size
-        images = losses = loss = None
+        pending: tuple[int, list[str], LossReadback, float] | None = None
+
+        def report(step: int, names: list[str], values: LossReadback, seconds: float) -> None:
+            """Read a step's losses back (waiting for that step alone) and emit them."""
+            rows = values.rows()
+            for i in range(self.batch_size):
+                named = {name: row[i] for name, row in zip(names, rows, strict=True)}
+                loss_values[i] = sum(named.values())
+                emit(StepEvent(step, loss_values[i], named, seconds, index=i, steps=self.steps))
+
+        images = values = None
         end = self.steps if until is None else min(until, self.steps)
         while self.step < end and not self._stop_requested:
             step = self.step
             stages = self.judges[0].stages
             stage = self.judges[0].stage_at(step)
             if stage.start == step and (step > 0 or len(stages) > 1):
+                if pending is not None:
+                    report(*pending)
+                    pending = None
                 emit(PromptSwitchEvent(step, stage.label))
-            self.optimizer.zero_grad(set_to_none=True)
+            self._set_step_values(step)
+            numbers = self.draw_numbers()
             try:
-                images, losses, loss = self.forward()
-                loss.backward()
+                images, values = self.step_body(numbers)
             except torch.OutOfMemoryError:
                 self.out_of_memory = True
                 break
-            self.optimizer.step()
             self.scheduler.step()
-            self.generator.clamp_()
-            if self.averaged is not None:
-                self._update_average()
             self.step = step + 1
-            seconds = time.perf_counter() - started
-            # One device-to-host copy for every loss: each copy waits for the step to finish.
-            rows = torch.stack([value.detach().float() for value in losses.values()]).tolist()
-            parts = dict(zip(losses, rows, strict=True))
-            for i in range(self.batch_size):
-                named = {name: values[i] for name, values in parts.items()}
-                loss_values[i] = sum(named.values())
-                emit(StepEvent(step, loss_values[i], named, seconds, index=i, steps=self.steps))
+            names = self._loss_names(step)
+            if pending is not None:  # the previous step's losses: this step is queued already
+                report(*pending)
+            pending = (step, names, LossReadback(values), time.perf_counter() - started)
             if self.save_every and step % self.save_every == 0:
-                frames = images.detach().float().cpu() if self.averaged is None else self.images()
+                report(*pending)
+                pending = None
+                frames = images.float().cpu() if self.averaged is None else self.images()
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))
-        del images, losses, loss  # an out-of-memory step leaves nothing behind for the final images
+        if pending is not None:
+            report(*pending)
+        del images, values  # an out-of-memory step leaves nothing behind for the final images
         finals = self.images()
         seconds = time.perf_counter() - started
         done = [DoneEvent(self.step, loss_values[i], seconds, finals[i],

@@ -2,8 +2,8 @@
 
 Geometric augmentations (flip, affine, perspective) change the sampling grid, so they cost
 nothing beyond the one `grid_sample` that makes the cutouts. Photometric ones (jitter, noise,
-erasing, sharpness) act on the (cutn, 3, S, S) batch. Every random draw comes from the run's
-`torch.Generator`, on the image's device.
+erasing, sharpness) act on the (cutn, 3, S, S) batch. Every random number comes from a `Draw`
+of numbers drawn from the image's `torch.Generator` before the step.
 """
 
 from __future__ import annotations
@@ -18,22 +18,45 @@ import torch.nn.functional as F
 from vqclip.registry import Registry
 
 
-@dataclass
 class Draw:
-    """Random numbers for one batch of cutouts, from the run's generator."""
+    """The random numbers of one batch of cutouts, handed out in order from numbers drawn
+    before the step: `uniforms` (K, U) and `normals` (K, N), one row per image, each row
+    cut into `per_image` rows of results. Static slices of given tensors, so a step that
+    draws through it has no generator call in it (dynamo and CUDA graphs take it whole).
 
-    generator: torch.Generator
-    device: torch.device
-    count: int
+    With no tensors it only counts what is asked for (`used`), on the meta device.
+    """
+
+    def __init__(self, uniforms: torch.Tensor | None, normals: torch.Tensor | None,
+                 per_image: int) -> None:
+        self.uniforms = uniforms
+        self.normals = normals
+        self.per_image = per_image
+        self.images = 1 if uniforms is None else uniforms.shape[0]
+        self.device = torch.device("meta") if uniforms is None else uniforms.device
+        self.used = [0, 0]  # numbers taken per image: uniform, normal
+
+    @property
+    def count(self) -> int:
+        """Rows of every result: the cutouts of all images."""
+        return self.images * self.per_image
+
+    def _take(self, which: int, shape: tuple[int, ...]) -> torch.Tensor:
+        size = self.per_image * math.prod(shape)
+        start = self.used[which]
+        self.used[which] = start + size
+        source = self.uniforms if which == 0 else self.normals
+        if source is None:
+            return torch.zeros((self.count, *shape), device="meta")
+        return source[:, start:start + size].reshape(self.count, *shape)
 
     def uniform(self, *shape: int, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
         """Uniform numbers in [low, high), shape (count, *shape)."""
-        raw = torch.rand((self.count, *shape), generator=self.generator, device=self.device)
-        return raw * (high - low) + low
+        return self._take(0, shape) * (high - low) + low
 
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normal numbers, shape (count, *shape)."""
-        return torch.randn((self.count, *shape), generator=self.generator, device=self.device)
+        return self._take(1, shape)
 
 
 def flip(theta: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
@@ -81,7 +104,7 @@ def noise(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
     Clamped like a real noisy image: CLIP never saw negative pixels.
     """
     sigma = draw.uniform(1, 1, 1, low=0.0, high=strength)
-    noisy = cutouts + sigma * torch.randn(cutouts.shape, generator=draw.generator, device=draw.device)
+    noisy = cutouts + sigma * draw.normal(*cutouts.shape[1:])
     return noisy.clamp(0.0, 1.0)
 
 

@@ -55,6 +55,7 @@ class Cutouts:
         self.cut_min = cut_min
         self.cut_full = cut_full
         self.strengths = strengths
+        self._counts: dict[int, tuple[int, int]] = {}  # random_counts by cutn
 
     def _strength(self, name: str) -> float:
         return float(getattr(self.strengths, name, 1.0)) if self.strengths is not None else 1.0
@@ -62,42 +63,68 @@ class Cutouts:
     def _crop_theta(self, height: int, width: int, draw: Draw) -> torch.Tensor:
         short = min(height, width)
         side = self.sides(self, draw, short)
-        if self.cut_full:
-            side[0] = 1.0
+        if self.cut_full:  # the first cutout of each image
+            first = torch.arange(self.cutn, device=draw.device) == 0
+            side = torch.where(first.repeat(draw.images), 1.0, side)
         scale_x = side * short / width
         scale_y = side * short / height
         # Centres keep each crop inside the image (normalized [-1, 1] coordinates).
         centre_x = draw.uniform() * (1 - scale_x)
         centre_y = draw.uniform() * (1 - scale_y)
-        theta = torch.zeros(self.cutn, 2, 3, device=draw.device)
-        theta[:, 0, 0] = scale_x
-        theta[:, 1, 1] = scale_y
-        theta[:, 0, 2] = centre_x
-        theta[:, 1, 2] = centre_y
-        return theta
+        zero = torch.zeros_like(scale_x)
+        return torch.stack([scale_x, zero, centre_x, zero, scale_y, centre_y], -1).view(-1, 2, 3)
+
+    def random_counts(self) -> tuple[int, int]:
+        """How many uniform and normal numbers one image's cutouts take per step (traced once
+        on the meta device: the counts depend on the settings, not on the image)."""
+        if self.cutn not in self._counts:
+            draw = Draw(None, None, self.cutn)
+            with torch.autocast("cpu", enabled=False):
+                self._cut(torch.zeros(1, 3, 8, 8, device="meta"), draw)
+            self._counts[self.cutn] = tuple(draw.used)
+        return self._counts[self.cutn]
+
+    def draw_numbers(self, generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's random numbers for one image per generator: uniforms (K, U) and
+        normals (K, N), drawn as one call of each kind per generator."""
+        uniform, normal = self.random_counts()
+        device = generators[0].device
+        uniforms = torch.stack([torch.rand(uniform, generator=g, device=device) for g in generators])
+        normals = torch.stack([torch.randn(normal, generator=g, device=device) for g in generators])
+        return uniforms, normals
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts, in fp32.
+        """(1, 3, H, W) image in [0, 1] -> (cutn, 3, S, S) augmented cutouts, in fp32, with
+        random numbers from `generator`."""
+        return self.cut(image, *self.draw_numbers([generator]))
+
+    def cut(self, images: torch.Tensor, uniforms: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """(K, 3, H, W) images in [0, 1] -> (K * cutn, 3, S, S) augmented cutouts (image by
+        image), in fp32, from `draw_numbers` output.
 
         Cut in fp32 even under autocast: a bf16 sampling coordinate is only good to about a
         pixel at 512 pixels, so bf16 cutouts would shift and their gradient would land on every
         second or fourth pixel. The sampling is a small part of a step.
         """
-        with torch.autocast(image.device.type, enabled=False):
-            return self._cut(image.float(), generator)
+        with torch.autocast(images.device.type, enabled=False):
+            return self._cut(images.float(), Draw(uniforms, normals, self.cutn))
 
-    def _cut(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _, channels, height, width = image.shape
-        draw = Draw(generator, image.device, self.cutn)
+    def _cut(self, images: torch.Tensor, draw: Draw) -> torch.Tensor:
+        count, channels, height, width = images.shape
         theta = self._crop_theta(height, width, draw)
         theta = self._augment("theta", theta, draw)
         fine = 2 * self.cut_size
-        grid = F.affine_grid(theta, [self.cutn, channels, fine, fine], align_corners=False)
+        grid = F.affine_grid(theta, [draw.count, channels, fine, fine], align_corners=False)
         grid = self._augment("grid", grid, draw)
-        batch = image.expand(self.cutn, -1, -1, -1)
-        cutouts = F.grid_sample(batch, grid, mode="bilinear", padding_mode=self.padding,
+        # Each image's cutouts side by side in one tall grid: one grid_sample reads all K
+        # images without copying any of them once per cutout.
+        grid = grid.reshape(count, self.cutn * fine, fine, 2)
+        cutouts = F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding,
                                 align_corners=False)
-        cutouts = F.avg_pool2d(cutouts, 2)
+        cutouts = F.avg_pool2d(cutouts, 2)  # (K, 3, cutn * S, S): no window spans two cutouts
+        size = self.cut_size
+        cutouts = cutouts.view(count, channels, self.cutn, size, size).transpose(1, 2)
+        cutouts = cutouts.reshape(draw.count, channels, size, size)
         return self._augment("pixels", cutouts, draw)
 
     def _augment(self, acts_on: str, data: torch.Tensor, draw: Draw) -> torch.Tensor:
@@ -119,7 +146,7 @@ def random_sides(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
 @CUT_METHODS.register("pooled")
 def whole_image(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
     """Every cutout sees the whole image (the peers' default); only augmentations differ."""
-    return torch.ones(cutouts.cutn, device=draw.device)
+    return torch.ones(draw.count, device=draw.device)
 
 
 @CUT_METHODS.register("mixed")
@@ -128,5 +155,5 @@ def mixed_sides(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
     Diffusion's MakeCutoutsDango mix of "overview" and "inner" cuts (the composition and the
     detail judged in one batch)."""
     sides = random_sides(cutouts, draw, short)
-    sides[: cutouts.cutn // 2] = 1.0
-    return sides
+    whole = torch.arange(cutouts.cutn, device=draw.device) < cutouts.cutn // 2
+    return torch.where(whole.repeat(draw.images), 1.0, sides)

@@ -76,6 +76,8 @@ class VQGANGenerator(ImageGenerator):
         codebook = vqgan.codebook.detach()
         self.z_min = codebook.min(dim=0).values.view(1, -1, 1, 1).to(z)
         self.z_max = codebook.max(dim=0).values.view(1, -1, 1, 1).to(z)
+        # Constant over the run: computed here once rather than in every step's quantization.
+        self.code_norms = codebook.float().pow(2).sum(dim=1)
 
     @classmethod
     def from_random_tokens(
@@ -101,13 +103,13 @@ class VQGANGenerator(ImageGenerator):
 
     def image(self) -> torch.Tensor:
         """(K, 3, H, W) images in [0, 1], differentiable with respect to z."""
-        z_q, _ = self.vqgan.quantize_latent(self.z)
+        z_q, _ = self.vqgan.quantize_latent(self.z, self.code_norms)
         return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2))
 
     @torch.no_grad()
     def clamp_(self) -> None:
         """Keep z inside the codebook's range in every dimension."""
-        self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
+        self.z.clamp_(self.z_min, self.z_max)
 
     def set_low_memory(self, enabled: bool) -> None:
         """Recompute each decoder block in the backward pass instead of keeping its activations."""

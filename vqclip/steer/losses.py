@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from vqclip.registry import Registry
 from vqclip.steer.prompts import Prompt
@@ -26,33 +25,42 @@ class PromptLoss:
         self.name = f"{kind}:{prompt.text}"
 
     def __call__(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """Mean over cutouts of the signed distance, times |weight|; no pull past `stop`."""
+        """Mean over cutouts of the signed distance, times |weight|; no pull past `stop`.
+
+        (..., cutn, D) embeddings -> (...): one value per image of a batch."""
         weight = self.prompt.weight
         signed = spherical_distance(image_embeddings, self.embedding.unsqueeze(0))
         signed = signed * (1.0 if weight >= 0 else -1.0)
         # Below the stop threshold the value still counts but no longer pulls.
         signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
-        return abs(weight) * signed.mean()
+        return abs(weight) * signed.mean(dim=-1)
 
 
 @dataclass
 class LossContext:
-    """What a regularizer may look at: the image, the parameters and where they started."""
+    """What a regularizer may look at: the images, the parameters and where they started,
+    each with the batch's K images along its first dimension."""
 
-    image: torch.Tensor  # (1, 3, H, W) in [0, 1]
+    image: torch.Tensor  # (K, 3, H, W) in [0, 1]
     parameters: list[torch.Tensor]
     initial: list[torch.Tensor]
 
 
+# A regularizer gives one value per image of the batch, (K,).
 Regularizer = Callable[[LossContext], torch.Tensor]
 REGULARIZERS: Registry[Regularizer] = Registry("losses")
+
+
+def per_image_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of each image's values: (K, ...) -> (K,)."""
+    return values.flatten(1).mean(dim=1)
 
 
 @REGULARIZERS.register("init")
 def init_loss(ctx: LossContext) -> torch.Tensor:
     """Mean squared distance of the parameters from their start (the init image's latent)."""
-    parts = [F.mse_loss(p, p0) for p, p0 in zip(ctx.parameters, ctx.initial, strict=True)]
-    return torch.stack(parts).sum()
+    parts = [per_image_mean((p - p0).pow(2)) for p, p0 in zip(ctx.parameters, ctx.initial, strict=True)]
+    return torch.stack(parts).sum(dim=0)
 
 
 @REGULARIZERS.register("saturation")
@@ -61,21 +69,21 @@ def saturation(ctx: LossContext) -> torch.Tensor:
 
     In fp32: under autocast the image is bf16, and autocast would leave these ops in it."""
     image = ctx.image.float()
-    return (image - image.mean(dim=1, keepdim=True)).abs().mean()
+    return per_image_mean((image - image.mean(dim=1, keepdim=True)).abs())
 
 
 @REGULARIZERS.register("symmetry")
 def symmetry(ctx: LossContext) -> torch.Tensor:
     """Mean squared difference between the image and its left-right mirror."""
-    return F.mse_loss(ctx.image, ctx.image.flip(-1))
+    return per_image_mean((ctx.image - ctx.image.flip(-1)).pow(2))
 
 
 @REGULARIZERS.register("tv")
 def total_variation(ctx: LossContext) -> torch.Tensor:
     """Mean squared difference between neighbouring pixels: smoothness."""
     image = ctx.image
-    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
-    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    dy = per_image_mean((image[..., 1:, :] - image[..., :-1, :]).pow(2))
+    dx = per_image_mean((image[..., :, 1:] - image[..., :, :-1]).pow(2))
     return dx + dy
 
 
@@ -108,5 +116,7 @@ class WeightedRegularizer:
         """The weight at `step`: its full weight times the decay's fraction there."""
         return self.weight * DECAYS[self.decay](step, steps, self.until)
 
-    def __call__(self, ctx: LossContext, step: int, steps: int) -> torch.Tensor:
-        return self.weight_at(step, steps) * REGULARIZERS[self.name](ctx)
+    def unweighted(self, ctx: LossContext) -> torch.Tensor:
+        """The regularizer's value per image, (K,), before its weight (which the engine
+        applies as a device tensor, so that a decaying weight changes no traced constant)."""
+        return REGULARIZERS[self.name](ctx)

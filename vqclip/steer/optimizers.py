@@ -18,12 +18,26 @@ for _name, _cls in sorted({
     OPTIMIZERS.add(_name, _cls)
 
 
+# The torch optimizers with a fused implementation (one kernel per step, on CPU and CUDA).
+FUSED = {torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad}
+
+
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float,
                    options: dict[str, Any]) -> torch.optim.Optimizer:
-    """The torch optimizer called `name` (any case) over `params`; bad options name themselves."""
+    """The torch optimizer called `name` (any case) over `params`; bad options name themselves.
+
+    Its lr is a tensor on the parameters' device (a schedule fills it in place), and, unless
+    the options choose an implementation, it is fused where torch has a fused version and
+    capturable on CUDA otherwise: a step with no host sync, which a CUDA graph can hold."""
     cls = OPTIMIZERS.get(name.lower())
+    device = params[0].device
+    chosen = {"fused", "foreach", "capturable", "differentiable"} & set(options)
+    if not chosen and cls in FUSED:
+        options = {**options, "fused": True}
+    elif not chosen and device.type == "cuda":
+        options = {**options, "capturable": True}
     try:
-        return cls(params, lr=lr, **options)
+        return cls(params, lr=torch.tensor(float(lr), device=device), **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer.options for {name}: {err}") from None
 
