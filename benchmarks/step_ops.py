@@ -9,7 +9,7 @@ Prints one table row per (size, precision):
   `--real-max` the step runs on fake tensors (shapes only, nothing computed): the ops
   dispatched are the same, which the rows at both sizes show.
 - syncs: host syncs per loop iteration, and `in step` those inside the step body
-  (`Engine.train_step`; the rest is the loss read-back of the step before): scalar read-backs
+  (`Engine.train_step`; the rest is the read-back of the step's losses): scalar read-backs
   (`item`, `bool(tensor)`, `nonzero`, `equal`, which dispatch `_local_scalar_dense` or
   `nonzero`) and `tolist`/`numpy` (seen by a TorchFunctionMode: on the CPU they read memory
   without dispatching an op). On CUDA each of them waits for the queue to drain.

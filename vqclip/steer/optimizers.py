@@ -18,7 +18,8 @@ for _name, _cls in sorted({
     OPTIMIZERS.add(_name, _cls)
 
 
-# The torch optimizers with a fused implementation (one kernel per step, on CPU and CUDA).
+# The torch optimizers with a fused implementation (one kernel per step): on the CPU all four,
+# on CUDA all but Adagrad.
 FUSED = {torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad}
 
 
@@ -26,18 +27,22 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float,
                    options: dict[str, Any]) -> torch.optim.Optimizer:
     """The torch optimizer called `name` (any case) over `params`; bad options name themselves.
 
-    Its lr is a tensor on the parameters' device (a schedule fills it in place), and, unless
-    the options choose an implementation, it is fused where torch has a fused version and
-    capturable on CUDA otherwise: a step with no host sync, which a CUDA graph can hold."""
+    Unless the options choose an implementation, it is fused where torch has a fused version
+    for the parameters' device, else capturable on CUDA; either way its lr is a tensor on that
+    device (a schedule fills it in place) and its step has no host sync, so a CUDA graph can
+    hold it. Elsewhere (MPS, or chosen options) it is torch's default with a Python lr."""
     cls = OPTIMIZERS.get(name.lower())
     device = params[0].device
     chosen = {"fused", "foreach", "capturable", "differentiable"} & set(options)
-    if not chosen and cls in FUSED:
+    fused = device.type == "cpu" or (device.type == "cuda" and cls is not torch.optim.Adagrad)
+    if not chosen and cls in FUSED and fused:
         options = {**options, "fused": True}
     elif not chosen and device.type == "cuda":
         options = {**options, "capturable": True}
+    if options.get("fused") or options.get("capturable"):
+        lr = torch.tensor(float(lr), device=device)
     try:
-        return cls(params, lr=torch.tensor(float(lr), device=device), **options)
+        return cls(params, lr=lr, **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer.options for {name}: {err}") from None
 
