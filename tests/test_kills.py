@@ -115,6 +115,30 @@ def test_sigterm_in_a_batch_records_the_item_as_interrupted(tiny_sets, tmp_path)
     assert f"vqclip resume {run_dir}" in stderr.decode()
 
 
+def test_a_rerun_continues_an_interrupted_batch_item_in_its_folder(tiny_sets, tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle --steps 40\n")
+    folder = tmp_path / "batch"
+    args = ("batch", str(prompts), *sets(tiny_sets), "-o", str(folder), "--set", "size=[32,32]",
+            "--set", "cutn=2", "--set", "save_every=1")
+    process = vqclip(*args)
+    wait_for(lambda: any(log_steps(p.parent) >= 2 for p in folder.glob("*/*/log.jsonl")), process)
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr.decode()
+    run_dir = Path(json.loads((folder / "manifest.jsonl").read_text())["run_dir"])
+    stopped_at = torch.load(run_dir / "state.pt", weights_only=True)["step"]
+    assert 2 <= stopped_at < 40
+
+    rerun = runner.invoke(app, list(args))
+    assert rerun.exit_code == 0, rerun.output
+    records = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["interrupted", "ok"]
+    assert records[1]["run_dir"] == str(run_dir) and records[1]["steps"] == 40
+    assert len(list(folder.glob("*/*/log.jsonl"))) == 1  # no second run folder
+    assert log_steps(run_dir) == 40  # continued from its state, not started again
+
+
 def test_a_second_sigterm_in_a_batch_quits_at_once_and_records_the_item(tiny_sets, tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle --steps 100000\na blue square\n")

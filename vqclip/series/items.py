@@ -69,6 +69,7 @@ class WorkItem:
     label: str
     make_config: Callable[[], DictConfig]
     info: dict[str, Any] = field(default_factory=dict)
+    resume_dir: str | None = None  # the run folder of this item's interrupted run, to continue
 
     def portable(self) -> WorkItem:
         """The same item in a form that can be sent to another process (a worker, a Ray actor):
@@ -152,16 +153,17 @@ def check_single_image(cfg: DictConfig) -> None:
                          "as given; use --candidates with a single generate")
 
 
-def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitch | None = None
-            ) -> GenerateResult:
-    """Prepare and execute one run, letting `stop` reach it while it runs."""
+def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitch | None = None,
+            resume_dir: str | None = None) -> GenerateResult:
+    """Prepare and execute one run, letting `stop` reach it while it runs; with `resume_dir`, the
+    interrupted run there is continued to `cfg`'s steps where its state allows."""
     from vqclip.run.build import build
     from vqclip.run.prepare import prepare
 
     check_single_image(cfg)
     if stop is not None:
         stop.last = None
-    run = build(prepare(cfg))
+    run = (resume_dir and _continued(Path(resume_dir), cfg)) or build(prepare(cfg))
     if stop is not None:
         stop.current = stop.last = run
         if stop.requested:
@@ -171,6 +173,37 @@ def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitc
     finally:
         if stop is not None:
             stop.current = None
+
+
+def _continued(run_dir: Path, cfg: DictConfig) -> Run | None:
+    """The interrupted run in `run_dir` made ready to continue to `cfg`'s steps on `cfg`'s device;
+    None (with a warning) where it cannot be (no state saved, damaged, in use, another device),
+    and the item then starts afresh in a new folder, leaving that one as it is."""
+    from vqclip.run.build import build
+    from vqclip.run.prepare import prepare
+    from vqclip.run.resume import ResumePoint
+
+    try:
+        point = ResumePoint.load(run_dir)
+    except UsageError as err:
+        log.warning("starting the item afresh: %s", err)
+        return None
+    try:
+        return build(prepare(point.config(steps=cfg.steps, device=cfg.device)), resume=point)
+    except UsageError as err:
+        point.lock.release()
+        log.warning("starting the item afresh: %s", err)
+        return None
+    except BaseException:
+        point.lock.release()
+        raise
+
+
+def _with_resume(item: WorkItem, record: dict[str, Any] | None) -> WorkItem:
+    """`item`, pointed at the run folder of its latest record when that run was interrupted."""
+    if record is None or record.get("status") != "interrupted" or not isinstance(record.get("run_dir"), str):
+        return item
+    return replace(item, resume_dir=record["run_dir"])
 
 
 def run_items(
@@ -191,9 +224,10 @@ def run_items(
     an `engine` runs them elsewhere (worker processes, Ray actors) instead of in this process.
     """
     manifest = Manifest(folder / MANIFEST_NAME)
-    done = manifest.finished()
+    latest = manifest.latest()
+    done = {key for key, record in latest.items() if record.get("status") == "ok"}
     skipped = [item.index for item in items if item.key in done]
-    todo = [item for item in items if item.key not in done]
+    todo = [_with_resume(item, latest.get(item.key)) for item in items if item.key not in done]
     result = SeriesResult(folder, manifest.path, [], skipped)
     if engine is not None:
         return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
@@ -274,7 +308,7 @@ def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
         if cfg.seed is None:
             cfg.seed = seed_from_key(item.key)
         record["seed"] = cfg.seed
-        result = run_one(cfg, callbacks, stop)
+        result = run_one(cfg, callbacks, stop, item.resume_dir)
     except VqclipError as err:
         record["error"] = str(err)
     except Exception as err:  # noqa: BLE001 - one bad item must not end the series

@@ -117,13 +117,9 @@ class Manifest:
         """A heartbeat that renews this manifest's claims within the lease."""
         return Heartbeat(self.renew, self.lease)
 
-    def finished(self) -> set[str]:
-        """Keys of items whose latest record says ok."""
-        latest: dict[str, str] = {}
-        for record in self.records():
-            if "key" in record:
-                latest[record["key"]] = record.get("status", "")
-        return {key for key, status in latest.items() if status == "ok"}
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """Each item's latest record, by key."""
+        return {record["key"]: record for record in self.records() if isinstance(record.get("key"), str)}
 
     def _refresh(self) -> None:
         """Take in what both files gained since the last look (everything, if one was replaced)."""
