@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vqclip.errors import UsageError, VqclipError
+from vqclip.errors import UsageError
 from vqclip.files import write_json_atomic
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
@@ -173,7 +173,7 @@ def run_sweep(
     if not seeds:
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)
-    configs = [_build_swept(build, o) for o in overrides]  # a bad key or value fails now, before any run
+    configs = [build(o) for o in overrides]  # a bad key or value fails now, before any run
     settings = sweep_settings(base, seeds, sweeps)
     if folder is None:
         folder = find_sweep(base, settings)
@@ -190,15 +190,6 @@ def run_sweep(
     series = run_items(items, folder, callbacks=callbacks, report=report, stop=stop, engine=engine)
     sheet = write_sweep_sheet(folder, items, sweep_grid(seeds, sweeps), cell_size=cell_size)
     return SweepResult(**vars(series), sheet=sheet)
-
-
-def _build_swept(build: Callable[[list[str]], DictConfig], overrides: list[str]) -> DictConfig:
-    """One run's config; an error blames --sweep, whose values are the only ones new here (the
-    dotlist they travel in would name --set)."""
-    try:
-        return build(overrides)
-    except VqclipError as err:
-        raise type(err)("--sweep: " + str(err).removeprefix("--set: ")) from None
 
 
 def sweep_settings(base: DictConfig, seeds: list[int], sweeps: dict[str, list[Any]]) -> dict[str, Any]:
