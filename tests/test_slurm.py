@@ -137,7 +137,10 @@ def test_preempted_job_saves_its_state_and_finishes_when_requeued(
     assert (task["JobState"], task["ExitCode"], task["Restarts"]) == ("COMPLETED", "0:0", "1"), slurm.logs()
     first, second = _manifest(out)
     assert second["key"] == first["key"] and (second["status"], second["steps"]) == ("ok", 40)
-    assert (run / "state.pt").exists()  # the interrupted run folder is kept as it was
+    assert second["run_dir"] == str(run)  # continued from its saved state, in its own folder
+    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert logged == list(range(40)), logged  # each step once: none made again from step 0
     log = (tmp_path / f"vqclip-batch-{_task(task)}.log").read_text()
     assert "vqclip resume" in log and "1 ok" in log  # --open-mode=append: both runs' output
     print(f"preempted at step {steps_saved}: exit 143 {stopped:.1f} s after scancel; "

@@ -271,6 +271,9 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
         heartbeat.release(record["key"], session)
         # node: the Ray node's IP address, which tells nodes apart where host names do not
         record.update(extra, session=session, worker=number, node=where.get(number, {}).get("node"))
+        if record["status"] == "ok" and not Path(record["image"]).is_file():
+            record.update(status="failed", error=f"the image was made on node {record['node']} but is not at "
+                          f"{record['image']} here: the output folder must be storage every node shares")
         manifest.append(record)
         result.records.append(record)
         result.interrupted |= record["status"] == "interrupted"
