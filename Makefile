@@ -46,7 +46,7 @@ cluster-tools: ## Install Debian's SLURM (slurmctld, slurmd, client), munge and 
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge iproute2 >/dev/null; } || \
 	echo "SLURM, munge or iproute2 is missing (installing needs root and apt-get): those tests will be skipped"
 
-test-cluster: $(VENV_READY) cluster-tools ## Run the cluster tests: a one-machine SLURM and a two-node Ray in network namespaces (root)
+test-cluster: $(VENV_READY) cluster-tools ## Run the tests of batches over many processes and machines: the worker pool, Ray, a one-machine SLURM and a two-node Ray (root)
 	$(VENV_PYTHON) -m pytest -q -m cluster
 
 demo: $(VENV_RUNTIME) ## Generate "a red circle" offline with the bundled shapes models (vqclip alone in .venv)

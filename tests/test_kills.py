@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -98,6 +99,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_143(tiny_sets, tmp_path) -> N
     assert not [p for p in run_dir.rglob(".*") if ".tmp" in p.name]
 
 
+@pytest.mark.cluster  # a batch process: make test-cluster
 def test_sigterm_in_a_batch_records_the_item_as_interrupted(tiny_sets, tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle --steps 100000\na blue square\n")
@@ -115,6 +117,7 @@ def test_sigterm_in_a_batch_records_the_item_as_interrupted(tiny_sets, tmp_path)
     assert f"vqclip resume {run_dir}" in stderr.decode()
 
 
+@pytest.mark.cluster  # a batch process: make test-cluster
 def test_a_rerun_continues_an_interrupted_batch_item_in_its_folder(tiny_sets, tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle --steps 40\n")
@@ -139,6 +142,7 @@ def test_a_rerun_continues_an_interrupted_batch_item_in_its_folder(tiny_sets, tm
     assert log_steps(run_dir) == 40  # continued from its state, not started again
 
 
+@pytest.mark.cluster  # a batch process: make test-cluster
 def test_a_second_sigterm_in_a_batch_quits_at_once_and_records_the_item(tiny_sets, tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle --steps 100000\na blue square\n")
@@ -157,6 +161,7 @@ def test_a_second_sigterm_in_a_batch_quits_at_once_and_records_the_item(tiny_set
     assert f"vqclip resume {run_dir}" in stderr.decode()
 
 
+@pytest.mark.cluster  # a batch process: make test-cluster
 def test_a_sigkilled_batch_leaves_its_claim_to_the_next_run_which_says_so(tiny_sets, tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle --steps 3\na blue square --steps 3\n")

@@ -18,6 +18,8 @@ from PIL import Image
 import vqclip.models.loading
 from vqclip.series.batch import BatchSettings, parse_batch, run_batch
 
+pytestmark = pytest.mark.cluster  # many processes: make test-cluster
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 SHAPES = ["--preset", "shapes", "--set", "size=[32,32]", "--set", "cutn=4"]
 

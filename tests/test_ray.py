@@ -16,9 +16,11 @@ from typer.testing import CliRunner
 
 from vqclip.cli.runs import register
 
+pytestmark = pytest.mark.cluster  # many processes: make test-cluster
+
 runner = CliRunner()
 SHAPES = ["--preset", "shapes", "-s", "steps=6", "-s", "device=cpu"]
-RAY_MISSING = "Ray is an optional extra (pip install 'vqclip[ray]'); make test installs it"
+RAY_MISSING = "Ray is an optional extra (pip install 'vqclip[ray]'); make test-cluster installs it"
 
 
 @pytest.fixture(scope="module")

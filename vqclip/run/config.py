@@ -155,7 +155,7 @@ class GenerateConfig:
     max_memory: str | None = None
     plan_memory: bool = True
     compile: bool = False
-    capture: bool = True
+    capture: bool = False  # record the CUDA step as one graph (not yet measured on a GPU)
     batch_size: int = 1
     candidates: int = 1
     candidate_steps: int | None = None
