@@ -30,9 +30,12 @@ def cluster():
     # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's deep tmp_path.
     root = Path(tempfile.mkdtemp(prefix="vqray", dir="/tmp"))
     # A home of its own: Ray reads ~/.ray (an auth_token there makes its servers demand tokens).
+    # No RAY_ variables inherited: a ray.init() earlier in this process leaves RAY_AUTH_MODE=token
+    # in os.environ; these nodes run without token authentication, as the README describes.
     (root / "home").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1",
-           "HOME": str(root / "home")}
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env = {**inherited, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "VQCLIP_OFFLINE": "1",
+           "HOME": str(root / "home"), "RAY_AUTH_MODE": "disabled"}
     ray = TwoNodeRay(root, env)
     try:
         ray.start()
@@ -47,7 +50,7 @@ def _batch(cluster: TwoNodeRay, prompts: Path, out: Path, log: Path) -> subproce
     """`vqclip batch --ray --ray-address` from a driver inside the head node's namespace."""
     command = cluster.head.exec(sys.executable, "-m", "vqclip", "batch", str(prompts), "--ray",
                                 "--ray-address", cluster.gcs, "-o", str(out), "--preset", "shapes",
-                                "-s", "steps=4")
+                                "-s", "steps=30")  # long enough that the node dies mid-item
     env = {**cluster.env, MARK: cluster.head.namespace}
     with log.open("w") as sink:
         return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
