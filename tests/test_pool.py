@@ -76,11 +76,13 @@ def test_two_workers_finish_a_batch_record_a_bad_item_and_a_rerun_skips(tmp_path
 
 def test_a_killed_worker_fails_its_item_and_the_batch_goes_on(tmp_path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"a red circle --seed {seed} --steps 15\n" for seed in range(4)))
+    prompts.write_text("".join(f"a red circle --seed {seed} --steps 60\n" for seed in range(4)))
     out = tmp_path / "out"
     batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out), "--json")
-    wait_for(lambda: claims(out), batch)
-    victim = claims(out)[0]
+    # Killed mid-item: once a run has logged a step, at a claimed item with no outcome yet.
+    wait_for(lambda: any(path.stat().st_size for path in out.rglob("log.jsonl")), batch)
+    finished = {r["key"] for r in outcomes(out)}
+    victim = next(c for c in claims(out) if c["key"] not in finished)
     os.kill(victim["pid"], signal.SIGKILL)
     stdout, stderr = batch.communicate(timeout=300)
     assert batch.returncode == 1, stderr
