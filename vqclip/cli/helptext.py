@@ -55,27 +55,25 @@ def usage_pieces(command: Any, ctx: Any) -> list[str]:
     return pieces
 
 
-class Command(TyperCommand):
-    """A command whose help and usage line use readable placeholders."""
+class TidyParams:
+    """Gives a click command's options readable placeholders as they are listed."""
 
     def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
+        params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             tidy(param)
         return params
+
+
+class Command(TidyParams, TyperCommand):
+    """A command whose help and usage line use readable placeholders."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return usage_pieces(self, ctx)
 
 
-class Group(TyperGroup):
+class Group(TidyParams, TyperGroup):
     """A command group whose own options use readable placeholders."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for param in params:
-            tidy(param)
-        return params
 
 
 class App(typer.Typer):
