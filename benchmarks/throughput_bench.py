@@ -43,11 +43,12 @@ def write_full_models(folder: Path) -> list[str]:
     from vqclip.models.vqgan import VQGAN, save_vqgan
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from step_bench import FULL_VQGAN, build_models  # noqa: E402
+    from step_bench import FULL_VQGAN  # noqa: E402
 
     torch.manual_seed(0)
     config, weights = save_vqgan(VQGAN(FULL_VQGAN).eval(), folder / "vqgan")
-    _, perceptor = build_models("full", torch.device("cpu"))
+    # The model as its file holds it (a Perceptor folds constants into the weights it runs).
+    clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
     clip_dir = folder / "clip"
     clip_dir.mkdir()
     model_cfg = open_clip.get_model_config("ViT-B-32-quickgelu")
@@ -56,7 +57,7 @@ def write_full_models(folder: Path) -> list[str]:
                   "resize_mode": "shortest"}
     (clip_dir / "open_clip_config.json").write_text(
         json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess}))
-    save_file({k: v.contiguous() for k, v in perceptor.model.state_dict().items()},
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
               str(clip_dir / "open_clip_model.safetensors"))
     return [f"vqgan.config={config}", f"vqgan.checkpoint={weights}", f"clip.model=local-dir:{clip_dir}",
             "clip.pretrained=null"]

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from vqclip.errors import ModelError, first_line
+from vqclip.models.clip_kernels import fold_input_normalization, streamline_image_tower
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Perceptor:
-    """A frozen CLIP with its input size and normalization; embeddings come out unit-length."""
+    """A frozen CLIP with its input size and normalization; embeddings come out unit-length.
+
+    Made, it changes its model in place to run the same function on fewer kernels per step
+    (models/clip_kernels.py): the model then differs from its file, and is not for saving."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -23,6 +27,11 @@ class Perceptor:
     mean: torch.Tensor
     std: torch.Tensor
     name: str
+    takes_pixels: bool = field(init=False)  # the normalization is folded into the model
+
+    def __post_init__(self) -> None:
+        streamline_image_tower(self.model)
+        self.takes_pixels = fold_input_normalization(self.model, self.mean, self.std)
 
     @property
     def device(self) -> torch.device:
@@ -41,7 +50,7 @@ class Perceptor:
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings of (B, 3, S, S) images in [0, 1] at the input size."""
-        normalized = (images - self.mean) / self.std
+        normalized = images if self.takes_pixels else (images - self.mean) / self.std
         return F.normalize(self.model.encode_image(normalized).float(), dim=-1)
 
 
