@@ -242,5 +242,5 @@ def test_attention_inputs_suit_the_fused_kernels_and_match_the_math_kernel(monke
     with torch.no_grad():
         out = block(x)
     # The flash and memory-efficient kernels refuse a last dimension with a stride other than 1.
-    assert len(inputs) == 3 and all(t.is_contiguous() and t.stride(-1) == 1 for t in inputs)
+    assert len(inputs) == 3 and all(t.stride(-1) == 1 for t in inputs)
     assert torch.allclose(out, reference, atol=1e-5)

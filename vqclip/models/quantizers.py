@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GumbelQuantizer", "VectorQuantizer", "fp32_products", "lookup_codes", "nearest_codes",
+__all__ = ["GumbelQuantizer", "VectorQuantizer", "code_scores", "lookup_codes", "nearest_codes",
            "split_products"]
 
 
@@ -24,23 +24,23 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor,
         codes = codebook.detach().float()
         if squared_norms is None:
             squared_norms = codes.pow(2).sum(dim=1)
-        # |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every code, so it is dropped.
-        scores = squared_norms - 2.0 * fp32_products(flat, codes)
-        return scores.argmin(dim=1).view(b, h, w)
+        return code_scores(flat, codes, squared_norms).argmin(dim=1).view(b, h, w)
 
 
-def fp32_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b.T to about fp32 accuracy even where CUDA matmuls use TF32 (whose 10-bit products
-    can flip the choice between two close codes).
+def code_scores(flat: torch.Tensor, codes: torch.Tensor, squared_norms: torch.Tensor) -> torch.Tensor:
+    """|z - e|^2 - |z|^2 = |e|^2 - 2 z.e for every latent row z of `flat` (N, C) and code e
+    (|z|^2 is the same for every code, so it is dropped), (N, n_embed).
 
-    On CUDA each side is split into a bf16-exact high part and the rest, and three products
-    are summed (hi.hi + hi.lo + lo.hi): TF32 holds the high parts exactly and loses only the
-    low parts' low bits, about 2**-19 of each product. Unlike switching TF32 off around the
-    product, this changes no global setting, so a compiled or captured step holds it whole.
-    Elsewhere matmuls are fp32 and this is one product."""
-    if a.device.type != "cuda":
-        return a @ b.t()
-    return split_products(a, b)
+    To about fp32 accuracy even where CUDA matmuls use TF32 (whose 10-bit products can flip
+    the choice between two close codes): there each side is split into a bf16-exact high part
+    and the rest, and three products are summed (hi.hi + hi.lo + lo.hi); TF32 holds the high
+    parts exactly and loses only the low parts' low bits, about 2**-19 of each product.
+    Unlike switching TF32 off around the product, this changes no global setting, so a
+    compiled or captured step holds it whole. Elsewhere matmuls are fp32, and the scores are
+    one fused multiply-add kernel."""
+    if flat.device.type == "cuda":
+        return squared_norms - 2.0 * split_products(flat, codes)
+    return torch.addmm(squared_norms, flat, codes.t(), alpha=-2.0)
 
 
 def split_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,6 +53,20 @@ def split_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def lookup_codes(indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Codebook vectors for token indices (B, h, w) -> latent (B, C, h, w), looked up by index."""
     return F.embedding(indices, codebook).permute(0, 3, 1, 2).contiguous()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Straight-through (VQ-VAE, van den Oord et al. 2017): forward is z_q, the gradient with
+    respect to z is the identity, so the optimizer can move z between codes. The same as
+    z + (z_q - z).detach() without its two kernels each step."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        return z_q
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
 
 
 class _NearestCodeQuantizer(nn.Module):
@@ -76,9 +90,7 @@ class _NearestCodeQuantizer(nn.Module):
         `squared_norms` as `nearest_codes` takes them."""
         indices = nearest_codes(z, self.codebook, squared_norms)
         z_q = lookup_codes(indices, self.codebook).to(z.dtype)
-        # Straight-through (VQ-VAE, van den Oord et al. 2017): forward is z_q, the gradient
-        # w.r.t. z is the identity, so the optimizer can move z between codes.
-        return z + (z_q - z).detach(), indices
+        return _StraightThrough.apply(z, z_q), indices
 
     def embed_code(self, indices: torch.Tensor) -> torch.Tensor:
         """Latent (B, embed_dim, h, w) of token indices (B, h, w)."""

@@ -53,18 +53,40 @@ class AttnBlock(nn.Module):
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
+        # q, k and v's weights stacked once (`pack`): a copy outside the state dict.
+        self.register_buffer("packed_weight", None, persistent=False)
+        self.register_buffer("packed_bias", None, persistent=False)
+        self.register_load_state_dict_post_hook(lambda block, keys: block.unpack())
+
+    @torch.no_grad()
+    def pack(self) -> None:
+        """Stack q, k and v's weights once, for a block whose weights no longer change (frozen
+        for generation), so that no step stacks them again; a state dict loaded later unpacks."""
+        if any(p.requires_grad for p in (*self.q.parameters(), *self.k.parameters(), *self.v.parameters())):
+            return  # still learning: the stacked copy would not follow
+        self.packed_weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        self.packed_bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+
+    def unpack(self) -> None:
+        """Forget the stacked copy: the weights are stacked on each call again."""
+        self.packed_weight = self.packed_bias = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + proj_out(softmax(q k^T / sqrt(C)) v)."""
         b, c, h, w = x.shape
-        normed = self.norm(x)
-
-        def tokens(conv: nn.Conv2d) -> torch.Tensor:  # (B, C, H, W) -> (B, 1, HW, C)
-            # Contiguous: the fused attention kernels need a unit stride in the last dimension
-            # and otherwise fall back to the math kernel, which holds the whole HW x HW matrix.
-            return conv(normed).reshape(b, 1, c, h * w).transpose(2, 3).contiguous()
-
-        out = F.scaled_dot_product_attention(tokens(self.q), tokens(self.k), tokens(self.v))
+        # q, k and v as one 1x1 conv of their stacked weights: one kernel each way instead of
+        # three, and no gradient sums where the three meet (the weights keep taming's names).
+        weight, bias = self.packed_weight, self.packed_bias
+        if weight is None:
+            weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+            bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        packed = F.conv2d(self.norm(x), weight, bias)
+        # (B, 3C, H, W) -> three (B, 1, HW, C), contiguous in one copy: the fused attention
+        # kernels need a unit stride in the last dimension and otherwise fall back to the
+        # math kernel, which holds the whole HW x HW matrix.
+        tokens = packed.reshape(b, 3, c, h * w).transpose(2, 3).contiguous()
+        q, k, v = tokens.unsqueeze(2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
 
 
