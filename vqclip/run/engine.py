@@ -155,7 +155,8 @@ class Engine:
             per_image = embeddings.view(self.batch_size, -1, embeddings.shape[-1])
             prefix = f"{judge.name}/" if len(self.judges) > 1 else ""
             for pl in self.prompt_losses[judge_index]:
-                losses[prefix + pl.name] = judge.weight * pl(per_image)
+                loss = pl(per_image)
+                losses[prefix + pl.name] = loss if judge.weight == 1.0 else judge.weight * loss
         context = LossContext(images, self.generator.parameters(), self.initial)
         for index, regularizer in enumerate(self.regularizers):
             losses[regularizer.name] = self.weights[index] * regularizer.unweighted(context)
@@ -163,22 +164,23 @@ class Engine:
 
     def forward(self, numbers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """This step's images, their named losses per image and the sum of all (under
-        autocast), for backward; from `numbers` (`draw_numbers`), drawn here when not given."""
+        """This step's images, their named losses per image as one (terms, K) fp32 tensor in
+        the order of `_loss_names`, and the sum of all (under autocast), for backward; from
+        `numbers` (`draw_numbers`), drawn here when not given."""
         if numbers is None:
             numbers = self.draw_numbers()
         with self.autocast():
             images = self.generator.image()
-            losses = self._losses(images, numbers)
-            loss = torch.stack([v.float() for v in losses.values()]).sum()
-        return images, losses, loss
+            terms = torch.stack([v.float() for v in self._losses(images, numbers).values()])
+            loss = terms.sum()
+        return images, terms, loss
 
     def train_step(self, numbers: list[tuple[torch.Tensor, torch.Tensor]]
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step body, graph-safe: forward, backward, the optimizer's update, the clamp and
         the average. Returns the images and the losses as one (terms, K) fp32 tensor."""
         self.optimizer.zero_grad(set_to_none=True)
-        images, losses, loss = self.forward(numbers)
+        images, terms, loss = self.forward(numbers)
         loss.backward()
         self.optimizer.step()
         self.generator.clamp_()
@@ -186,7 +188,7 @@ class Engine:
             with torch.no_grad():
                 for average, param in zip(self.averaged, self.generator.parameters(), strict=True):
                     average.lerp_(param.detach(), self.average_weight)
-        return images.detach(), torch.stack([v.detach().float() for v in losses.values()])
+        return images.detach(), terms.detach()
 
     def _loss_names(self, step: int) -> list[str]:
         """The names of the losses of `step`, in the order of `train_step`'s rows."""

@@ -52,7 +52,10 @@ class Draw:
 
     def uniform(self, *shape: int, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
         """Uniform numbers in [low, high), shape (count, *shape)."""
-        return self._take(0, shape) * (high - low) + low
+        numbers = self._take(0, shape)
+        if low == 0.0:  # no kernel spent on a scale of one or an offset of zero
+            return numbers if high == 1.0 else numbers * high
+        return numbers * (high - low) + low
 
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normal numbers, shape (count, *shape)."""
@@ -61,20 +64,20 @@ class Draw:
 
 def flip(theta: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
     """Mirror half of the cutouts left-right."""
-    sign = torch.where(draw.uniform(low=0, high=1) < 0.5, -1.0, 1.0)
-    theta = theta.clone()
-    theta[:, :, 0] = theta[:, :, 0] * sign.unsqueeze(1)
-    return theta
+    sign = draw.uniform(low=0, high=1).lt(0.5).mul(-2.0).add(1.0)  # -1 or 1
+    return torch.cat([theta[:, :, :1] * sign.view(-1, 1, 1), theta[:, :, 1:]], dim=-1)
 
 
 def affine(theta: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
     """Rotate by up to 15*strength degrees and shift by up to strength/2 of the cutout."""
-    angle = draw.uniform() * math.radians(15.0) * strength
+    most = math.radians(15.0) * strength
+    angle = draw.uniform(low=-most, high=most)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    rotation = torch.stack([cos, -sin, sin, cos], -1).view(-1, 2, 2)
     linear = theta[:, :, :2] @ rotation
-    shift = draw.uniform(2) * (strength / 2) * theta[:, :, :2].diagonal(dim1=1, dim2=2).abs()
-    return torch.cat([linear, (theta[:, :, 2] + shift).unsqueeze(-1)], dim=-1)
+    shift = draw.uniform(2, low=-strength / 2, high=strength / 2)
+    moved = torch.addcmul(theta[:, :, 2], shift, theta[:, :, :2].diagonal(dim1=1, dim2=2).abs())
+    return torch.cat([linear, moved.unsqueeze(-1)], dim=-1)
 
 
 def perspective(grid: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
@@ -104,8 +107,7 @@ def noise(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
     Clamped like a real noisy image: CLIP never saw negative pixels.
     """
     sigma = draw.uniform(1, 1, 1, low=0.0, high=strength)
-    noisy = cutouts + sigma * draw.normal(*cutouts.shape[1:])
-    return noisy.clamp(0.0, 1.0)
+    return torch.addcmul(cutouts, sigma, draw.normal(*cutouts.shape[1:])).clamp(0.0, 1.0)
 
 
 def erasing(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:

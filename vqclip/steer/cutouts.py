@@ -56,6 +56,7 @@ class Cutouts:
         self.cut_full = cut_full
         self.strengths = strengths
         self._counts: dict[int, tuple[int, int]] = {}  # random_counts by cutn
+        self._firsts: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def _strength(self, name: str) -> float:
         return float(getattr(self.strengths, name, 1.0)) if self.strengths is not None else 1.0
@@ -64,15 +65,24 @@ class Cutouts:
         short = min(height, width)
         side = self.sides(self, draw, short)
         if self.cut_full:  # the first cutout of each image
-            first = torch.arange(self.cutn, device=draw.device) == 0
-            side = torch.where(first.repeat(draw.images), 1.0, side)
-        scale_x = side * short / width
-        scale_y = side * short / height
-        # Centres keep each crop inside the image (normalized [-1, 1] coordinates).
-        centre_x = draw.uniform() * (1 - scale_x)
-        centre_y = draw.uniform() * (1 - scale_y)
+            side = torch.where(self._first_cutouts(draw.images, draw.device), 1.0, side)
+        scale_x = side if width == short else side * (short / width)
+        scale_y = side if height == short else side * (short / height)
+        # Centres keep each crop inside the image (normalized [-1, 1] coordinates): a number
+        # u in [0, 1) puts it at (2u - 1)(1 - scale), one fused multiply-add of -(1 - scale).
+        room_x = 1 - scale_x
+        room_y = room_x if scale_y is scale_x else 1 - scale_y
+        centre_x = torch.addcmul(-room_x, draw.uniform(low=0, high=1), room_x, value=2)
+        centre_y = torch.addcmul(-room_y, draw.uniform(low=0, high=1), room_y, value=2)
         zero = torch.zeros_like(scale_x)
         return torch.stack([scale_x, zero, centre_x, zero, scale_y, centre_y], -1).view(-1, 2, 3)
+
+    def _first_cutouts(self, images: int, device: torch.device) -> torch.Tensor:
+        """(images * cutn,) mask of each image's first cutout, made once per count and device."""
+        key = (images, device)
+        if key not in self._firsts:
+            self._firsts[key] = (torch.arange(self.cutn, device=device) == 0).repeat(images)
+        return self._firsts[key]
 
     def random_counts(self) -> tuple[int, int]:
         """How many uniform and normal numbers one image's cutouts take per step (traced once
@@ -89,6 +99,11 @@ class Cutouts:
         normals (K, N), drawn as one call of each kind per generator."""
         uniform, normal = self.random_counts()
         device = generators[0].device
+        if self.cut_full:  # made here, outside the step, so a traced step finds it made
+            self._first_cutouts(len(generators), device)
+        if len(generators) == 1:  # one row: no stacking kernel
+            return (torch.rand(uniform, generator=generators[0], device=device).unsqueeze(0),
+                    torch.randn(normal, generator=generators[0], device=device).unsqueeze(0))
         uniforms = torch.stack([torch.rand(uniform, generator=g, device=device) for g in generators])
         normals = torch.stack([torch.randn(normal, generator=g, device=device) for g in generators])
         return uniforms, normals
@@ -140,7 +155,10 @@ def random_sides(cutouts: Cutouts, draw: Draw, short: int) -> torch.Tensor:
     """The notebook's crops: sides from CLIP's input size (or cut_min) to the whole image,
     skewed toward small ones by cut_pow."""
     smallest = max(cutouts.cut_min, min(cutouts.cut_size / short, 1.0))
-    return draw.uniform(low=0, high=1).pow(cutouts.cut_pow) * (1.0 - smallest) + smallest
+    numbers = draw.uniform(low=0, high=1)
+    if cutouts.cut_pow != 1.0:
+        numbers = numbers.pow(cutouts.cut_pow)
+    return numbers * (1.0 - smallest) + smallest
 
 
 @CUT_METHODS.register("pooled")

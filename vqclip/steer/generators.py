@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from vqclip.errors import ConfigError
 from vqclip.models.loading import load_generator_model
 from vqclip.models.vqgan import VQGAN
+from vqclip.models.vqgan_layers import AttnBlock
 from vqclip.registry import Registry
 from vqclip.run.reuse import REUSE, model_key
 
@@ -51,15 +52,16 @@ class _ClampWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return x.clamp(0.0, 1.0)
+        clamped = x.clamp(0.0, 1.0)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x - clamped)  # how far outside [0, 1], signed
+        return clamped
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
+        (outside,) = ctx.saved_tensors
         # Descent moves x by -grad; keep the gradient when that moves x toward [0, 1].
-        outside = x - x.clamp(0.0, 1.0)
-        return grad * (grad * outside >= 0)
+        return grad.masked_fill(grad * outside < 0, 0.0)
 
 
 def clamp_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +80,9 @@ class VQGANGenerator(ImageGenerator):
         self.z_max = codebook.max(dim=0).values.view(1, -1, 1, 1).to(z)
         # Constant over the run: computed here once rather than in every step's quantization.
         self.code_norms = codebook.float().pow(2).sum(dim=1)
+        for block in vqgan.decoder.modules():
+            if isinstance(block, AttnBlock):
+                block.pack()
 
     @classmethod
     def from_random_tokens(

@@ -30,10 +30,12 @@ class PromptLoss:
         (..., cutn, D) embeddings -> (...): one value per image of a batch."""
         weight = self.prompt.weight
         signed = spherical_distance(image_embeddings, self.embedding.unsqueeze(0))
-        signed = signed * (1.0 if weight >= 0 else -1.0)
+        if weight < 0:
+            signed = -signed
         # Below the stop threshold the value still counts but no longer pulls.
         signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
-        return abs(weight) * signed.mean(dim=-1)
+        mean = signed.mean(dim=-1)
+        return mean if abs(weight) == 1.0 else abs(weight) * mean
 
 
 @dataclass
@@ -60,7 +62,7 @@ def per_image_mean(values: torch.Tensor) -> torch.Tensor:
 def init_loss(ctx: LossContext) -> torch.Tensor:
     """Mean squared distance of the parameters from their start (the init image's latent)."""
     parts = [per_image_mean((p - p0).pow(2)) for p, p0 in zip(ctx.parameters, ctx.initial, strict=True)]
-    return torch.stack(parts).sum(dim=0)
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
 
 
 @REGULARIZERS.register("saturation")

@@ -40,9 +40,24 @@ def schedule_options(name: str, options: dict) -> dict[str, float]:
     return {**schedule.options, **options}
 
 
+class NumericLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR whose lr values are Python numbers. torch's own scales a tensor lr (a fused
+    or capturable optimizer's) with tensor ops, three kernels per step; a number fills the
+    tensor in place with one."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr_lambda: Callable[[int], float]) -> None:
+        # Read once here (the tensor lr's only read-back), before LambdaLR's first step.
+        self.base_values = [float(group["lr"]) for group in optimizer.param_groups]
+        super().__init__(optimizer, lr_lambda)
+
+    def get_lr(self) -> list[float]:
+        return [base * scale(self.last_epoch)
+                for scale, base in zip(self.lr_lambdas, self.base_values, strict=True)]
+
+
 def make_scheduler(
     name: str, optimizer: torch.optim.Optimizer, steps: int, options: dict
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR following the named schedule over `steps` steps."""
     shape, merged = SCHEDULES.get(name).shape, schedule_options(name, options)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: shape(step / max(steps, 1), merged))
+    return NumericLambdaLR(optimizer, lambda step: shape(step / max(steps, 1), merged))
