@@ -7,7 +7,7 @@ VENV_RUNTIME := $(VENV)/.installed-runtime
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help venv install browser cluster-tools test test-cluster demo docs-images lint bench gpu-wheels
+.PHONY: help venv install browser cluster-tools test test-cluster demo docs-images lint bench gpu-wheels gpu-peer
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -77,3 +77,6 @@ gpu-wheels: ## Download the wheels benchmarks/gpu.sh and gpu_cli.sh install on a
 	@# imageio-ffmpeg alone (ffmpeg inside) is about 30 MB. requests and its dependencies: in case the box lacks them.
 	@size=$$(du -sm benchmarks/wheels | cut -f1); echo "benchmarks/wheels: $$size MiB"; \
 		[ "$$size" -lt 56 ] || { echo "benchmarks/wheels is over 56 MiB: delete it and run make gpu-wheels again" >&2; exit 1; }
+
+gpu-peer: ## Lay out benchmarks/peer, the peer gpu.sh runs beside vqclip (MIRROR=folder of bare clones)
+	MIRROR=$(MIRROR) PYTHON=$(PYTHON) bash benchmarks/peer_prepare.sh

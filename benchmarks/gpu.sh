@@ -16,7 +16,9 @@
 # and the compiled one last. `captured` rows record the step as one CUDA graph (--capture: on the
 # CPU they time the eager step); `batch_*` rows give images per hour at 512x512 and 300 steps
 # for K = 1, 4, 8, 16 images per step, eager and captured; GPU busy is the profiler's kernel
-# time over wall time. Rows are printed as they are measured and kept in
+# time over wall time. `peer` runs nerdyrodent's generate.py, unmodified, at 512x512 and 32
+# cutouts (fp32, as it always runs: set it beside `fp32`) when benchmarks/peer was carried
+# (benchmarks/peer_prepare.sh). Rows are printed as they are measured and kept in
 # ${OUT:-/tmp}/vqclip-gpu/NAME.txt, so a run stopped at its limit keeps the rows it finished.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,8 +35,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $DEVICE in
-  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 1024:32:low" KS="1 4 8 16" ;;
-  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" KS="1 2" ;;
+  cuda) MODEL=full THREADS=2 SMALL="256:32 512:32" MID=512:32 LARGE=1024:32 MEM="512:32 1024:32:low" KS="1 4 8 16"
+        PEER="512 32 20" ;;
+  cpu) MODEL=tiny THREADS=1 SMALL="32:4 48:4" MID=32:4 LARGE=64:4 MEM="32:4 32:4:low" KS="1 2" PEER="32 1 2" ;;
   *) echo "--device $DEVICE: expected cuda or cpu" >&2; exit 2 ;;
 esac
 if [ "$DEVICE" = cuda ]; then
@@ -56,9 +59,8 @@ PLAN=(
   "captured|45|$STEP --precision auto --capture --grid $SMALL $LARGE --steps 10 --warmup 5 --busy"
   "batch_eager|40|$STEP --precision auto --grid $MID --batch-sizes $KS --steps 3 --warmup 1"
   "batch_captured|45|$STEP --precision auto --capture --grid $MID --batch-sizes $KS --steps 5 --warmup 5"
-  "tf32|20|$STEP --precision tf32 --grid $MID --steps 5 --warmup 1"
   "fp32|20|$STEP --precision fp32 --grid $MID --steps 5 --warmup 1"
-  "eager_large|25|$STEP --precision auto --grid $LARGE --steps 5 --warmup 1"
+  "peer|70|bash benchmarks/peer_gpu.sh --device $DEVICE $PEER"
   "memory|60|$PY benchmarks/memory_bench.py --device $DEVICE --model $MODEL --threads $THREADS --grid $MEM"
   "compiled|110|$STEP --precision auto --compile --grid $MID --steps 10 --warmup 3"
 )

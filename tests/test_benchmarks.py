@@ -35,9 +35,13 @@ def test_gpu_script_fits_one_device_call_cheap_runs_first(device: str) -> None:
     measured = [cmd for _, _, cmd in runs[3:]]
     assert all(f"--device {device}" in cmd for cmd in measured)
     model = "full" if device == "cuda" else "tiny"
-    assert all(f"--model {model}" in cmd for cmd in measured)
-    assert any("--precision tf32" in cmd for cmd in measured)
-    assert any("--capture" in cmd and "--batch-sizes" in cmd for cmd in measured)
+    ours = [cmd for name, _, cmd in runs[3:] if name != "peer"]
+    assert all(f"--model {model}" in cmd for cmd in ours)
+    assert any("--precision fp32 --grid 512:32" in cmd for cmd in ours) or device == "cpu"
+    assert any("--capture" in cmd and "--batch-sizes" in cmd for cmd in ours)
+    # The peer at the settings of the fp32 row (its only precision), beside it.
+    peer = dict((name, cmd) for name, _, cmd in runs)["peer"]
+    assert peer.endswith("512 32 20") or device == "cpu"
 
 
 def test_benchmarks_import_no_download_code() -> None:
