@@ -37,6 +37,15 @@ class ModelEntry:
         """True when the files are a local folder (shipped with vqclip or the user's)."""
         return self.path is not None
 
+    def contradiction(self, factor: int, n_embed: int, embed_dim: int) -> tuple[str, int, int] | None:
+        """(key, stated, actual) of the first VQGAN fact this entry states that the model's
+        config contradicts; None when every stated fact agrees."""
+        for key, stated, actual in (("factor", self.factor, factor), ("n_embed", self.n_embed, n_embed),
+                                    ("embed_dim", self.embed_dim, embed_dim)):
+            if stated is not None and stated != actual:
+                return key, stated, actual
+        return None
+
     @property
     def urls(self) -> list[str]:
         """Every remote URL among the config and checkpoints."""

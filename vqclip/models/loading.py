@@ -44,12 +44,11 @@ def _check_entry_facts(name: str, model: VQGAN) -> None:
     from vqclip.models.catalog import get_entry
 
     entry = get_entry(name, kind="vqgan")
-    for key, stated, actual in (("factor", entry.factor, model.factor),
-                                ("n_embed", entry.n_embed, model.spec.n_embed),
-                                ("embed_dim", entry.embed_dim, model.spec.embed_dim)):
-        if stated is not None and stated != actual:
-            raise ModelError(f"model {name!r}: its registry entry ({entry.origin}) says {key} {stated}, "
-                             f"but the model loaded has {actual}; correct the entry")
+    spec = model.spec
+    if (wrong := entry.contradiction(spec.factor, spec.n_embed, spec.embed_dim)) is not None:
+        key, stated, actual = wrong
+        raise ModelError(f"model {name!r}: its registry entry ({entry.origin}) says {key} {stated}, "
+                         f"but the model loaded has {actual}; correct the entry")
 
 
 def _cached_clip_weights(model: str, tag: str) -> Path:

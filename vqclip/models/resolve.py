@@ -58,19 +58,29 @@ def _registry_vqgan(entry: ModelEntry) -> VQGANFacts:
         if not (config.is_file() and weights.is_file()):
             raise ModelError(f"model {entry.name!r}: {entry.path} lacks config.json and "
                              "model.safetensors (bundled weights not built yet?)")
-        return VQGANFacts.of_spec(entry.name, read_spec(config), f"config {config}", (config, weights))
+        return _of_entry_config(entry, config, (config, weights))
     cache = Cache.default()
     converted = cache.converted_files(entry.name)
     if converted is not None:
-        return VQGANFacts.of_spec(entry.name, read_spec(converted[0]), f"config {converted[0]}", converted)
+        return _of_entry_config(entry, converted[0], converted)
     config = _local_config(entry, cache)
     if config is not None:
-        return VQGANFacts.of_spec(entry.name, read_spec(config), f"config {config}", (config,))
+        return _of_entry_config(entry, config, (config,))
     known = {"config": entry.config_sha256 or cache.pin(entry.name, "config"),
              "checkpoint": entry.sha256 or cache.pin(entry.name, "checkpoint")}
     return VQGANFacts(entry.name, entry.factor, entry.n_embed, entry.embed_dim,
                       f"registry entry ({entry.origin})", (),
                       {role: digest for role, digest in known.items() if digest})
+
+
+def _of_entry_config(entry: ModelEntry, config: Path, files: tuple[Path, ...]) -> VQGANFacts:
+    """The facts a named VQGAN's config states, which its entry, where it states them, must match."""
+    spec = read_spec(config)
+    if (wrong := entry.contradiction(spec.factor, spec.n_embed, spec.embed_dim)) is not None:
+        key, stated, actual = wrong
+        raise ModelError(f"model {entry.name!r}: its registry entry ({entry.origin}) says {key} "
+                         f"{stated}, but its config {config} says {actual}; correct the entry")
+    return VQGANFacts.of_spec(entry.name, spec, f"config {config}", files)
 
 
 def _local_config(entry: ModelEntry, cache: Cache) -> Path | None:
