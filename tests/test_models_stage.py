@@ -90,7 +90,8 @@ def test_a_bad_run_names_its_mistake_before_any_model_is_read(nothing_loads, tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_a_checkpoint_that_does_not_fit_its_config_is_refused_from_its_header(nothing_loads, tmp_path) -> None:
+def test_a_checkpoint_that_does_not_fit_its_config_is_refused_from_its_header(nothing_loads,
+                                                                              tmp_path) -> None:
     config, weights = save_vqgan(tiny_vqgan(), tmp_path / "vqgan")
     stated = json.loads(config.read_text())
     config.write_text(json.dumps({**stated, "n_embed": 128}))
@@ -124,7 +125,8 @@ def test_an_entry_its_model_contradicts_is_refused_before_and_after_loading(home
         load_generator_model(section, torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("value", "message"), [(12, "must be a power of two"), (0, "must be a positive whole number")])
+@pytest.mark.parametrize(("value", "message"),
+                         [(12, "must be a power of two"), (0, "must be a positive whole number")])
 def test_registry_facts_are_checked(tmp_path, value, message) -> None:
     text = f"models:\n  m: {{kind: vqgan, config: c.yaml, checkpoint: m.ckpt, factor: {value}}}\n"
     with pytest.raises(vqclip.errors.ConfigError, match=f"models.m.factor: {message}"):
