@@ -5,7 +5,7 @@ Start-up: the full-size architectures (imagenet f16 16384 VQGAN, ViT-B-32-quickg
 random weights, written in vqclip's real formats to a temporary folder and loaded through the
 normal path, `--items` items of one step each; per item, the seconds of `build` (models
 loaded, memory planned, engine assembled) when every item starts afresh (as before models were
-reused) and when the process keeps what it loaded.
+reused) and when one `Models` holds what the first item loaded.
 
 Throughput: `vqclip batch` of `--batch` shapes-preset items (the preset's own steps unless
 `--steps`), as separate processes timed from start to exit: in sequence, with `--workers 1`
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from vqclip.models.held import Models
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
-from vqclip.run.reuse import REUSE
 
 
 def write_full_models(folder: Path) -> list[str]:
@@ -76,11 +76,11 @@ def startup(items: int) -> list[tuple[int, float, float]]:
             build(prepare(cfg))
             fresh.append(time.perf_counter() - start)
         kept = []
-        with REUSE.kept():  # as a batch keeps them
-            for cfg in configs:
-                start = time.perf_counter()
-                build(prepare(cfg))
-                kept.append(time.perf_counter() - start)
+        models = Models()  # held across the items, as a batch holds them
+        for cfg in configs:
+            start = time.perf_counter()
+            build(prepare(cfg), models)
+            kept.append(time.perf_counter() - start)
     return [(i + 1, a, b) for i, (a, b) in enumerate(zip(fresh, kept, strict=True))]
 
 

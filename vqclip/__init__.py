@@ -3,8 +3,8 @@
     import vqclip
     result = vqclip.generate("a red circle", preset="shapes", steps=50)
 
-`generate`, `classify`, `search` and `score` are imported on first use, so that
-`import vqclip` (and the command line's start) stays quick.
+`generate`, `load_models`, `Models`, `classify`, `search` and `score` are imported on first
+use, so that `import vqclip` (and the command line's start) stays quick.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 from vqclip.version import __version__
 
-__all__ = ["__version__", "classify", "generate", "score", "search"]
+__all__ = ["Models", "__version__", "classify", "generate", "load_models", "score", "search"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("classify", "generate", "score", "search"):
+    if name in ("Models", "classify", "generate", "load_models", "score", "search"):
         return getattr(importlib.import_module("vqclip.library"), name)
     raise AttributeError(f"module 'vqclip' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""vqclip as a library: `vqclip.generate`, `vqclip.classify`, `vqclip.search`, `vqclip.score`.
+"""vqclip as a library: `vqclip.generate`, `vqclip.load_models`, `vqclip.classify`,
+`vqclip.search`, `vqclip.score`.
 
     import vqclip
     result = vqclip.generate("a red circle", preset="shapes", steps=50)
@@ -6,6 +7,16 @@
 
 `generate` takes the command line's presets and config files and any config key as a keyword
 (`size=[256, 256]` or `size="256x256"`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model by name.
+
+Each `generate` call loads its models and frees them when it returns. To make many images, load
+them once and hand them to every call:
+
+    models = vqclip.load_models(preset="shapes")
+    for seed in range(8):
+        vqclip.generate("a red circle", preset="shapes", seed=seed, models=models)
+
+A call whose config names a model `models` does not hold (another CLIP, another device) loads it
+into `models`, where later calls find it too.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vqclip.models.held import Models
 from vqclip.run.events import Callback
 from vqclip.run.execute import GenerateResult
 from vqclip.tasks import ClassifyResult, ScoreResult, SearchResult
@@ -24,23 +36,49 @@ DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:
 
 
 def generate(prompt: str = "", *, preset: str | None = None, config_files: Sequence[str | Path] = (),
-             callbacks: Sequence[Callback] = (), **settings: Any) -> GenerateResult:
+             callbacks: Sequence[Callback] = (), models: Models | None = None,
+             **settings: Any) -> GenerateResult:
     """Make one image (or `batch_size` images, or the best of `candidates`) and return where it
     landed and how it went.
 
     Settings merge as on the command line: defaults < `preset` < `config_files` < `settings`.
     Each callback sees the run's events (StepEvent, ImageEvent, DoneEvent, ...) as they happen.
-    A bad setting raises ConfigError or UsageError before any model is loaded."""
+    `models` (from `load_models`) are used where they are the run's, and whatever else the run
+    needs is loaded into them; None: the run loads its own and frees them when it returns.
+    A bad setting, a missing input image, an unknown model or a size the VQGAN cannot draw
+    raises a UsageError (ConfigError, ModelError) before any model is loaded or downloaded."""
     from vqclip.run.build import build
-    from vqclip.run.config import build_config, parse_size
     from vqclip.run.prepare import prepare
+
+    cfg, provenance = _config(prompt, preset, config_files, settings, "vqclip.generate keyword arguments")
+    return build(prepare(cfg, provenance), models).execute(list(callbacks))
+
+
+def load_models(*, preset: str | None = None, config_files: Sequence[str | Path] = (),
+                **settings: Any) -> Models:
+    """Load the models a `generate` call with these settings would (its VQGAN, each CLIP, on its
+    device), once, to pass to many `generate(..., models=...)` calls.
+
+    The settings are checked as `generate` checks them, the prompt aside, before any model is
+    loaded or downloaded."""
+    from vqclip.device import resolve_device
+    from vqclip.run.config import validate
+    from vqclip.run.prepare import check_models
+
+    cfg, provenance = _config("", preset, config_files, settings, "vqclip.load_models keyword arguments")
+    validate(cfg, provenance)
+    check_models(cfg)
+    return Models().load(cfg, resolve_device(cfg.device))
+
+
+def _config(prompt: str, preset: str | None, config_files: Sequence[str | Path], settings: dict[str, Any],
+            source: str) -> tuple[Any, dict[str, str]]:
+    from vqclip.run.config import build_config, parse_size
 
     if isinstance(settings.get("size"), str):  # "64x64", as --size takes it
         settings["size"] = parse_size(settings["size"], "size")
     flags = {"prompt": prompt or None, **settings}
-    cfg, provenance = build_config(preset=preset, config_files=list(config_files), flags=flags,
-                                   flags_source="vqclip.generate keyword arguments")
-    return build(prepare(cfg, provenance)).execute(list(callbacks))
+    return build_config(preset=preset, config_files=list(config_files), flags=flags, flags_source=source)
 
 
 def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str = DEFAULT_CLIP,

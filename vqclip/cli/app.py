@@ -1,4 +1,6 @@
-"""The `vqclip` command line: thin commands over the library; errors become messages and exit codes."""
+"""The `vqclip` command line: one Typer app on which the commands of the modules beside this one
+are mounted; each command runs its work inside the wrapper of cli/command.py, which turns errors
+into messages and exit codes."""
 
 from __future__ import annotations
 

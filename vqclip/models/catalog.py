@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from vqclip.errors import ConfigError, ModelError, first_line
 from vqclip.models.cache import Cache, offline_requested, vqclip_home
 from vqclip.models.download import is_url
+from vqclip.models.entry import ModelEntry
 from vqclip.models.store import ensure_vqgan
 from vqclip.suggest import maybe_meant
 
@@ -36,39 +36,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = {
     "kind", "description", "config", "checkpoint", "sha256", "config_sha256", "size",
-    "licence", "license", "source", "path", "model", "pretrained",
+    "licence", "license", "source", "path", "model", "pretrained", "factor", "n_embed", "embed_dim",
 }
+FACTS = ("factor", "n_embed", "embed_dim")  # a VQGAN's architecture, as its config states it
 BUILTIN = "built-in registry (vqclip/models/known_models.yaml)"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One named model: where its files come from and how to check them."""
-
-    name: str
-    kind: str
-    origin: str  # the registry file that defined it
-    config: str | None = None  # URL or absolute path
-    checkpoint: tuple[str, ...] = ()  # URLs or absolute paths, tried in order
-    sha256: str | None = None  # of the checkpoint
-    config_sha256: str | None = None
-    size: int | None = None  # approximate download size in bytes
-    path: Path | None = None  # a local folder: converted VQGAN, or open_clip local-dir
-    model: str | None = None  # CLIP alias: open_clip model name ...
-    pretrained: str | None = None  # ... and tag or weights file
-    licence: str = ""
-    source: str = ""
-    description: str = field(default="", compare=False)
-
-    @property
-    def bundled(self) -> bool:
-        """True when the files are a local folder (shipped with vqclip or the user's)."""
-        return self.path is not None
-
-    @property
-    def urls(self) -> list[str]:
-        """Every remote URL among the config and checkpoints."""
-        return [u for u in (self.config, *self.checkpoint) if u and is_url(u)]
 
 
 def _local(value: str, base: Path) -> str:
@@ -121,6 +92,13 @@ def _parse_entry(name: str, raw: Any, origin: str, base: Path) -> ModelEntry:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
         raise bad("size", f"must be a positive number of bytes, got {size!r}")
 
+    facts = {key: raw.get(key) for key in FACTS}
+    for key, value in facts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise bad(key, f"must be a positive whole number, got {value!r}")
+    if facts["factor"] is not None and facts["factor"] & (facts["factor"] - 1):
+        raise bad("factor", f"must be a power of two (2 ** (len(ch_mult) - 1)), got {facts['factor']}")
+
     path = raw.get("path")
     if kind == "vqgan":
         if path is None and (raw.get("config") is None or checkpoint is None):
@@ -134,7 +112,7 @@ def _parse_entry(name: str, raw: Any, origin: str, base: Path) -> ModelEntry:
     else:
         if (path is None) == (raw.get("model") is None):
             raise bad("model", "a clip needs either `path` (a local-dir folder) or `model`")
-        for key in ("config", "checkpoint", "sha256", "config_sha256"):
+        for key in ("config", "checkpoint", "sha256", "config_sha256", *FACTS):
             if raw.get(key) is not None:
                 raise bad(key, "only a vqgan entry takes this key")
 
@@ -150,6 +128,7 @@ def _parse_entry(name: str, raw: Any, origin: str, base: Path) -> ModelEntry:
         path=Path(_local(path, base)) if path else None,
         model=raw.get("model"),
         pretrained=raw.get("pretrained"),
+        **facts,
         licence=raw.get("licence") or raw.get("license") or "",
         source=raw.get("source") or "",
         description=raw.get("description") or "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -14,7 +15,9 @@ import torch
 
 from vqclip.errors import ModelError, UnsafeCheckpointError, first_line
 
-__all__ = ["ALLOWED_GLOBALS", "load_state_dict"]
+__all__ = ["ALLOWED_GLOBALS", "load_state_dict", "safetensors_shapes"]
+
+_MAX_HEADER = 100 * 2**20  # bytes; real headers are kilobytes to a few megabytes
 
 
 class _Inert:
@@ -125,6 +128,27 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix.lower() == ".safetensors":
         return _load_safetensors(path)
     return _extract_state_dict(_load_pickle(path), path)
+
+
+def safetensors_shapes(path: str | os.PathLike) -> dict[str, list[int]]:
+    """The shape of every tensor in a .safetensors file, read from its header alone (the first
+    8 bytes give the header's length; the tensors are not read)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if not 2 <= length <= _MAX_HEADER:
+                raise ModelError(f"{path} is not a readable .safetensors file: a header of {length} bytes")
+            header = json.loads(file.read(length).decode("utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} is not a readable .safetensors file: its header is not JSON "
+                         f"({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path} is not a readable .safetensors file: its header is not a JSON object")
+    return {key: list(value["shape"]) for key, value in header.items()
+            if key != "__metadata__" and isinstance(value, dict) and isinstance(value.get("shape"), list)}
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from vqclip.errors import DownloadError, ModelError, first_line
 from vqclip.models.cache import folder_size
 
 if TYPE_CHECKING:
-    from vqclip.models.catalog import ModelEntry
+    from vqclip.models.entry import ModelEntry
 
 # open_clip fetches the safetensors file when a hub repo has one, else the .bin.
 _HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -30,7 +30,7 @@ def _split(name: str) -> tuple[str, str]:
     return model, tag
 
 
-def _pretrained_cfg(model: str, tag: str) -> dict[str, Any]:
+def pretrained_cfg(model: str, tag: str) -> dict[str, Any]:
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(model, tag)
@@ -46,7 +46,7 @@ def cached_weights(model: str, tag: str) -> Path | None:
     """The cached weights file of an open_clip MODEL/TAG, or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = _pretrained_cfg(model, tag)
+    cfg = pretrained_cfg(model, tag)
     hub = cfg.get("hf_hub", "")
     if hub:
         repo, filename = os.path.split(hub)  # "org/repo/" or "org/repo/file.bin"
@@ -86,7 +86,7 @@ def registry_clip_status(entry: ModelEntry) -> dict[str, Any]:
 def download_open_clip(name: str, *, offline: bool) -> Path:
     """Fetch an open_clip MODEL/TAG into open_clip's cache; its file's path."""
     model, tag = _split(name)
-    cfg = _pretrained_cfg(model, tag)
+    cfg = pretrained_cfg(model, tag)
     found = cached_weights(model, tag)
     if found is not None:
         return found

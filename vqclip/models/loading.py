@@ -31,9 +31,24 @@ def load_generator_model(section: Any, device: torch.device) -> tuple[VQGAN, dic
     """Load the VQGAN the config names; return it with its name and file checksums."""
     name, config, checkpoint = vqgan_files(section)
     model = load_vqgan(config, checkpoint, device=device)
+    if section.config is None:
+        _check_entry_facts(section.model, model)
     info = {"name": name, "config_sha256": cached_sha256(config),
             "checkpoint_sha256": cached_sha256(checkpoint)}
     return model, info
+
+
+def _check_entry_facts(name: str, model: VQGAN) -> None:
+    """A registry entry's facts checked runs before the model loaded: one the model contradicts
+    is refused, so that a wrong entry cannot pass a size it draws wrongly."""
+    from vqclip.models.catalog import get_entry
+
+    entry = get_entry(name, kind="vqgan")
+    spec = model.spec
+    if (wrong := entry.contradiction(spec.factor, spec.n_embed, spec.embed_dim)) is not None:
+        key, stated, actual = wrong
+        raise ModelError(f"model {name!r}: its registry entry ({entry.origin}) says {key} {stated}, "
+                         f"but the model loaded has {actual}; correct the entry")
 
 
 def _cached_clip_weights(model: str, tag: str) -> Path:

@@ -22,7 +22,7 @@ from vqclip.models.cache import Cache, file_record, folder_size
 from vqclip.models.download import check_writable, fetch_file, is_url
 
 if TYPE_CHECKING:
-    from vqclip.models.catalog import ModelEntry
+    from vqclip.models.entry import ModelEntry
 
 log = logging.getLogger(__name__)
 

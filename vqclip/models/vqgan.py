@@ -19,7 +19,7 @@ from vqclip.models.checkpoint import load_state_dict
 from vqclip.models.quantizers import GumbelQuantizer, VectorQuantizer
 from vqclip.models.vqgan_layers import Decoder, Encoder
 
-__all__ = ["VQGAN", "VQGANSpec", "load_vqgan", "save_vqgan", "spec_from_json",
+__all__ = ["VQGAN", "VQGANSpec", "load_vqgan", "read_spec", "save_vqgan", "spec_from_json",
            "spec_from_taming_yaml"]
 
 FORMAT = "vqclip-vqgan"
@@ -238,7 +238,8 @@ def spec_from_json(path: str | os.PathLike) -> VQGANSpec:
         raise ModelError(f"VQGAN config {path}: {exc}") from None
 
 
-def _read_spec(config: str | os.PathLike | VQGANSpec) -> VQGANSpec:
+def read_spec(config: str | os.PathLike | VQGANSpec) -> VQGANSpec:
+    """The spec a VQGAN config states: a taming .yaml/.yml or a vqclip .json (no weights read)."""
     if isinstance(config, VQGANSpec):
         return config
     suffix = Path(config).suffix.lower()
@@ -266,7 +267,7 @@ def _key_report(keys: list[str], limit: int = 5) -> str:
 def load_vqgan(config: str | os.PathLike | VQGANSpec, checkpoint: str | os.PathLike, *,
                device: str | torch.device = "cpu") -> VQGAN:
     """Build a VQGAN from a config (.yaml/.yml/.json) and load a checkpoint into it, frozen."""
-    spec = _read_spec(config)
+    spec = read_spec(config)
     state = _inference_keys(load_state_dict(checkpoint))
     mismatch = f"Checkpoint {checkpoint} does not fit " + (
         "the given VQGAN spec" if isinstance(config, VQGANSpec) else f"config {config}")

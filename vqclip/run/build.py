@@ -1,7 +1,9 @@
-"""Stage two of a run: load its models, plan its memory and assemble the engine, from a RunSpec."""
+"""Stage two of a run: take its models from the caller's `Models` (loading those not held yet),
+plan its memory and assemble the engine, from a RunSpec."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -11,7 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.images import init_canvas
-from vqclip.models.loading import load_clip_model
+from vqclip.models.held import Models
 from vqclip.run.capture import CapturedStep
 from vqclip.run.engine import Engine
 from vqclip.run.execute import Run
@@ -19,7 +21,6 @@ from vqclip.run.memory import parse_bytes
 from vqclip.run.planner import MemoryPlan, plan
 from vqclip.run.prepare import RunSpec
 from vqclip.run.resume import ResumePoint
-from vqclip.run.reuse import REUSE, memory_key, model_key
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import GENERATORS, INIT_NOISE, ImageGenerator, MakeGenerator
 from vqclip.steer.losses import PromptLoss, WeightedRegularizer
@@ -29,23 +30,30 @@ from vqclip.steer.targets import Judge, aim_image_prompts, build_stages, image_p
 
 log = logging.getLogger(__name__)
 
+# Keys that change what an image becomes but not a step's memory: runs differing only in these
+# share a memory plan.
+_NOT_MEMORY = ("prompt", "negative", "image_prompts", "noise_prompts", "story", "switch_every", "seed",
+               "steps", "lr", "lr_schedule", "save_every", "out", "init_weight", "init_weight_decay")
 
-def build(spec: RunSpec, *, resume: ResumePoint | None = None) -> Run:
-    """Load the spec's models on its device and assemble the loop, ready to `execute`.
+
+def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | None = None) -> Run:
+    """Assemble the loop on the spec's device, ready to `execute`, with the models `models`
+    holds; those it does not hold yet are loaded into it, kept for the holder's next run. None:
+    a holder of this run's own, its models freed with the run.
 
     With `resume` (its run folder locked) the loop continues from that run's saved state."""
+    models = Models() if models is None else models
     cfg = spec.config
     device = resolve_device(cfg.device)
     if resume is not None:
         resume.check_device(device)
     allow_tf32(device, cfg.precision)
     rngs = [torch.Generator(device=device).manual_seed(seed) for seed in spec.seeds]
-    make, generator_info = GENERATORS[cfg.generator].build(cfg, device)
-    judges, clip_infos, image_losses = build_judges(spec, device)
+    make, generator_info = GENERATORS[cfg.generator].build(cfg, models, device)
+    judges, clip_infos, image_losses = build_judges(spec, models, device)
     memory = None
     if cfg.plan_memory:
-        memory = REUSE.get("memory plan", memory_key(cfg, device),
-                           lambda: _plan(spec, make, judges, device))
+        memory = models.memory_plan(memory_key(cfg, device), lambda: _plan(spec, make, judges, device))
         if memory.switched_low_memory:
             spec = spec.with_low_memory()
             cfg = spec.config
@@ -131,15 +139,14 @@ def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
     return [(cfg.clip, 1.0)]
 
 
-def build_judges(spec: RunSpec, device: torch.device
+def build_judges(spec: RunSpec, models: Models, device: torch.device
                  ) -> tuple[list[Judge], list[dict[str, Any]], list[list[PromptLoss]]]:
     """One judge per CLIP model: its own cutout size, normalization and prompt embeddings, and
     its image prompts (to aim with `aim_image_prompts` before the first step)."""
     cfg = spec.config
     judges, infos, image_losses = [], [], []
     for section, weight in clip_sections(cfg):
-        perceptor, info = REUSE.get("clip", model_key(section, device, cfg.compile),
-                                    lambda section=section: load_clip_model(section, device))
+        perceptor, info = models.clip(section, device, cfg.compile)
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,
                           padding=cfg.cut_padding,
@@ -185,3 +192,11 @@ def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
         items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay,
                                          cfg.init_weight_until))
     return items
+
+
+def memory_key(cfg: DictConfig, device: torch.device) -> str:
+    """The settings a step's memory depends on: the config without what only changes the image."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    for key in _NOT_MEMORY:
+        data.pop(key, None)
+    return json.dumps({"config": data, "device": str(device)}, sort_keys=True, default=str)

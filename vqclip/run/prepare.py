@@ -1,4 +1,5 @@
-"""Stage one of a run: check everything the config says and fix its seeds, touching no model."""
+"""Stage one of a run: check the config, its input images and what it says of its models
+(described from configs and the registry, no weights read, nothing downloaded), and fix its seeds."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError
+from vqclip.models.facts import ModelFacts
 from vqclip.run.config import validate
 from vqclip.steer.prompts import PromptPlan, parse_prompt, plan_prompts
 
@@ -18,12 +20,13 @@ from vqclip.steer.prompts import PromptPlan, parse_prompt, plan_prompts
 @dataclass(frozen=True)
 class RunSpec:
     """A checked description of one run (K images with batch size K, or N candidates): its
-    config, read-only, the seed of each image and every prompt parsed. `build` turns it into a
-    runnable `Run`."""
+    config, read-only, the seed of each image, every prompt parsed and what is known of its
+    models before they load. `build` turns it into a runnable `Run`."""
 
     config: DictConfig
     seeds: tuple[int, ...]
     prompts: PromptPlan
+    models: ModelFacts
 
     @property
     def size(self) -> tuple[int, int]:
@@ -54,19 +57,53 @@ class RunSpec:
 
 
 def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpec:
-    """Check `cfg` (naming the source of a bad value from `provenance`) and describe its run.
+    """Check `cfg` (naming the source of a bad value from `provenance`), its input images and
+    its models as their configs describe them, and describe its run.
 
-    Nothing here loads a model, reads a weight file or allocates a tensor: every error a config
-    can hold is reported before any of that."""
+    Nothing here reads a weight file, starts a download or allocates a model: a bad value, a
+    missing or unreadable input image, an unknown model or tag, a size the VQGAN cannot draw
+    are reported first. A fact only the weights hold (a model whose config is not on this
+    machine yet) is checked when the model has loaded."""
     validate(cfg, provenance or {})
     prompts = plan_prompts(cfg)
     if not prompts.aims_at_something():
         raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt")
+    check_input_images(cfg, prompts)
+    models = check_models(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     config = copy.deepcopy(cfg)  # the caller's config stays theirs to change
     OmegaConf.set_readonly(config, True)
     images = max(cfg.batch_size, cfg.candidates)  # candidates race as a batch does
-    return RunSpec(config, tuple(seed + i for i in range(images)), prompts)
+    return RunSpec(config, tuple(seed + i for i in range(images)), prompts, models)
+
+
+def check_input_images(cfg: DictConfig, prompts: PromptPlan) -> None:
+    """The init image and every image prompt, read as the run will read them (a path or a
+    #rrggbb color); the first that cannot be is an error naming its key."""
+    from vqclip.images import init_canvas
+
+    inputs = [("init_image", cfg.init_image)] if cfg.init_image else []
+    inputs += [("image_prompts", prompt.text) for prompt in prompts.images]
+    for key, source in inputs:
+        try:
+            init_canvas(source, 8, 8)
+        except UsageError as err:
+            raise UsageError(f"{key}: {err}") from None
+
+
+def check_models(cfg: DictConfig) -> ModelFacts:
+    """The run's models described without their weights, and checked against the config: the
+    size against the VQGAN's factor, each CLIP's name, weights file and tag."""
+    from vqclip.models.clip_config import check_clip_tag
+    from vqclip.models.resolve import resolve_models
+    from vqclip.steer.generators import check_size
+
+    models = resolve_models(cfg)
+    if models.vqgan is not None and models.vqgan.factor is not None:
+        check_size(*cfg.size, models.vqgan.factor)
+    for clip in models.clips:  # last: a tag is checked in open_clip's table, a slow import
+        check_clip_tag(clip)
+    return models
 
 
 def _absolute_image_prompt(item: str) -> str:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError, VqclipError
+from vqclip.models.held import Models
 from vqclip.outputs.run_folder import create_numbered_dir, slugify
-from vqclip.run.reuse import REUSE
 from vqclip.series.claims import Heartbeat
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -154,16 +154,17 @@ def check_single_image(cfg: DictConfig) -> None:
 
 
 def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitch | None = None,
-            resume_dir: str | None = None) -> GenerateResult:
-    """Prepare and execute one run, letting `stop` reach it while it runs; with `resume_dir`, the
-    interrupted run there is continued to `cfg`'s steps where its state allows."""
+            resume_dir: str | None = None, *, models: Models) -> GenerateResult:
+    """Prepare and execute one run on the models `models` holds (loading those it lacks),
+    letting `stop` reach it while it runs; with `resume_dir`, the interrupted run there is
+    continued to `cfg`'s steps where its state allows."""
     from vqclip.run.build import build
     from vqclip.run.prepare import prepare
 
     check_single_image(cfg)
     if stop is not None:
         stop.last = None
-    run = (resume_dir and _continued(Path(resume_dir), cfg)) or build(prepare(cfg))
+    run = (resume_dir and _continued(Path(resume_dir), cfg, models)) or build(prepare(cfg), models)
     if stop is not None:
         stop.current = stop.last = run
         if stop.requested:
@@ -175,7 +176,7 @@ def run_one(cfg: DictConfig, callbacks: Iterable[Callback] = (), stop: StopSwitc
             stop.current = None
 
 
-def _continued(run_dir: Path, cfg: DictConfig) -> Run | None:
+def _continued(run_dir: Path, cfg: DictConfig, models: Models) -> Run | None:
     """The interrupted run in `run_dir` made ready to continue to `cfg`'s steps on `cfg`'s device;
     None (with a warning) where it cannot be (no state saved, damaged, in use, another device),
     and the item then starts afresh in a new folder, leaving that one as it is."""
@@ -189,7 +190,7 @@ def _continued(run_dir: Path, cfg: DictConfig) -> Run | None:
         log.warning("starting the item afresh: %s", err)
         return None
     try:
-        return build(prepare(point.config(steps=cfg.steps, device=cfg.device)), resume=point)
+        return build(prepare(point.config(steps=cfg.steps, device=cfg.device)), models, resume=point)
     except UsageError as err:
         point.lock.release()
         log.warning("starting the item afresh: %s", err)
@@ -233,10 +234,9 @@ def run_items(
         return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
     session = new_session()
     heartbeat = manifest.heartbeat()
-    try:
-        with REUSE.kept():
-            _run_in_turn(todo, folder, manifest, heartbeat, session, result, callbacks, report, stop,
-                         extra or {})
+    try:  # the items share their models: each loads once, and is freed when the series ends
+        _run_in_turn(todo, folder, manifest, heartbeat, session, result, callbacks, report, stop,
+                     extra or {}, Models())
     finally:
         heartbeat.close()
     return result
@@ -245,8 +245,9 @@ def run_items(
 def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, heartbeat: Heartbeat,
                  session: str, result: SeriesResult, callbacks: Iterable[Callback],
                  report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
-                 extra: dict[str, Any]) -> None:
-    """Claim and run each item in this process, one after another, appending its record.
+                 extra: dict[str, Any], models: Models) -> None:
+    """Claim and run each item in this process, one after another, on the models `models`
+    holds, appending its record.
 
     A second interrupt (KeyboardInterrupt, or the exception a second SIGTERM raises) after a
     stop request ends the item at once: it is recorded interrupted (with its run folder, which
@@ -262,7 +263,7 @@ def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, heartbe
             continue
         try:
             with heartbeat.holding(item.key, session):
-                record = run_work_item(item, folder, callbacks, stop)
+                record = run_work_item(item, folder, callbacks, stop, models=models)
         except BaseException:
             if stop is None or not stop.requested:
                 raise  # not the second of two interrupts
@@ -295,9 +296,9 @@ def new_session() -> str:
 
 
 def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
-                  stop: StopSwitch | None, device: str | None = None) -> dict[str, Any]:
-    """Run one item into `folder` (on `device` instead of its config's, if given); its manifest
-    record (ok, interrupted or failed with why)."""
+                  stop: StopSwitch | None, device: str | None = None, *, models: Models) -> dict[str, Any]:
+    """Run one item into `folder` (on `device` instead of its config's, if given) on the models
+    `models` holds; its manifest record (ok, interrupted or failed with why)."""
     record: dict[str, Any] = {"key": item.key, "index": item.index, "label": item.label,
                               "status": "failed", **item.info}
     try:
@@ -308,7 +309,7 @@ def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
         if cfg.seed is None:
             cfg.seed = seed_from_key(item.key)
         record["seed"] = cfg.seed
-        result = run_one(cfg, callbacks, stop, item.resume_dir)
+        result = run_one(cfg, callbacks, stop, item.resume_dir, models=models)
     except VqclipError as err:
         record["error"] = str(err)
     except Exception as err:  # noqa: BLE001 - one bad item must not end the series

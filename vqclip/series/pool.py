@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vqclip.errors import UsageError, VqclipError
-from vqclip.run.reuse import REUSE
+from vqclip.models.held import Models
 from vqclip.series.items import (
     SeriesResult,
     StopSwitch,
@@ -294,7 +294,7 @@ def work(number: int, worker: Worker, inbox: Any, folder: str, session: str,
         import torch
 
         torch.set_num_threads(worker.threads)
-    REUSE.hold()  # this process serves the items: each model loads once
+    models = Models()  # this process serves the items: each model loads once
     manifest = Manifest(Path(folder) / MANIFEST_NAME)
     heartbeat = manifest.heartbeat()
     for item in items:
@@ -309,7 +309,7 @@ def work(number: int, worker: Worker, inbox: Any, folder: str, session: str,
                                       **item.info}))
         try:
             with heartbeat.holding(item.key, session):
-                record = run_work_item(item, Path(folder), (), stop, device=worker.device)
+                record = run_work_item(item, Path(folder), (), stop, device=worker.device, models=models)
         except SystemExit:
             record = stopped_at_once(item, stop, "stopped at once by a second interrupt")
             record.update(extra, session=session, worker=number)

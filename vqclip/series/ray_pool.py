@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vqclip.errors import UsageError, VqclipError, first_line
-from vqclip.run.reuse import REUSE
+from vqclip.models.held import Models
 from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, new_session, run_work_item
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -69,14 +69,14 @@ def plan_ray(*, address: str | None = None, actors: int | None = None,
 
 
 class ItemRunner:
-    """A Ray actor: runs one portable item at a time; its process keeps the models it loads
-    (vqclip.run.reuse) for the next item. `stop` runs beside `run` (its own concurrency group)
+    """A Ray actor: runs one portable item at a time; it holds the models it loads (`Models`)
+    for the next item. `stop` runs beside `run` (its own concurrency group)
     and ends the current run after its step, the image and state saved."""
 
     def __init__(self, number: int, threads: int | None) -> None:
         self.number = number
         self.switch = StopSwitch()
-        REUSE.hold()  # the actor serves many items: each model loads once
+        self.models = Models()  # the actor serves many items: each model loads once
         logging.basicConfig(level=logging.WARNING,
                             format=f"actor {number}: %(levelname)s %(name)s: %(message)s")
         if threads is not None:
@@ -92,7 +92,7 @@ class ItemRunner:
 
     def run(self, item: WorkItem, folder: str, device: str | None) -> dict[str, Any]:
         """Run `item` into `folder`; its manifest record, for the driver to append."""
-        return run_work_item(item, Path(folder), (), self.switch, device=device)
+        return run_work_item(item, Path(folder), (), self.switch, device=device, models=self.models)
 
     def stop(self) -> None:
         """End the current run after its step, and any later one at once."""

@@ -17,9 +17,9 @@ from PIL import Image
 
 from vqclip.errors import UsageError
 from vqclip.files import atomic_write
+from vqclip.models.held import Models
 from vqclip.outputs.video import FORMATS, write_video
 from vqclip.run.config import MAX_SIDE
-from vqclip.run.reuse import REUSE
 from vqclip.series.items import StopSwitch, new_series_dir, run_one
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -131,36 +131,36 @@ def run_zoom(
                      "pan": list(pan), "rotate": rotate})
     result = ZoomResult(folder, [], [], None, manifest.path, cfg.prompt, seed)
     init_image = cfg.init_image
-    with REUSE.kept():  # every frame runs with the same models
-        for index in range(frames):
-            frame_cfg = copy.deepcopy(cfg)
-            frame_cfg.seed = seed + index
-            frame_cfg.steps = first_steps if index == 0 and first_steps else steps_per_frame
-            frame_cfg.init_image = init_image
-            frame_cfg.out = str(folder)
-            run = run_one(frame_cfg, callbacks, stop)
-            frame = folder / "frames" / f"{index:06d}.png"
-            with Image.open(run.image) as final:
-                final_image = final.convert("RGB")
-            atomic_write(frame, _png(final_image))
-            result.frames.append(frame)
-            result.run_dirs.append(Path(run.run_dir))
-            result.final_losses.append(run.final_loss)
-            record = {"index": index, "seed": run.seed, "steps": run.steps,
-                      "init_image": init_image, "image": str(frame.resolve()),
-                      "run_dir": str(Path(run.run_dir).resolve()), "final_loss": round(run.final_loss, 6),
-                      "status": "interrupted" if run.interrupted else "ok"}
-            manifest.append(record)
-            if report is not None:
-                report(record)
-            if run.interrupted or (stop is not None and stop.requested):
-                result.interrupted = True
-                break
-            if index + 1 < frames:
-                moved = zoom_transform(final_image, zoom=zoom, pan=pan, rotate=rotate)
-                next_init = folder / "init" / f"{index + 1:06d}.png"
-                atomic_write(next_init, _png(moved))
-                init_image = str(next_init.resolve())
+    models = Models()  # every frame runs with the same models, loaded once
+    for index in range(frames):
+        frame_cfg = copy.deepcopy(cfg)
+        frame_cfg.seed = seed + index
+        frame_cfg.steps = first_steps if index == 0 and first_steps else steps_per_frame
+        frame_cfg.init_image = init_image
+        frame_cfg.out = str(folder)
+        run = run_one(frame_cfg, callbacks, stop, models=models)
+        frame = folder / "frames" / f"{index:06d}.png"
+        with Image.open(run.image) as final:
+            final_image = final.convert("RGB")
+        atomic_write(frame, _png(final_image))
+        result.frames.append(frame)
+        result.run_dirs.append(Path(run.run_dir))
+        result.final_losses.append(run.final_loss)
+        record = {"index": index, "seed": run.seed, "steps": run.steps,
+                  "init_image": init_image, "image": str(frame.resolve()),
+                  "run_dir": str(Path(run.run_dir).resolve()), "final_loss": round(run.final_loss, 6),
+                  "status": "interrupted" if run.interrupted else "ok"}
+        manifest.append(record)
+        if report is not None:
+            report(record)
+        if run.interrupted or (stop is not None and stop.requested):
+            result.interrupted = True
+            break
+        if index + 1 < frames:
+            moved = zoom_transform(final_image, zoom=zoom, pan=pan, rotate=rotate)
+            next_init = folder / "init" / f"{index + 1:06d}.png"
+            atomic_write(next_init, _png(moved))
+            init_image = str(next_init.resolve())
     if video is not None:
         result.video = write_video(result.frames, folder / video, fps=fps)
     return result

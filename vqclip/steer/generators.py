@@ -2,27 +2,30 @@
 
 `VQGANGenerator` (a latent snapped to a VQGAN codebook), `PixelGenerator` (the pixels
 themselves, optionally at a lower resolution) and `FourierGenerator` (a decaying frequency
-spectrum) share one interface, so the engine never asks which one it drives. A new generator
-is one `ImageGenerator` subclass and one `GENERATORS` registration: how to build it from the
-config (its model loaded) and what to check of the config before anything loads.
+spectrum) share one interface, so the engine never asks which one it drives. A generator is
+one `ImageGenerator` subclass and one `GENERATORS` registration: how to build it from the config
+(taking its model from the caller's `Models`) and what to check of the config before anything
+loads. Only the VQGAN has a model, which vqclip.models describes, checks and loads by name: a
+new generator with a model of its own needs that there too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from vqclip.errors import ConfigError
-from vqclip.models.loading import load_generator_model
 from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
 from vqclip.registry import Registry
-from vqclip.run.reuse import REUSE, model_key
+
+if TYPE_CHECKING:
+    from vqclip.models.held import Models
 
 
 class ImageGenerator:
@@ -219,20 +222,21 @@ MakeGenerator = Callable[[torch.Tensor | None, list[torch.Generator]], ImageGene
 @dataclass(frozen=True)
 class GeneratorKind:
     """A generator by name: `check` refuses a config it cannot draw before anything loads;
-    `build` loads its model (if any) and returns its maker and a description for the metadata."""
+    `build` takes its model (if any) from the caller's `Models` and returns its maker and a
+    description for the metadata."""
 
-    build: Callable[[DictConfig, torch.device], tuple[MakeGenerator, dict[str, Any]]]
+    build: Callable[[DictConfig, Models, torch.device], tuple[MakeGenerator, dict[str, Any]]]
     check: Callable[[DictConfig], None] = lambda cfg: None
 
 
 GENERATORS: Registry[GeneratorKind] = Registry("generator")
 
 
-def _build_vqgan(cfg: DictConfig, device: torch.device) -> tuple[MakeGenerator, dict[str, Any]]:
-    vqgan, info = REUSE.get("vqgan", model_key(cfg.vqgan, device, cfg.compile),
-                            lambda: load_generator_model(cfg.vqgan, device))
+def _build_vqgan(cfg: DictConfig, models: Models, device: torch.device
+                 ) -> tuple[MakeGenerator, dict[str, Any]]:
+    vqgan, info = models.vqgan(cfg.vqgan, device, cfg.compile)
     width, height = cfg.size
-    check_size(width, height, vqgan.factor)
+    check_size(width, height, vqgan.factor)  # checked before loading where its config said the factor
 
     def make(start: torch.Tensor | None, rngs: list[torch.Generator]) -> ImageGenerator:
         if start is None:
@@ -269,7 +273,8 @@ def _check_pixel(cfg: DictConfig) -> None:
                           f"{width}x{height}")
 
 
-def _build_pixel(cfg: DictConfig, device: torch.device) -> tuple[MakeGenerator, dict[str, Any]]:
+def _build_pixel(cfg: DictConfig, models: Models, device: torch.device
+                 ) -> tuple[MakeGenerator, dict[str, Any]]:
     width, height = cfg.size
     scale = cfg.pixel.scale
 
@@ -281,7 +286,8 @@ def _build_pixel(cfg: DictConfig, device: torch.device) -> tuple[MakeGenerator, 
     return make, {"name": "pixel", "scale": scale}
 
 
-def _build_fourier(cfg: DictConfig, device: torch.device) -> tuple[MakeGenerator, dict[str, Any]]:
+def _build_fourier(cfg: DictConfig, models: Models, device: torch.device
+                   ) -> tuple[MakeGenerator, dict[str, Any]]:
     width, height = cfg.size
 
     def make(start: torch.Tensor | None, rngs: list[torch.Generator]) -> ImageGenerator:
