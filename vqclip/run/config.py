@@ -1,7 +1,12 @@
-"""The config schema and its merge: defaults < preset < --config files < flags and --set."""
+"""The config schema and its merge: defaults < preset < --config files < flags and --set.
+
+The schema is `GenerateConfig` and what the components declare beside themselves: each
+generator's options as a section named after it, each augmentation's strength under
+`augment`, and each loss's options in its `losses:` item (plugins loaded first)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -9,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import FloatNode
 
 from vqclip.errors import ConfigError, first_line
 from vqclip.steer.prompts import plan_prompts
@@ -25,6 +31,8 @@ MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
 SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,48 +67,11 @@ class ClipConfig:
 
 
 @dataclass
-class PixelConfig:
-    """The `pixel` generator: optimize pixels at 1/scale of the size, upsampled."""
-
-    scale: int = 1
-
-
-@dataclass
-class FourierConfig:
-    """The `fourier` generator: spectrum amplitudes fall as 1/frequency**decay."""
-
-    decay: float = 1.0
-
-
-@dataclass
 class OptimizerConfig:
     """The optimizer by name, with extra keyword options for its constructor."""
 
     name: str = "adam"
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AugmentConfig:
-    """Strength of each named augmentation (used when it is listed in `augmentations`)."""
-
-    affine: float = 0.5
-    perspective: float = 0.2
-    jitter: float = 0.1
-    noise: float = 0.1
-    erasing: float = 0.25
-    sharpness: float = 0.3
-
-
-@dataclass
-class LossItem:
-    """A registered regularizer with its weight, constant or decaying to zero (`linear`: at the
-    last step, `early`: at `until` of the run)."""
-
-    name: str = MISSING
-    weight: float = 1.0
-    decay: str = "constant"
-    until: float = 0.5
 
 
 @dataclass
@@ -113,15 +84,18 @@ class StoryItem:
 
 @dataclass
 class ScheduleConfig:
-    """The learning-rate schedule by name, with its options (e.g. step: factor, at)."""
+    """The learning-rate schedule by name, with its options (e.g. step: factor, at), which the
+    schedule's own options dataclass checks."""
 
     name: str = "constant"
-    options: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class GenerateConfig:
-    """Everything one generation needs; its resolved form is saved with every run."""
+    """The keys of every generation; `config_schema` adds the components' own sections (the
+    generators' `pixel`, `fourier`, the augmentations' `augment`). The resolved config is saved
+    with every run."""
 
     prompt: str = ""
     negative: str = ""
@@ -141,13 +115,12 @@ class GenerateConfig:
     cut_method: str = "random"
     cut_padding: str = "reflection"
     augmentations: list[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     init_image: str | None = None
     init_weight: float = 0.0
     init_weight_decay: str = "constant"
     init_weight_until: float = 0.5
     init_noise: str = "tokens"
-    losses: list[LossItem] = field(default_factory=list)
+    losses: list[Any] = field(default_factory=list)  # items checked by steer.losses.read_loss
     save_every: int = 50
     device: str = "auto"
     precision: str = "auto"
@@ -163,10 +136,36 @@ class GenerateConfig:
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
-    pixel: PixelConfig = field(default_factory=PixelConfig)
-    fourier: FourierConfig = field(default_factory=FourierConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+def config_schema() -> DictConfig:
+    """The full schema: GenerateConfig with a section of options for each generator that takes
+    any, named after it, and `augment` with the strength of each augmentation that takes one.
+    Plugins are loaded first (once), so that their components are in it."""
+    # Imported here: the components bring in torch, which --help never needs.
+    from vqclip.plugins import load_plugins
+    from vqclip.steer.augment import AUGMENTATIONS
+    from vqclip.steer.generators import GENERATORS
+
+    load_plugins()
+    schema = OmegaConf.structured(GenerateConfig)
+    strengths = {name: FloatNode(AUGMENTATIONS[name].strength, is_optional=False)
+                 for name in AUGMENTATIONS if AUGMENTATIONS[name].strength is not None}
+    with open_dict(schema):
+        schema.augment = DictConfig(strengths)
+        for name in GENERATORS:
+            options = GENERATORS.options(name)
+            if options is None:
+                continue
+            if name in schema:
+                log.warning("generator %r: its options would replace the config key %r; left out",
+                            name, name)
+                continue
+            schema[name] = OmegaConf.structured(options)
+    OmegaConf.set_struct(schema.augment, True)  # an unknown strength is an unknown key
+    return schema
 
 
 def list_presets() -> list[str]:
@@ -271,7 +270,8 @@ def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> Non
                 raise ConfigError(f"{source}: unknown key {key!r}{hint}")
             node = parent._get_node(part)
             parent = node
-            if isinstance(node, DictConfig) and node._metadata.object_type is dict:
+            if isinstance(node, DictConfig) and node._metadata.object_type is dict \
+                    and not OmegaConf.is_struct(node):
                 break  # free-form mapping such as optimizer.options
 
 
@@ -293,7 +293,7 @@ def build_config(
     Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
     resolved here, a bad one being a ConfigError.
     """
-    schema = OmegaConf.structured(GenerateConfig)
+    schema = config_schema()
     layers = []
     if base is not None:
         layers.append(("settings stored in the --from image", OmegaConf.create(literal(base))))
@@ -328,8 +328,19 @@ def build_config(
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"{provenance.get(key, 'config')}: {key}: {first_line(err)}") from None
+    _spell_out_losses(merged, provenance)
     validate(merged, provenance)
     return merged, provenance
+
+
+def _spell_out_losses(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Each `losses:` item with every option of its loss, defaults included, so that the
+    resolved config records what ran; a bad item is a ConfigError naming its key and source."""
+    from vqclip.steer.losses import loss_item, read_loss
+
+    items = [_sourced("losses", provenance, read_loss, item, f"losses.{index}")
+             for index, item in enumerate(cfg.losses)]
+    cfg.losses = [loss_item(item) for item in items]
 
 
 def _source_of(key: str, provenance: dict[str, str]) -> str:
@@ -377,12 +388,8 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
-        ("pixel.scale", cfg.pixel.scale >= 1, "must be at least 1"),
-        ("fourier.decay", 0 <= cfg.fourier.decay < math.inf, "must be a number, 0 or more"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
-        ("augment.noise", 0 <= cfg.augment.noise < math.inf, "must be a number, 0 or more"),
-        ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -438,7 +445,7 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
     from vqclip.steer.augment import AUGMENTATIONS
     from vqclip.steer.cutouts import CUT_METHODS, CUT_PADDINGS
     from vqclip.steer.generators import GENERATORS, INIT_NOISE
-    from vqclip.steer.losses import DECAYS, REGULARIZERS
+    from vqclip.steer.losses import DECAYS, read_loss
     from vqclip.steer.optimizers import OPTIMIZERS, check_optimizer
     from vqclip.steer.schedules import SCHEDULES, schedule_options
 
@@ -452,24 +459,28 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("lr_schedule.name", cfg.lr_schedule.name, SCHEDULES),
     ]
     names += [("augmentations", name, AUGMENTATIONS) for name in cfg.augmentations]
-    for index, item in enumerate(cfg.losses):
-        names += [("losses", item.name, REGULARIZERS), (f"losses.{index}.decay", item.decay, DECAYS)]
-        if not 0 < item.until <= 1:
-            raise _bad(f"losses.{index}.until", item.until, "must be a fraction above 0, at most 1",
-                       provenance)
     for key, name, registry in names:
         _sourced(key, provenance, registry.check, name, key)
+    for name in AUGMENTATIONS:
+        augmentation = AUGMENTATIONS[name]
+        if augmentation.strength is not None and not 0 <= cfg.augment[name] <= augmentation.most:
+            most = "0 or more" if augmentation.most == math.inf else f"from 0 to {augmentation.most:g}"
+            raise _bad(f"augment.{name}", cfg.augment[name], f"must be a number, {most}", provenance)
+    for index, item in enumerate(cfg.losses):
+        _sourced("losses", provenance, read_loss, item, f"losses.{index}")
     _sourced("optimizer.options", provenance, check_optimizer, cfg.optimizer.name, cfg.lr,
              OmegaConf.to_container(cfg.optimizer.options))
     _sourced("lr_schedule.options", provenance, schedule_options, cfg.lr_schedule.name,
              OmegaConf.to_container(cfg.lr_schedule.options))
-    _sourced("generator", provenance, GENERATORS[cfg.generator].check, cfg)
+    section = cfg.generator if GENERATORS.options(cfg.generator) is not None else "generator"
+    _sourced(section, provenance, GENERATORS[cfg.generator].check, cfg)
 
 
-def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> None:
-    """Run `check`, prefixing a ConfigError with the source that set `key`."""
+def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> Any:
+    """Run `check` and return what it returns, prefixing a ConfigError with the source that
+    set `key`."""
     try:
-        check(*args)
+        return check(*args)
     except ConfigError as err:
         raise ConfigError(f"{_source_of(key, provenance)}: {err}") from None
 
