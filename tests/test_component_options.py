@@ -3,7 +3,11 @@ item's keys, schedule options and augmentation strengths, each bad key named wit
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,6 +15,8 @@ from omegaconf import OmegaConf
 from vqclip.errors import ConfigError
 from vqclip.registry import Registry
 from vqclip.run.config import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -65,3 +71,14 @@ def test_a_bad_option_is_one_line_naming_its_key(items: list[str], message: str)
     with pytest.raises(ConfigError) as caught:
         config(*items)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_a_bad_value_is_reported_before_the_components_load() -> None:
+    """The components bring in torch and plugins: a bad value of GenerateConfig's own needs neither."""
+    code = ("import sys\nfrom vqclip.errors import ConfigError\nfrom vqclip.run.config import build_config\n"
+            "try:\n    build_config(preset='shapes', flags={'prompt': 'a cat'}, dotlist=['steps=0'])\n"
+            "except ConfigError as err:\n"
+            "    print(err, sorted({'torch', 'vqclip.plugins'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "--set: steps=0: must be at least 1 []"

@@ -293,7 +293,6 @@ def build_config(
     Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
     resolved here, a bad one being a ConfigError.
     """
-    schema = config_schema()
     layers = []
     if base is not None:
         layers.append(("settings stored in the --from image", OmegaConf.create(literal(base))))
@@ -308,9 +307,36 @@ def build_config(
     if sweep:
         layers.append(_dotlist_layer(list(sweep), "--sweep"))
 
-    merged = schema
-    provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(schema)}
+    # The components' sections bring in torch (and plugins): the keys of GenerateConfig are
+    # merged and checked first, so that a bad value or prompt is reported without them; then
+    # the sections' keys (and any unknown key) against the schema that has the sections.
+    core = OmegaConf.structured(GenerateConfig)
+    own = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key in core]))
+           for source, layer in layers]
+    rest = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key not in core]))
+            for source, layer in layers]
+    provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(core)}
+    merged = _merge_layers(core, core, own, provenance)
+    # A tag from a layer below the one that named a local-dir:/hf-hub: CLIP belonged to another model.
     order = ["defaults", *(source for source, _ in layers)]
+    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
+            order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
+        merged.clip.pretrained = None
+    _check_resolves(merged, provenance)
+    _check_values(merged, provenance)
+    schema = config_schema()
+    provenance = {**{key: "defaults" for key in _leaf_keys(schema)}, **provenance}
+    merged = _merge_layers(OmegaConf.merge(schema, merged), schema, rest, provenance)
+    _check_resolves(merged, provenance)
+    _spell_out_losses(merged, provenance)
+    _check_components(merged, provenance)
+    return merged, provenance
+
+
+def _merge_layers(merged: DictConfig, schema: DictConfig, layers: list[tuple[str, DictConfig]],
+                  provenance: dict[str, str]) -> DictConfig:
+    """`layers` merged over `merged` in turn, each key checked against `schema`; `provenance`
+    notes the source of each key."""
     for source, layer in layers:
         _check_known_keys(layer, schema, source)
         try:
@@ -319,18 +345,16 @@ def build_config(
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: {key}: {first_line(err)}") from None
         provenance.update({key: source for key in _leaf_keys(layer)})
-    # A tag from a layer below the one that named a local-dir:/hf-hub: CLIP belonged to another model.
-    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
-            order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
-        merged.clip.pretrained = None
+    return merged
+
+
+def _check_resolves(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Refuse an interpolation (of a config file) that does not resolve, naming its key."""
     try:
-        OmegaConf.to_container(merged, resolve=True)
+        OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"{provenance.get(key, 'config')}: {key}: {first_line(err)}") from None
-    _spell_out_losses(merged, provenance)
-    validate(merged, provenance)
-    return merged, provenance
 
 
 def _spell_out_losses(cfg: DictConfig, provenance: dict[str, str]) -> None:
@@ -362,7 +386,14 @@ def _show(value: Any) -> str:
 
 
 def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
-    """Check value ranges that types alone cannot express; errors name key, value and source."""
+    """Check value ranges that types alone cannot express, then every component's name and
+    options; errors name key, value and source."""
+    _check_values(cfg, provenance)
+    _check_components(cfg, provenance)
+
+
+def _check_values(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """The checks of GenerateConfig's own keys: ranges, prompts, CLIP tags (no component needed)."""
     size = list(cfg.size)
     if len(size) != 2:
         raise _bad("size", cfg.size, "expected [width, height]", provenance)
@@ -396,7 +427,6 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
     _check_clip_tags(cfg, provenance)
     _check_stages(plan_prompts(cfg), cfg, provenance)  # a bad prompt: reported without torch
-    _check_components(cfg, provenance)
     if cfg.max_memory is not None:
         from vqclip.run.memory import parse_bytes
 

@@ -112,7 +112,8 @@ def early(step: int, steps: int, until: float) -> float:
 @dataclass
 class WeightedRegularizer:
     """A registered regularizer with its weight, constant or decaying (DECAYS) to zero, and its
-    options (an instance of its options dataclass; None for one that takes none)."""
+    options (an instance of its options dataclass; None for their defaults, or for one that
+    takes none)."""
 
     name: str
     weight: float
@@ -127,8 +128,10 @@ class WeightedRegularizer:
     def unweighted(self, ctx: LossContext) -> torch.Tensor:
         """The regularizer's value per image, (K,), before its weight (which the engine
         applies as a device tensor, so that a decaying weight changes no traced constant)."""
-        loss = REGULARIZERS[self.name]
-        return loss(ctx) if REGULARIZERS.options(self.name) is None else loss(ctx, self.options)
+        loss, declared = REGULARIZERS[self.name], REGULARIZERS.options(self.name)
+        if declared is None:
+            return loss(ctx)
+        return loss(ctx, self.options if self.options is not None else declared())
 
 
 @dataclass
@@ -153,7 +156,7 @@ def read_loss(item: Any, key: str) -> WeightedRegularizer:
         raise ConfigError(f"{key}={item!r}: expected a mapping such as {{name: tv, weight: 0.5}}")
     if "name" not in item:
         raise ConfigError(f"{key}: no name; valid: {', '.join(REGULARIZERS)}")
-    REGULARIZERS.check(item["name"], f"{key}.name")
+    REGULARIZERS.check(str(item["name"]), f"{key}.name")  # str: a list is no name either
     options = REGULARIZERS.read_options(item["name"], item, key, also=ITEM_KEYS)
     try:
         common = OmegaConf.merge(OmegaConf.structured(LossItem),
