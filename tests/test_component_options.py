@@ -66,6 +66,8 @@ def test_the_schema_gathers_sections_from_the_components() -> None:
     (["lr_schedule.name=cosine", "lr_schedule.options.flor=0.1"],
      "--set: lr_schedule.options.flor: not taken by 'cosine'; did you mean 'floor'?"),
     (["generator=fourier", "fourier.decay=-1"], "--set: fourier.decay=-1.0: must be a number, 0 or more"),
+    (["optimizer.name=sgd", "optimizer.options.momentm=0.9"],
+     "--set: optimizer.options for sgd: 'momentm' is not taken; did you mean 'momentum'?"),
 ])
 def test_a_bad_option_is_one_line_naming_its_key(items: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
