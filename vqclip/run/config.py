@@ -470,8 +470,10 @@ def _check_clip_tags(cfg: DictConfig, provenance: dict[str, str]) -> None:
 
 
 def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
-    """Every name chosen from a registry, and its options, checked before any model loads."""
+    """Every name chosen from a registry, and its options, checked before any model loads
+    (plugins loaded first, for a config that did not come from `config_schema`)."""
     # Imported here: the components bring in torch, which --help and a bad prompt never need.
+    from vqclip.plugins import load_plugins
     from vqclip.steer.augment import AUGMENTATIONS
     from vqclip.steer.cutouts import CUT_METHODS, CUT_PADDINGS
     from vqclip.steer.generators import GENERATORS, INIT_NOISE
@@ -479,6 +481,7 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
     from vqclip.steer.optimizers import OPTIMIZERS, check_optimizer
     from vqclip.steer.schedules import SCHEDULES, schedule_options
 
+    load_plugins()
     names = [
         ("generator", cfg.generator, GENERATORS),
         ("init_noise", cfg.init_noise, INIT_NOISE),
