@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from vqclip.outputs.metadata import read_record
 from vqclip.plugins import GROUP, load_entry_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,7 @@ def plugin_venv(tmp_path) -> Path:
     (source / "flatworld.py").write_text(FLATWORLD)
     (source / "flatworld_broken.py").write_text(BROKEN)
     venv = tmp_path / "venv"
+    # From the interpreter under vqclip's venv: a venv of a venv would point back at that one.
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -144,7 +146,7 @@ def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, 
     result = json.loads(done.stdout)
     with Image.open(result["image"]) as image:
         assert image.convert("RGB").getextrema() == ((204, 204),) * 3  # level 0.8 of 255
-    record = json.loads(Image.open(result["image"]).text["vqclip"])
+    record = read_record(Path(result["image"]))
     assert record["models"]["flat"] == {"name": "flat", "level": 0.8}
     assert record["config"]["losses"] == [{"name": "offset", "weight": 1.0, "decay": "constant",
                                            "until": 0.5, "target": 0.3}]
@@ -166,14 +168,18 @@ def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, 
 
 
 def test_a_plugin_that_fails_is_one_warning_and_the_others_load(tmp_path, monkeypatch, caplog) -> None:
-    (tmp_path / "counted.py").write_text("CALLS = []\n\ndef register():\n    CALLS.append(1)\n")
-    (tmp_path / "faulty.py").write_text("raise RuntimeError('half-written plugin\\nsecond line')\n")
+    (tmp_path / "counted_plugin.py").write_text("CALLS = []\n\ndef register():\n    CALLS.append(1)\n")
+    (tmp_path / "faulty_plugin.py").write_text("raise RuntimeError('half-written plugin\\nsecond line')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    entries = [EntryPoint("counted", "counted:register", GROUP), EntryPoint("faulty", "faulty", GROUP),
-               EntryPoint("module", "counted", GROUP)]
-    with caplog.at_level(logging.WARNING, logger="vqclip.plugins"):
-        loaded = load_entry_points(entries)
+    entries = [EntryPoint("counted", "counted_plugin:register", GROUP),
+               EntryPoint("faulty", "faulty_plugin", GROUP), EntryPoint("module", "counted_plugin", GROUP)]
+    try:
+        with caplog.at_level(logging.WARNING, logger="vqclip.plugins"):
+            loaded = load_entry_points(entries)
+        calls = sys.modules["counted_plugin"].CALLS
+    finally:
+        sys.modules.pop("counted_plugin", None)
     assert [plugin.name for plugin in loaded] == ["counted", "module"]
-    assert sys.modules["counted"].CALLS == [1]  # the callable is called; the module only imported
+    assert calls == [1]  # the callable is called; the module is only imported
     assert [record.getMessage() for record in caplog.records] == [
-        "plugin faulty (faulty) not loaded, going on without it: RuntimeError: half-written plugin"]
+        "plugin faulty (faulty_plugin) not loaded, going on without it: RuntimeError: half-written plugin"]
