@@ -6,6 +6,8 @@ generator's options as a section named after it, each augmentation's strength un
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import math
 import re
@@ -150,13 +152,21 @@ def config_schema() -> DictConfig:
     from vqclip.steer.generators import GENERATORS
 
     load_plugins()
-    schema = OmegaConf.structured(GenerateConfig)
-    strengths = {name: FloatNode(AUGMENTATIONS[name].strength, is_optional=False)
-                 for name in AUGMENTATIONS if AUGMENTATIONS[name].strength is not None}
+    generators = tuple((name, GENERATORS.options(name)) for name in GENERATORS)
+    strengths = tuple((name, AUGMENTATIONS[name].strength) for name in AUGMENTATIONS)
+    return copy.deepcopy(_schema(generators, strengths))
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(generators: tuple[tuple[str, type | None], ...],
+            strengths: tuple[tuple[str, float | None], ...]) -> DictConfig:
+    """The schema for these generators' options and augmentations' strengths, made once for
+    them (a structured config takes milliseconds to make; a copy of it a fraction of that)."""
+    schema = _core_schema()
     with open_dict(schema):
-        schema.augment = DictConfig(strengths)
-        for name in GENERATORS:
-            options = GENERATORS.options(name)
+        schema.augment = DictConfig({name: FloatNode(strength, is_optional=False)
+                                     for name, strength in strengths if strength is not None})
+        for name, options in generators:
             if options is None:
                 continue
             if name in schema:
@@ -166,6 +176,16 @@ def config_schema() -> DictConfig:
             schema[name] = OmegaConf.structured(options)
     OmegaConf.set_struct(schema.augment, True)  # an unknown strength is an unknown key
     return schema
+
+
+def _core_schema() -> DictConfig:
+    """GenerateConfig as a structured config (a copy of one made once)."""
+    return copy.deepcopy(_generate_config())
+
+
+@functools.cache
+def _generate_config() -> DictConfig:
+    return OmegaConf.structured(GenerateConfig)
 
 
 def list_presets() -> list[str]:
@@ -310,7 +330,7 @@ def build_config(
     # The components' sections bring in torch (and plugins): the keys of GenerateConfig are
     # merged and checked first, so that a bad value or prompt is reported without them; then
     # the sections' keys (and any unknown key) against the schema that has the sections.
-    core = OmegaConf.structured(GenerateConfig)
+    core = _core_schema()
     own = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key in core]))
            for source, layer in layers]
     rest = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key not in core]))
@@ -326,8 +346,12 @@ def build_config(
     _check_values(merged, provenance)
     schema = config_schema()
     provenance = {**{key: "defaults" for key in _leaf_keys(schema)}, **provenance}
-    merged = _merge_layers(OmegaConf.merge(schema, merged), schema, rest, provenance)
-    _check_resolves(merged, provenance)
+    with open_dict(merged):
+        for key in [key for key in schema if key not in merged]:  # in the schema's order
+            merged[key] = schema[key]
+    if any(rest_layer for _, rest_layer in rest):
+        merged = _merge_layers(merged, schema, rest, provenance)
+        _check_resolves(merged, provenance)
     _spell_out_losses(merged, provenance)
     _check_components(merged, provenance)
     return merged, provenance
@@ -338,6 +362,8 @@ def _merge_layers(merged: DictConfig, schema: DictConfig, layers: list[tuple[str
     """`layers` merged over `merged` in turn, each key checked against `schema`; `provenance`
     notes the source of each key."""
     for source, layer in layers:
+        if not layer:
+            continue  # a layer with no keys of this pass: no merge (each one copies the config)
         _check_known_keys(layer, schema, source)
         try:
             merged = OmegaConf.merge(merged, layer)
