@@ -132,7 +132,7 @@ def vqclip(python: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProc
                           text=True, timeout=300)
 
 
-@pytest.mark.cluster  # four processes that import torch: 54 s on a shared two-core machine
+@pytest.mark.cluster  # four processes that import torch: 21 s on a shared two-core machine, 50 s loaded
 def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, tmp_path) -> None:
     common = ["generate", "a red circle", "--preset", "shapes", "--steps", "3", "--seed", "1",
               "-o", str(tmp_path / "out"), "-s", "generator=flat", "-s", "lr=1e-6"]
