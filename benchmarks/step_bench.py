@@ -25,9 +25,10 @@ from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.models.clip import Perceptor
 from vqclip.models.vqgan import VQGAN, VQGANSpec
 from vqclip.run.capture import CapturedStep
-from vqclip.run.config import PRECISIONS, AugmentConfig
+from vqclip.run.config import PRECISIONS
 from vqclip.run.engine import Engine
 from vqclip.run.events import StepEvent
+from vqclip.steer.augment import augment_strengths
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import VQGANGenerator
 from vqclip.steer.losses import PromptLoss, WeightedRegularizer
@@ -83,7 +84,7 @@ def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps
     rngs = [torch.Generator(device=device).manual_seed(seed) for seed in range(batch_size)]
     generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rngs)
     cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
-                      strengths=AugmentConfig())
+                      strengths=augment_strengths())
     optimizer = make_optimizer("adam", generator.parameters(), 0.1, {})
     target = perceptor.encode_text(["a red circle"])[0]
     stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])

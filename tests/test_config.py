@@ -120,7 +120,7 @@ def test_presets_are_valid(preset: str) -> None:
     [("generator=diffusion", "generator"), ("optimizer.name=adamx", "optimizer.name"),
      ("lr_schedule.name=warm", "lr_schedule.name"), ("cut_method=tiles", "cut_method"),
      ("init_noise=perlin", "init_noise"), ("augmentations=[flip,blur]", "augmentations"),
-     ("losses=[{name: sharp}]", "losses")],
+     ("losses=[{name: sharp}]", r"losses\.0\.name")],
 )
 def test_unknown_registry_names_fail_before_any_model_loads(item: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"^--set: {key}=.*unknown name; .*valid: "):

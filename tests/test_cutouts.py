@@ -4,14 +4,13 @@ import pytest
 import torch
 
 from vqclip.errors import ConfigError
-from vqclip.run.config import AugmentConfig
-from vqclip.steer.augment import AUGMENTATIONS
+from vqclip.steer.augment import AUGMENTATIONS, augment_strengths
 from vqclip.steer.cutouts import Cutouts
 
 
 def test_shape_range_and_determinism() -> None:
     image = torch.rand(1, 3, 48, 64)
-    cut = Cutouts(16, 6, augmentations=["flip", "affine"], strengths=AugmentConfig())
+    cut = Cutouts(16, 6, augmentations=["flip", "affine"], strengths=augment_strengths())
     first = cut(image, torch.Generator().manual_seed(1))
     second = cut(image, torch.Generator().manual_seed(1))
     third = cut(image, torch.Generator().manual_seed(2))
@@ -46,7 +45,7 @@ def test_pooled_method_gives_whole_image_copies() -> None:
 def test_every_augmentation_changes_cutouts_and_keeps_gradients(name: str) -> None:
     image = torch.rand(1, 3, 32, 32, requires_grad=True)
     plain = Cutouts(16, 8)(image, torch.Generator().manual_seed(0))
-    augmented = Cutouts(16, 8, augmentations=[name], strengths=AugmentConfig())(
+    augmented = Cutouts(16, 8, augmentations=[name], strengths=augment_strengths())(
         image, torch.Generator().manual_seed(0)
     )
     assert augmented.shape == plain.shape
@@ -64,7 +63,7 @@ def test_unknown_augmentation_and_method_list_valid_names() -> None:
 
 def test_padding_decides_what_shifted_cutouts_see_past_the_edge() -> None:
     image = torch.ones(1, 3, 32, 32)
-    strengths = AugmentConfig(affine=1.0)
+    strengths = augment_strengths(affine=1.0)
 
     def darkest(padding: str) -> float:
         cut = Cutouts(16, 16, method="pooled", padding=padding, augmentations=["affine"],
@@ -86,7 +85,7 @@ def test_cutouts_under_bf16_autocast_equal_fp32_cutouts_at_512() -> None:
     image = torch.stack([x, y, 0.5 + 0.5 * torch.sin(12 * x + 9 * y)]).unsqueeze(0)
     image = image.bfloat16()
     cut = Cutouts(224, 8, augmentations=["flip", "affine", "perspective"],
-                  strengths=AugmentConfig())
+                  strengths=augment_strengths())
     reference = cut(image.float(), torch.Generator().manual_seed(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fast = cut(image, torch.Generator().manual_seed(3))

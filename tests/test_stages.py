@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 import vqclip.models.loading
@@ -62,7 +61,7 @@ def test_the_spec_is_read_only_and_the_memory_plan_makes_a_new_one() -> None:
 
 
 def test_prepare_checks_a_config_made_in_code() -> None:
-    cfg = OmegaConf.structured(vqclip.run.config.GenerateConfig)
+    cfg = vqclip.run.config.config_schema()
     cfg.prompt, cfg.cutn = "a cat", 0
     with pytest.raises(ConfigError, match="cutn=0: must be at least 1"):
         prepare(cfg)

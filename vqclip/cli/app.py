@@ -35,14 +35,19 @@ def _mount_subcommands() -> None:
 
 def _version(value: bool) -> None:
     if value:
+        from vqclip.plugins import load_plugins
+
         typer.echo(f"vqclip {__version__}")
+        for plugin in load_plugins():
+            typer.echo(f"plugin {plugin.describe()}")
         raise typer.Exit()
 
 
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and the plugins loaded.")
     ] = False,
 ) -> None:
     """vqclip: VQGAN+CLIP text-to-image and CLIP's other jobs."""

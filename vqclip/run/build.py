@@ -23,7 +23,7 @@ from vqclip.run.prepare import RunSpec
 from vqclip.run.resume import ResumePoint
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import GENERATORS, INIT_NOISE, ImageGenerator, MakeGenerator
-from vqclip.steer.losses import PromptLoss, WeightedRegularizer
+from vqclip.steer.losses import PromptLoss, WeightedRegularizer, read_loss
 from vqclip.steer.optimizers import make_optimizer
 from vqclip.steer.schedules import make_scheduler
 from vqclip.steer.targets import Judge, aim_image_prompts, build_stages, image_prompt_losses
@@ -186,8 +186,8 @@ def choose_step_body(engine: Engine, cfg: DictConfig, device: torch.device) -> N
 
 
 def regularizers(cfg: DictConfig) -> list[WeightedRegularizer]:
-    """The `losses` list, plus `init` when init_weight is set."""
-    items = [WeightedRegularizer(item.name, item.weight, item.decay, item.until) for item in cfg.losses]
+    """The `losses` list, each with its options, plus `init` when init_weight is set."""
+    items = [read_loss(item, f"losses.{index}") for index, item in enumerate(cfg.losses)]
     if cfg.init_weight:
         items.append(WeightedRegularizer("init", cfg.init_weight, cfg.init_weight_decay,
                                          cfg.init_weight_until))

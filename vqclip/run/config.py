@@ -1,7 +1,14 @@
-"""The config schema and its merge: defaults < preset < --config files < flags and --set."""
+"""The config schema and its merge: defaults < preset < --config files < flags and --set.
+
+The schema is `GenerateConfig` and what the components declare beside themselves: each
+generator's options as a section named after it, each augmentation's strength under
+`augment`, and each loss's options in its `losses:` item (plugins loaded first)."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -9,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import FloatNode
 
 from vqclip.errors import ConfigError, first_line
 from vqclip.steer.prompts import plan_prompts
@@ -25,6 +33,8 @@ MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
 SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,48 +69,11 @@ class ClipConfig:
 
 
 @dataclass
-class PixelConfig:
-    """The `pixel` generator: optimize pixels at 1/scale of the size, upsampled."""
-
-    scale: int = 1
-
-
-@dataclass
-class FourierConfig:
-    """The `fourier` generator: spectrum amplitudes fall as 1/frequency**decay."""
-
-    decay: float = 1.0
-
-
-@dataclass
 class OptimizerConfig:
     """The optimizer by name, with extra keyword options for its constructor."""
 
     name: str = "adam"
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AugmentConfig:
-    """Strength of each named augmentation (used when it is listed in `augmentations`)."""
-
-    affine: float = 0.5
-    perspective: float = 0.2
-    jitter: float = 0.1
-    noise: float = 0.1
-    erasing: float = 0.25
-    sharpness: float = 0.3
-
-
-@dataclass
-class LossItem:
-    """A registered regularizer with its weight, constant or decaying to zero (`linear`: at the
-    last step, `early`: at `until` of the run)."""
-
-    name: str = MISSING
-    weight: float = 1.0
-    decay: str = "constant"
-    until: float = 0.5
 
 
 @dataclass
@@ -113,15 +86,18 @@ class StoryItem:
 
 @dataclass
 class ScheduleConfig:
-    """The learning-rate schedule by name, with its options (e.g. step: factor, at)."""
+    """The learning-rate schedule by name, with its options (e.g. step: factor, at), which the
+    schedule's own options dataclass checks."""
 
     name: str = "constant"
-    options: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class GenerateConfig:
-    """Everything one generation needs; its resolved form is saved with every run."""
+    """The keys of every generation; `config_schema` adds the components' own sections (the
+    generators' `pixel`, `fourier`, the augmentations' `augment`). The resolved config is saved
+    with every run."""
 
     prompt: str = ""
     negative: str = ""
@@ -141,13 +117,12 @@ class GenerateConfig:
     cut_method: str = "random"
     cut_padding: str = "reflection"
     augmentations: list[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     init_image: str | None = None
     init_weight: float = 0.0
     init_weight_decay: str = "constant"
     init_weight_until: float = 0.5
     init_noise: str = "tokens"
-    losses: list[LossItem] = field(default_factory=list)
+    losses: list[Any] = field(default_factory=list)  # items checked by steer.losses.read_loss
     save_every: int = 50
     device: str = "auto"
     precision: str = "auto"
@@ -163,10 +138,54 @@ class GenerateConfig:
     out: str = "outputs"
     generator: str = "vqgan"
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
-    pixel: PixelConfig = field(default_factory=PixelConfig)
-    fourier: FourierConfig = field(default_factory=FourierConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+def config_schema() -> DictConfig:
+    """The full schema: GenerateConfig with a section of options for each generator that takes
+    any, named after it, and `augment` with the strength of each augmentation that takes one.
+    Plugins are loaded first (once), so that their components are in it."""
+    # Imported here: the components bring in torch, which --help never needs.
+    from vqclip.plugins import load_plugins
+    from vqclip.steer.augment import AUGMENTATIONS
+    from vqclip.steer.generators import GENERATORS
+
+    load_plugins()
+    generators = tuple((name, GENERATORS.options(name)) for name in GENERATORS)
+    strengths = tuple((name, AUGMENTATIONS[name].strength) for name in AUGMENTATIONS)
+    return copy.deepcopy(_schema(generators, strengths))
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(generators: tuple[tuple[str, type | None], ...],
+            strengths: tuple[tuple[str, float | None], ...]) -> DictConfig:
+    """The schema for these generators' options and augmentations' strengths, made once for
+    them (a structured config takes milliseconds to make; a copy of it a fraction of that)."""
+    schema = _core_schema()
+    with open_dict(schema):
+        schema.augment = DictConfig({name: FloatNode(strength, is_optional=False)
+                                     for name, strength in strengths if strength is not None})
+        for name, options in generators:
+            if options is None:
+                continue
+            if name in schema:
+                log.warning("generator %r: its options would replace the config key %r; left out",
+                            name, name)
+                continue
+            schema[name] = OmegaConf.structured(options)
+    OmegaConf.set_struct(schema.augment, True)  # an unknown strength is an unknown key
+    return schema
+
+
+def _core_schema() -> DictConfig:
+    """GenerateConfig as a structured config (a copy of one made once)."""
+    return copy.deepcopy(_generate_config())
+
+
+@functools.cache
+def _generate_config() -> DictConfig:
+    return OmegaConf.structured(GenerateConfig)
 
 
 def list_presets() -> list[str]:
@@ -271,7 +290,8 @@ def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> Non
                 raise ConfigError(f"{source}: unknown key {key!r}{hint}")
             node = parent._get_node(part)
             parent = node
-            if isinstance(node, DictConfig) and node._metadata.object_type is dict:
+            if isinstance(node, DictConfig) and node._metadata.object_type is dict \
+                    and not OmegaConf.is_struct(node):
                 break  # free-form mapping such as optimizer.options
 
 
@@ -293,7 +313,6 @@ def build_config(
     Text in `base`, `flags` and `dotlist` is literal; interpolations in config files are
     resolved here, a bad one being a ConfigError.
     """
-    schema = OmegaConf.structured(GenerateConfig)
     layers = []
     if base is not None:
         layers.append(("settings stored in the --from image", OmegaConf.create(literal(base))))
@@ -308,10 +327,43 @@ def build_config(
     if sweep:
         layers.append(_dotlist_layer(list(sweep), "--sweep"))
 
-    merged = schema
-    provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(schema)}
+    # The components' sections bring in torch (and plugins): the keys of GenerateConfig are
+    # merged and checked first, so that a bad value or prompt is reported without them; then
+    # the sections' keys (and any unknown key) against the schema that has the sections.
+    core = _core_schema()
+    own = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key in core]))
+           for source, layer in layers]
+    rest = [(source, OmegaConf.masked_copy(layer, [key for key in layer if key not in core]))
+            for source, layer in layers]
+    provenance: dict[str, str] = {key: "defaults" for key in _leaf_keys(core)}
+    merged = _merge_layers(core, core, own, provenance)
+    # A tag from a layer below the one that named a local-dir:/hf-hub: CLIP belonged to another model.
     order = ["defaults", *(source for source, _ in layers)]
+    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
+            order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
+        merged.clip.pretrained = None
+    _check_resolves(merged, provenance)
+    _check_values(merged, provenance)
+    schema = config_schema()
+    provenance = {**{key: "defaults" for key in _leaf_keys(schema)}, **provenance}
+    with open_dict(merged):
+        for key in [key for key in schema if key not in merged]:  # in the schema's order
+            merged[key] = schema[key]
+    if any(rest_layer for _, rest_layer in rest):
+        merged = _merge_layers(merged, schema, rest, provenance)
+        _check_resolves(merged, provenance)
+    _spell_out_losses(merged, provenance)
+    _check_components(merged, provenance)
+    return merged, provenance
+
+
+def _merge_layers(merged: DictConfig, schema: DictConfig, layers: list[tuple[str, DictConfig]],
+                  provenance: dict[str, str]) -> DictConfig:
+    """`layers` merged over `merged` in turn, each key checked against `schema`; `provenance`
+    notes the source of each key."""
     for source, layer in layers:
+        if not layer:
+            continue  # a layer with no keys of this pass: no merge (each one copies the config)
         _check_known_keys(layer, schema, source)
         try:
             merged = OmegaConf.merge(merged, layer)
@@ -319,17 +371,26 @@ def build_config(
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{source}: {key}: {first_line(err)}") from None
         provenance.update({key: source for key in _leaf_keys(layer)})
-    # A tag from a layer below the one that named a local-dir:/hf-hub: CLIP belonged to another model.
-    if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
-            order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
-        merged.clip.pretrained = None
+    return merged
+
+
+def _check_resolves(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Refuse an interpolation (of a config file) that does not resolve, naming its key."""
     try:
-        OmegaConf.to_container(merged, resolve=True)
+        OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"{provenance.get(key, 'config')}: {key}: {first_line(err)}") from None
-    validate(merged, provenance)
-    return merged, provenance
+
+
+def _spell_out_losses(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """Each `losses:` item with every option of its loss, defaults included, so that the
+    resolved config records what ran; a bad item is a ConfigError naming its key and source."""
+    from vqclip.steer.losses import loss_item, read_loss
+
+    items = [_sourced("losses", provenance, read_loss, item, f"losses.{index}")
+             for index, item in enumerate(cfg.losses)]
+    cfg.losses = [loss_item(item) for item in items]
 
 
 def _source_of(key: str, provenance: dict[str, str]) -> str:
@@ -351,7 +412,14 @@ def _show(value: Any) -> str:
 
 
 def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
-    """Check value ranges that types alone cannot express; errors name key, value and source."""
+    """Check value ranges that types alone cannot express, then every component's name and
+    options; errors name key, value and source."""
+    _check_values(cfg, provenance)
+    _check_components(cfg, provenance)
+
+
+def _check_values(cfg: DictConfig, provenance: dict[str, str]) -> None:
+    """The checks of GenerateConfig's own keys: ranges, prompts, CLIP tags (no component needed)."""
     size = list(cfg.size)
     if len(size) != 2:
         raise _bad("size", cfg.size, "expected [width, height]", provenance)
@@ -377,19 +445,14 @@ def validate(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
-        ("pixel.scale", cfg.pixel.scale >= 1, "must be at least 1"),
-        ("fourier.decay", 0 <= cfg.fourier.decay < math.inf, "must be a number, 0 or more"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
-        ("augment.noise", 0 <= cfg.augment.noise < math.inf, "must be a number, 0 or more"),
-        ("augment.erasing", 0 <= cfg.augment.erasing <= 1, "must be a fraction between 0 and 1"),
     ]
     for key, ok, why in checks:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
     _check_clip_tags(cfg, provenance)
     _check_stages(plan_prompts(cfg), cfg, provenance)  # a bad prompt: reported without torch
-    _check_components(cfg, provenance)
     if cfg.max_memory is not None:
         from vqclip.run.memory import parse_bytes
 
@@ -433,15 +496,18 @@ def _check_clip_tags(cfg: DictConfig, provenance: dict[str, str]) -> None:
 
 
 def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
-    """Every name chosen from a registry, and its options, checked before any model loads."""
+    """Every name chosen from a registry, and its options, checked before any model loads
+    (plugins loaded first, for a config that did not come from `config_schema`)."""
     # Imported here: the components bring in torch, which --help and a bad prompt never need.
+    from vqclip.plugins import load_plugins
     from vqclip.steer.augment import AUGMENTATIONS
     from vqclip.steer.cutouts import CUT_METHODS, CUT_PADDINGS
     from vqclip.steer.generators import GENERATORS, INIT_NOISE
-    from vqclip.steer.losses import DECAYS, REGULARIZERS
+    from vqclip.steer.losses import DECAYS, read_loss
     from vqclip.steer.optimizers import OPTIMIZERS, check_optimizer
     from vqclip.steer.schedules import SCHEDULES, schedule_options
 
+    load_plugins()
     names = [
         ("generator", cfg.generator, GENERATORS),
         ("init_noise", cfg.init_noise, INIT_NOISE),
@@ -452,24 +518,28 @@ def _check_components(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("lr_schedule.name", cfg.lr_schedule.name, SCHEDULES),
     ]
     names += [("augmentations", name, AUGMENTATIONS) for name in cfg.augmentations]
-    for index, item in enumerate(cfg.losses):
-        names += [("losses", item.name, REGULARIZERS), (f"losses.{index}.decay", item.decay, DECAYS)]
-        if not 0 < item.until <= 1:
-            raise _bad(f"losses.{index}.until", item.until, "must be a fraction above 0, at most 1",
-                       provenance)
     for key, name, registry in names:
         _sourced(key, provenance, registry.check, name, key)
+    for name in AUGMENTATIONS:
+        augmentation = AUGMENTATIONS[name]
+        if augmentation.strength is not None and not 0 <= cfg.augment[name] <= augmentation.most:
+            most = "0 or more" if augmentation.most == math.inf else f"from 0 to {augmentation.most:g}"
+            raise _bad(f"augment.{name}", cfg.augment[name], f"must be a number, {most}", provenance)
+    for index, item in enumerate(cfg.losses):
+        _sourced("losses", provenance, read_loss, item, f"losses.{index}")
     _sourced("optimizer.options", provenance, check_optimizer, cfg.optimizer.name, cfg.lr,
              OmegaConf.to_container(cfg.optimizer.options))
     _sourced("lr_schedule.options", provenance, schedule_options, cfg.lr_schedule.name,
              OmegaConf.to_container(cfg.lr_schedule.options))
-    _sourced("generator", provenance, GENERATORS[cfg.generator].check, cfg)
+    section = cfg.generator if GENERATORS.options(cfg.generator) is not None else "generator"
+    _sourced(section, provenance, GENERATORS[cfg.generator].check, cfg)
 
 
-def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> None:
-    """Run `check`, prefixing a ConfigError with the source that set `key`."""
+def _sourced(key: str, provenance: dict[str, str], check: Any, *args: Any) -> Any:
+    """Run `check` and return what it returns, prefixing a ConfigError with the source that
+    set `key`."""
     try:
-        check(*args)
+        return check(*args)
     except ConfigError as err:
         raise ConfigError(f"{_source_of(key, provenance)}: {err}") from None
 

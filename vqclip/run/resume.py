@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vqclip.errors import UsageError, first_line
 from vqclip.outputs.run_folder import lock_run_dir, refuse_foreign_entries
-from vqclip.run.config import GenerateConfig, literal, validate
+from vqclip.run.config import config_schema, literal, validate
 
 STATE_KEYS = {"step", "parameters", "initial", "optimizer", "scheduler", "rng", "config"}
 
@@ -53,7 +53,7 @@ class ResumePoint:
         for a finished run (final.png made) that `steps` does not take further."""
         path = self.run_dir / "state.pt"
         try:
-            cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(self.state["config"]))
+            cfg = OmegaConf.merge(config_schema(), literal(self.state["config"]))
             validate(cfg, dict.fromkeys(cfg.keys(), str(path)))
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None)

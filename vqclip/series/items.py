@@ -93,9 +93,9 @@ class WorkItem:
 
 def config_from_container(container: dict[str, Any]) -> DictConfig:
     """A config from its plain form (as `portable` items carry it)."""
-    from vqclip.run.config import GenerateConfig, literal
+    from vqclip.run.config import config_schema, literal
 
-    return OmegaConf.merge(OmegaConf.structured(GenerateConfig), literal(container))
+    return OmegaConf.merge(config_schema(), literal(container))
 
 
 def _raise(kind: type[VqclipError], message: str) -> DictConfig:

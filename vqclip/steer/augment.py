@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -132,17 +133,29 @@ def sharpness(cutouts: torch.Tensor, draw: Draw, strength: float) -> torch.Tenso
 @dataclass(frozen=True)
 class Augmentation:
     """An augmentation and where it acts: on the crops' affine matrices (`theta`), on the
-    sampling grid (`grid`) or on the sampled cutouts (`pixels`)."""
+    sampling grid (`grid`) or on the sampled cutouts (`pixels`); `apply` takes a strength
+    (its default `strength`, set under `augment.NAME`, from 0 to `most`) unless `strength`
+    is None."""
 
     acts_on: str
     apply: Callable[[torch.Tensor, Draw, float], torch.Tensor]
+    strength: float | None = None
+    most: float = math.inf
 
 
 AUGMENTATIONS: Registry[Augmentation] = Registry("augmentations")
 for _name, _augmentation in sorted({
-    "flip": Augmentation("theta", flip), "affine": Augmentation("theta", affine),
-    "perspective": Augmentation("grid", perspective),
-    "jitter": Augmentation("pixels", jitter), "noise": Augmentation("pixels", noise),
-    "erasing": Augmentation("pixels", erasing), "sharpness": Augmentation("pixels", sharpness),
+    "flip": Augmentation("theta", flip), "affine": Augmentation("theta", affine, 0.5),
+    "perspective": Augmentation("grid", perspective, 0.2),
+    "jitter": Augmentation("pixels", jitter, 0.1), "noise": Augmentation("pixels", noise, 0.1),
+    "erasing": Augmentation("pixels", erasing, 0.25, most=1.0),
+    "sharpness": Augmentation("pixels", sharpness, 0.3),
 }.items()):
     AUGMENTATIONS.add(_name, _augmentation)
+
+
+def augment_strengths(**chosen: float) -> SimpleNamespace:
+    """The strength of each augmentation that takes one: its default, or as `chosen`."""
+    defaults = {name: AUGMENTATIONS[name].strength for name in AUGMENTATIONS
+                if AUGMENTATIONS[name].strength is not None}
+    return SimpleNamespace(**{**defaults, **chosen})

@@ -4,13 +4,15 @@
 themselves, optionally at a lower resolution) and `FourierGenerator` (a decaying frequency
 spectrum) share one interface, so the engine never asks which one it drives. A generator is
 one `ImageGenerator` subclass and one `GENERATORS` registration: how to build it from the config
-(taking its model from the caller's `Models`) and what to check of the config before anything
-loads. Only the VQGAN has a model, which vqclip.models describes, checks and loads by name: a
-new generator with a model of its own needs that there too.
+(taking its model from the caller's `Models`), what to check of the config before anything
+loads, and the dataclass of its options, which the config schema takes as a section named after
+it (`pixel.scale`). Only the VQGAN has a model, which vqclip.models describes, checks and loads
+by name: a new generator with a model of its own needs that there too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -266,8 +268,17 @@ def nearby_sizes(side: int, factor: int) -> list[int]:
     return [s for s in (low, low + factor) if s > 0]
 
 
+@dataclass
+class PixelOptions:
+    """The `pixel` generator's section: it optimizes pixels at 1/`scale` of the size, upsampled."""
+
+    scale: int = 1
+
+
 def _check_pixel(cfg: DictConfig) -> None:
     width, height = cfg.size
+    if cfg.pixel.scale < 1:
+        raise ConfigError(f"pixel.scale={cfg.pixel.scale}: must be at least 1")
     if width % cfg.pixel.scale or height % cfg.pixel.scale:
         raise ConfigError(f"pixel.scale={cfg.pixel.scale} must divide both sides of the size "
                           f"{width}x{height}")
@@ -286,6 +297,18 @@ def _build_pixel(cfg: DictConfig, models: Models, device: torch.device
     return make, {"name": "pixel", "scale": scale}
 
 
+@dataclass
+class FourierOptions:
+    """The `fourier` generator's section: spectrum amplitudes fall as 1/frequency**`decay`."""
+
+    decay: float = 1.0
+
+
+def _check_fourier(cfg: DictConfig) -> None:
+    if not 0 <= cfg.fourier.decay < math.inf:
+        raise ConfigError(f"fourier.decay={cfg.fourier.decay}: must be a number, 0 or more")
+
+
 def _build_fourier(cfg: DictConfig, models: Models, device: torch.device
                    ) -> tuple[MakeGenerator, dict[str, Any]]:
     width, height = cfg.size
@@ -297,5 +320,5 @@ def _build_fourier(cfg: DictConfig, models: Models, device: torch.device
 
 
 GENERATORS.add("vqgan", GeneratorKind(_build_vqgan))
-GENERATORS.add("pixel", GeneratorKind(_build_pixel, _check_pixel))
-GENERATORS.add("fourier", GeneratorKind(_build_fourier))
+GENERATORS.add("pixel", GeneratorKind(_build_pixel, _check_pixel), options=PixelOptions)
+GENERATORS.add("fourier", GeneratorKind(_build_fourier, _check_fourier), options=FourierOptions)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from vqclip.errors import ConfigError, first_line
 from vqclip.registry import Registry
 from vqclip.steer.prompts import Prompt
 
@@ -48,8 +52,10 @@ class LossContext:
     initial: list[torch.Tensor]
 
 
-# A regularizer gives one value per image of the batch, (K,).
-Regularizer = Callable[[LossContext], torch.Tensor]
+# A regularizer gives one value per image of the batch, (K,): `loss(ctx)`, or `loss(ctx, options)`
+# for one registered with an options dataclass (`@REGULARIZERS.register("name", options=...)`),
+# whose fields a `losses:` item sets beside its name and weight.
+Regularizer = Callable[..., torch.Tensor]
 REGULARIZERS: Registry[Regularizer] = Registry("losses")
 
 
@@ -107,12 +113,15 @@ def early(step: int, steps: int, until: float) -> float:
 
 @dataclass
 class WeightedRegularizer:
-    """A registered regularizer with its weight, constant or decaying (DECAYS) to zero."""
+    """A registered regularizer with its weight, constant or decaying (DECAYS) to zero, and its
+    options (an instance of its options dataclass; None for their defaults, or for one that
+    takes none)."""
 
     name: str
     weight: float
     decay: str = "constant"
     until: float = 1.0
+    options: Any = None
 
     def weight_at(self, step: int, steps: int) -> float:
         """The weight at `step`: its full weight times the decay's fraction there."""
@@ -121,4 +130,49 @@ class WeightedRegularizer:
     def unweighted(self, ctx: LossContext) -> torch.Tensor:
         """The regularizer's value per image, (K,), before its weight (which the engine
         applies as a device tensor, so that a decaying weight changes no traced constant)."""
-        return REGULARIZERS[self.name](ctx)
+        loss, declared = REGULARIZERS[self.name], REGULARIZERS.options(self.name)
+        if declared is None:
+            return loss(ctx)
+        return loss(ctx, self.options if self.options is not None else declared())
+
+
+@dataclass
+class LossItem:
+    """The keys every `losses:` item has: a registered regularizer with its weight, constant or
+    decaying to zero (`linear`: at the last step, `early`: at `until` of the run). The item's
+    other keys are the options of that regularizer."""
+
+    name: str = MISSING
+    weight: float = 1.0
+    decay: str = "constant"
+    until: float = 0.5
+
+
+ITEM_KEYS = tuple(f.name for f in fields(LossItem))
+
+
+def read_loss(item: Any, key: str) -> WeightedRegularizer:
+    """The regularizer a `losses:` item (a mapping) asks for, checked: its name, weight, decay,
+    `until`, and its options over their defaults. A ConfigError names the bad key (`key`.KEY)."""
+    if not isinstance(item, Mapping) and not OmegaConf.is_dict(item):
+        raise ConfigError(f"{key}={item!r}: expected a mapping such as {{name: tv, weight: 0.5}}")
+    if "name" not in item:
+        raise ConfigError(f"{key}: no name; valid: {', '.join(REGULARIZERS)}")
+    REGULARIZERS.check(str(item["name"]), f"{key}.name")  # str: a list is no name either
+    options = REGULARIZERS.read_options(item["name"], item, key, also=ITEM_KEYS)
+    try:
+        common = OmegaConf.merge(OmegaConf.structured(LossItem),
+                                 {name: item[name] for name in ITEM_KEYS if name in item})
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{key}.{getattr(err, 'full_key', '') or '?'}: {first_line(err)}") from None
+    DECAYS.check(common.decay, f"{key}.decay")
+    if not 0 < common.until <= 1:
+        raise ConfigError(f"{key}.until={common.until}: must be a fraction above 0, at most 1")
+    return WeightedRegularizer(common.name, common.weight, common.decay, common.until, options)
+
+
+def loss_item(regularizer: WeightedRegularizer) -> dict[str, Any]:
+    """The `losses:` item of `regularizer`, every option spelled out (as a resolved config keeps it)."""
+    options = asdict(regularizer.options) if regularizer.options is not None else {}
+    return {"name": regularizer.name, "weight": regularizer.weight, "decay": regularizer.decay,
+            "until": regularizer.until, **options}

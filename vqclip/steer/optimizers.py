@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 
 from vqclip.errors import ConfigError
 from vqclip.registry import Registry
+from vqclip.suggest import close_names
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer.name")
 for _name, _cls in sorted({
@@ -32,6 +34,7 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float,
     device (a schedule fills it in place) and its step has no host sync, so a CUDA graph can
     hold it. Elsewhere (MPS, or chosen options) it is torch's default with a Python lr."""
     cls = OPTIMIZERS.get(name.lower())
+    _check_option_names(name, cls, options)
     device = params[0].device
     chosen = {"fused", "foreach", "capturable", "differentiable"} & set(options)
     fused = device.type == "cpu" or (device.type == "cuda" and cls is not torch.optim.Adagrad)
@@ -50,3 +53,18 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float,
 def check_optimizer(name: str, lr: float, options: dict[str, Any]) -> None:
     """Refuse an unknown optimizer or options its constructor rejects, on a one-number stand-in."""
     make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, options)
+
+
+def _check_option_names(name: str, cls: type, options: dict[str, Any]) -> None:
+    """Refuse an option the constructor has no parameter for, with a did-you-mean among those it
+    has (an optimizer that takes **kwargs is left to its constructor)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    taken = [p for p in parameters if p not in ("self", "params")]
+    for option in options:
+        if option not in taken:
+            meant = close_names(str(option), taken)
+            hint = (f"did you mean {' or '.join(repr(m) for m in meant)}?" if meant
+                    else f"it takes: {', '.join(taken)}")
+            raise ConfigError(f"optimizer.options for {name}: {option!r} is not taken; {hint}")

@@ -5,39 +5,55 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from vqclip.errors import ConfigError
 from vqclip.registry import Registry
 
-
-@dataclass(frozen=True)
-class Schedule:
-    """A learning-rate shape: (fraction of the run done, options) -> multiplier of the base lr."""
-
-    shape: Callable[[float, dict], float]
-    options: dict[str, float]  # the options it takes, with their defaults
-
-
+# A learning-rate shape: (fraction of the run done, its options dataclass or None) -> multiplier
+# of the base lr. Its options come from `lr_schedule.options`.
+Schedule = Callable[[float, Any], float]
 SCHEDULES: Registry[Schedule] = Registry("lr_schedule.name")
-SCHEDULES.add("constant", Schedule(lambda done, o: 1.0, {}))
-SCHEDULES.add("cosine", Schedule(
-    lambda done, o: o["floor"] + (1 - o["floor"]) * 0.5 * (1 + math.cos(math.pi * done)),
-    {"floor": 0.0},
-))
-SCHEDULES.add("step", Schedule(lambda done, o: o["factor"] if done >= o["at"] else 1.0,
-                               {"factor": 0.1, "at": 0.75}))
 
 
-def schedule_options(name: str, options: dict) -> dict[str, float]:
-    """The named schedule's options with `options` over its defaults; unknown options refused."""
-    schedule = SCHEDULES.get(name)
-    unknown = set(options) - set(schedule.options)
-    if unknown:
-        raise ConfigError(f"lr_schedule.options: {sorted(unknown)} not taken by {name!r} "
-                          f"(it takes: {', '.join(schedule.options) or 'nothing'})")
-    return {**schedule.options, **options}
+@SCHEDULES.register("constant")
+def constant(done: float, options: None) -> float:
+    """The base lr throughout."""
+    return 1.0
+
+
+@dataclass
+class CosineOptions:
+    """`floor`: the share of the base lr the cosine falls to at the end."""
+
+    floor: float = 0.0
+
+
+@SCHEDULES.register("cosine", options=CosineOptions)
+def cosine(done: float, options: CosineOptions) -> float:
+    """Half a cosine from the base lr down to `floor` of it (Loshchilov & Hutter, SGDR, 2017)."""
+    return options.floor + (1 - options.floor) * 0.5 * (1 + math.cos(math.pi * done))
+
+
+@dataclass
+class StepOptions:
+    """The lr is multiplied by `factor` once `at` of the run is done."""
+
+    factor: float = 0.1
+    at: float = 0.75
+
+
+@SCHEDULES.register("step", options=StepOptions)
+def step(done: float, options: StepOptions) -> float:
+    """The base lr, then `factor` of it from `at` of the run on."""
+    return options.factor if done >= options.at else 1.0
+
+
+def schedule_options(name: str, options: dict) -> Any:
+    """The named schedule's options (its dataclass) with `options` over their defaults; an
+    option it does not take is refused, naming it."""
+    return SCHEDULES.read_options(name, options, "lr_schedule.options")
 
 
 class NumericLambdaLR(torch.optim.lr_scheduler.LambdaLR):
@@ -59,5 +75,5 @@ def make_scheduler(
     name: str, optimizer: torch.optim.Optimizer, steps: int, options: dict
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR following the named schedule over `steps` steps."""
-    shape, merged = SCHEDULES.get(name).shape, schedule_options(name, options)
-    return NumericLambdaLR(optimizer, lambda step: shape(step / max(steps, 1), merged))
+    shape, chosen = SCHEDULES.get(name), schedule_options(name, options)
+    return NumericLambdaLR(optimizer, lambda index: shape(index / max(steps, 1), chosen))

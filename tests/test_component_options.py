@@ -1,0 +1,86 @@
+"""Each component's options come from the dataclass beside it: the schema's sections, a losses
+item's keys, schedule options and augmentation strengths, each bad key named with a did-you-mean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from vqclip.errors import ConfigError
+from vqclip.registry import Registry
+from vqclip.run.config import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RingOptions:
+    radius: float = 1.0
+    filled: bool = False
+
+
+def test_a_registry_reads_a_members_options_over_their_defaults() -> None:
+    shapes: Registry[str] = Registry("shape")
+    shapes.add("ring", "a ring", options=RingOptions)
+    shapes.add("dot", "a dot")
+    assert shapes.read_options("ring", {"radius": "2.5"}, "shape") == RingOptions(2.5, False)
+    assert shapes.read_options("dot", {}, "shape") is None
+    with pytest.raises(ConfigError, match=r"^shape.raduis: not taken by 'ring'; did you mean 'radius'"):
+        shapes.read_options("ring", {"raduis": 2}, "shape")
+    with pytest.raises(ConfigError, match=r"^shape.size: not taken by 'dot'; it takes no options$"):
+        shapes.read_options("dot", {"size": 2}, "shape")
+    with pytest.raises(ConfigError, match=r"^shape.filled: Value .often. is not a valid bool"):
+        shapes.read_options("ring", {"filled": "often"}, "shape")
+    with pytest.raises(TypeError, match="must be a dataclass"):
+        shapes.add("square", "a square", options=dict)
+
+
+def config(*items: str) -> dict:
+    cfg, _ = build_config(flags={"prompt": "a cat"}, dotlist=list(items))
+    return OmegaConf.to_container(cfg)
+
+
+def test_the_schema_gathers_sections_from_the_components() -> None:
+    cfg = config("pixel.scale=2", "augment.erasing=0.5")
+    assert cfg["pixel"] == {"scale": 2} and cfg["fourier"] == {"decay": 1.0}
+    assert cfg["augment"]["erasing"] == 0.5 and "flip" not in cfg["augment"]  # flip has no strength
+    assert config("losses=[{name: tv}]")["losses"] == [
+        {"name": "tv", "weight": 1.0, "decay": "constant", "until": 0.5}]
+    assert config("lr_schedule.name=step", "lr_schedule.options.at=0.5")["lr_schedule"]["options"] == \
+        {"at": 0.5}
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    (["pixel.scle=2"], "--set: unknown key 'pixel.scle'; did you mean 'pixel.scale'?"),
+    (["augment.nosie=0.2"], "--set: unknown key 'augment.nosie'; did you mean 'augment.noise'"),
+    (["augment.erasing=1.5"], "--set: augment.erasing=1.5: must be a number, from 0 to 1"),
+    (["losses=[{name: tv, wieght: 2}]"], "--set: losses.0.wieght: not taken by 'tv'; did you mean 'weight'?"),
+    (["losses=[{weight: 2}]"], "--set: losses.0: no name; valid: init, saturation, symmetry, tv"),
+    (["losses=[tv]"], "--set: losses.0='tv': expected a mapping such as {name: tv, weight: 0.5}"),
+    (["lr_schedule.name=cosine", "lr_schedule.options.flor=0.1"],
+     "--set: lr_schedule.options.flor: not taken by 'cosine'; did you mean 'floor'?"),
+    (["generator=fourier", "fourier.decay=-1"], "--set: fourier.decay=-1.0: must be a number, 0 or more"),
+    (["optimizer.name=sgd", "optimizer.options.momentm=0.9"],
+     "--set: optimizer.options for sgd: 'momentm' is not taken; did you mean 'momentum'?"),
+])
+def test_a_bad_option_is_one_line_naming_its_key(items: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config(*items)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_a_bad_value_is_reported_before_the_components_load() -> None:
+    """The components bring in torch and plugins: a bad value of GenerateConfig's own needs neither."""
+    code = ("import sys\nfrom vqclip.errors import ConfigError\nfrom vqclip.run.config import build_config\n"
+            "try:\n    build_config(preset='shapes', flags={'prompt': 'a cat'}, dotlist=['steps=0'])\n"
+            "except ConfigError as err:\n"
+            "    print(err, sorted({'torch', 'vqclip.plugins'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "--set: steps=0: must be at least 1 []"
