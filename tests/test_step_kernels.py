@@ -12,6 +12,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.models.clip import Perceptor
 from vqclip.models.quantizers import VectorQuantizer
@@ -90,6 +91,9 @@ def test_stacked_attention_weights_give_the_same_block_and_follow_a_new_state_di
         fresh = AttnBlock(32).eval()
         fresh.load_state_dict(changed)
         assert torch.equal(block(x), fresh(x))
+    with FakeTensorMode(allow_non_fake_inputs=True):  # a memory plan's stand-in generator
+        block.pack()
+    assert block.packed_weight is None
 
 
 def test_straight_through_quantizer_gives_the_codes_forward_and_the_identity_backward() -> None:

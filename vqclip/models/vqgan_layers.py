@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ["AttnBlock", "Decoder", "Downsample", "Encoder", "ResnetBlock", "Upsample"]
@@ -64,7 +65,10 @@ class AttnBlock(nn.Module):
         for generation), so that no step stacks them again; a state dict loaded later unpacks."""
         if any(p.requires_grad for p in (*self.q.parameters(), *self.k.parameters(), *self.v.parameters())):
             return  # still learning: the stacked copy would not follow
-        self.packed_weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        if isinstance(weight, FakeTensor):
+            return  # made while a memory plan runs on fake tensors: no values to keep
+        self.packed_weight = weight
         self.packed_bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
 
     def unpack(self) -> None:

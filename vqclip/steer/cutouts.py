@@ -56,7 +56,6 @@ class Cutouts:
         self.cut_full = cut_full
         self.strengths = strengths
         self._counts: dict[int, tuple[int, int]] = {}  # random_counts by cutn
-        self._firsts: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def _strength(self, name: str) -> float:
         return float(getattr(self.strengths, name, 1.0)) if self.strengths is not None else 1.0
@@ -64,8 +63,9 @@ class Cutouts:
     def _crop_theta(self, height: int, width: int, draw: Draw) -> torch.Tensor:
         short = min(height, width)
         side = self.sides(self, draw, short)
-        if self.cut_full:  # the first cutout of each image
-            side = torch.where(self._first_cutouts(draw.images, draw.device), 1.0, side)
+        if self.cut_full:  # the first cutout of each image sees all of it
+            rest = side.view(draw.images, self.cutn)[:, 1:]
+            side = torch.cat([side.new_ones(draw.images, 1), rest], dim=1).view(-1)
         scale_x = side if width == short else side * (short / width)
         scale_y = side if height == short else side * (short / height)
         # Centres keep each crop inside the image (normalized [-1, 1] coordinates): a number
@@ -76,13 +76,6 @@ class Cutouts:
         centre_y = torch.addcmul(-room_y, draw.uniform(low=0, high=1), room_y, value=2)
         zero = torch.zeros_like(scale_x)
         return torch.stack([scale_x, zero, centre_x, zero, scale_y, centre_y], -1).view(-1, 2, 3)
-
-    def _first_cutouts(self, images: int, device: torch.device) -> torch.Tensor:
-        """(images * cutn,) mask of each image's first cutout, made once per count and device."""
-        key = (images, device)
-        if key not in self._firsts:
-            self._firsts[key] = (torch.arange(self.cutn, device=device) == 0).repeat(images)
-        return self._firsts[key]
 
     def random_counts(self) -> tuple[int, int]:
         """How many uniform and normal numbers one image's cutouts take per step (traced once
@@ -99,8 +92,6 @@ class Cutouts:
         normals (K, N), drawn as one call of each kind per generator."""
         uniform, normal = self.random_counts()
         device = generators[0].device
-        if self.cut_full:  # made here, outside the step, so a traced step finds it made
-            self._first_cutouts(len(generators), device)
         if len(generators) == 1:  # one row: no stacking kernel
             return (torch.rand(uniform, generator=generators[0], device=device).unsqueeze(0),
                     torch.randn(normal, generator=generators[0], device=device).unsqueeze(0))
