@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from vqclip.errors import ConfigError
-from vqclip.suggest import maybe_meant
+from vqclip.suggest import unknown_name
 
 T = TypeVar("T")
 
@@ -15,7 +15,7 @@ class Registry(Generic[T]):
     """Names of one family of components (losses, optimizers, ...) mapped to what builds them.
 
     `key` is the config key that names a member, used in the one error wording for an
-    unknown name: "KEY='NAME': unknown name; valid: a, b, c" (in registration order).
+    unknown name (vqclip.suggest.unknown_name, the valid names in registration order).
     """
 
     def __init__(self, key: str) -> None:
@@ -46,8 +46,7 @@ class Registry(Generic[T]):
         """Refuse a name that is not registered, listing those that are; `key` names the config
         key that chose it where that is not the registry's own (a list item, say)."""
         if name not in self._items:
-            raise ConfigError(f"{key or self.key}={name!r}: unknown name; {maybe_meant(name, self._items)}"
-                              f"valid: {', '.join(self._items)}")
+            raise ConfigError(unknown_name(key or self.key, name, self._items))
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)

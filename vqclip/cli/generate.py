@@ -222,13 +222,10 @@ def write_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
 
 def check_video_options(video: str, fps: float) -> None:
     """Refuse a bad --video format or --fps before any work is done."""
-    from vqclip.outputs.video import FORMATS
+    from vqclip.outputs.video import check_fps, video_suffix
 
-    formats = [suffix.lstrip(".") for suffix in FORMATS]
-    if video not in formats:
-        raise UsageError(f"--video {video!r}: valid: {', '.join(formats)}")
-    if not 0 < fps <= 240:
-        raise UsageError(f"--fps {fps}: must be above 0 and at most 240")
+    video_suffix(video)
+    check_fps(fps)
 
 
 def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,

@@ -13,6 +13,7 @@ from PIL import Image
 
 from vqclip.errors import UsageError, VqclipError
 from vqclip.files import atomic_path
+from vqclip.suggest import unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,22 @@ _FRAME_NAME = re.compile(r"^(\d+)\.png$")
 
 
 MIN_VIDEO_SECONDS = 2.0
+MAX_FPS = 240
+
+
+def video_suffix(video: str) -> str:
+    """The file suffix of video format `video` ("mp4", or ".mp4" as a file name ends); a
+    UsageError naming the valid formats for any other."""
+    suffix = "." + video.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise UsageError(unknown_name("video", video.lstrip("."), [f.lstrip(".") for f in FORMATS]))
+    return suffix
+
+
+def check_fps(fps: float) -> None:
+    """Refuse a frame rate outside (0, MAX_FPS]."""
+    if not 0 < fps <= MAX_FPS:
+        raise UsageError(f"fps={fps:g}: must be above 0 and at most {MAX_FPS}")
 
 
 def frame_interval(steps: int, fps: float, seconds: float = MIN_VIDEO_SECONDS) -> int:
@@ -56,10 +73,7 @@ def write_video(
     the frames share the rest evenly (this replaces `fps`).
     """
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in FORMATS:
-        raise UsageError(f"video {out}: unknown format {suffix or '(no suffix)'!r}; "
-                         f"use one of {', '.join(FORMATS)}")
+    suffix = video_suffix(out.suffix)
     if not frames:
         raise VqclipError(f"video {out}: no frames to write")
     if out.exists():
@@ -92,8 +106,7 @@ def _timing(count: int, fps: float, seconds: float | None, hold: float) -> tuple
             raise UsageError(f"video: length {seconds} must be positive seconds")
         hold = min(hold, seconds / 4)
         fps = count / (seconds - hold)
-    if not 0 < fps <= 240:
-        raise UsageError(f"video: fps {fps:g} must be above 0 and at most 240")
+    check_fps(fps)
     return fps, hold
 
 

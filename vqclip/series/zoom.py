@@ -17,7 +17,7 @@ from PIL import Image
 
 from vqclip.errors import UsageError
 from vqclip.files import atomic_write
-from vqclip.outputs.video import FORMATS, write_video
+from vqclip.outputs.video import check_fps, video_suffix, write_video
 from vqclip.run.config import MAX_SIDE
 from vqclip.run.reuse import REUSE
 from vqclip.series.items import StopSwitch, new_series_dir, run_one
@@ -116,8 +116,9 @@ def run_zoom(
         raise UsageError(f"--frames {frames}: must be at least 1")
     if steps_per_frame < 1 or (first_steps is not None and first_steps < 1):
         raise UsageError("steps per frame must be at least 1")
-    if video is not None and Path(video).suffix.lower() not in FORMATS:
-        raise UsageError(f"--video {video!r}: the name must end in one of {', '.join(FORMATS)}")
+    if video is not None:
+        video_suffix(Path(video).suffix)
+        check_fps(fps)
     zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
     if not cfg.prompt:
         raise UsageError("a prompt is required")
