@@ -48,7 +48,9 @@ def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str 
              templates: Sequence[str] = (), top: int = 5) -> ClassifyResult:
     """Zero-shot: the `top` most probable of `labels` for each image (0: all of them)."""
     from vqclip.tasks.classify import check_labels, classify_images
+    from vqclip.tasks.common import check_top
 
+    check_top(top)  # before the model loads
     perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
     return classify_images(perceptor, info, [Path(p) for p in images], check_labels(labels),
                            templates=templates, top=top)
@@ -59,8 +61,10 @@ def search(folder: str | Path, *, text: str | None = None, image: str | Path | N
            top: int = 10) -> SearchResult:
     """The images of `folder` most like `text` or `image`, best first (indexed once, then kept
     up to date in the folder's .vqclip-index)."""
+    from vqclip.tasks.common import check_top
     from vqclip.tasks.search import search_folder
 
+    check_top(top)  # before the model loads
     perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
     return search_folder(perceptor, info, folder, text=text, image=image, top=top)
 

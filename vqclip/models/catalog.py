@@ -20,6 +20,7 @@ from vqclip.errors import ConfigError, ModelError, first_line
 from vqclip.models.cache import Cache, offline_requested, vqclip_home
 from vqclip.models.download import is_url
 from vqclip.models.store import ensure_vqgan
+from vqclip.run.config import SELF_CONTAINED_CLIP
 from vqclip.suggest import unknown_name
 
 __all__ = [
@@ -237,7 +238,7 @@ def resolve_clip(
     registry_file: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str | None]:
     """open_clip (model, pretrained) for a registry CLIP name; any other name passes through."""
-    if model.startswith(("local-dir:", "hf-hub:")):
+    if model.startswith(SELF_CONTAINED_CLIP):
         return model, pretrained
     entry = load_registry(registry_file).get(model)
     if entry is None:
