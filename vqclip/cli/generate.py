@@ -74,7 +74,9 @@ def generate(
     prompt: Annotated[
         str | None,
         typer.Argument(help='Prompt: "text:weight:stop", items separated by "|"; "^" separates story '
-                            "stages.", show_default=False, metavar="PROMPT"),
+                            "stages. Needed unless --image-prompt or --noise-prompt gives the run "
+                            "something to aim at (a --negative alone aims at nothing).",
+                       show_default=False, metavar="PROMPT"),
     ] = None,
     config: ConfigFiles = None,
     preset: Preset = None,
@@ -199,8 +201,6 @@ def generate(
             raise UsageError("--workers, --threads and --devices share out the runs of --seeds/--sweep; "
                              "one run uses one device (--batch-size makes several images in it)")
         cfg = config_with([]) if video is None else build_for_video()
-        if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
-            raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
         spec = prepare(cfg)
         from vqclip.cli.status import loading_models
         from vqclip.run.build import build  # torch and the models: only for a run that is sound

@@ -59,14 +59,23 @@ def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpe
     Nothing here loads a model, reads a weight file or allocates a tensor: every error a config
     can hold is reported before any of that."""
     validate(cfg, provenance or {})
-    prompts = plan_prompts(cfg)
-    if not prompts.aims_at_something():
-        raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt")
+    prompts = check_aim(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     config = copy.deepcopy(cfg)  # the caller's config stays theirs to change
     OmegaConf.set_readonly(config, True)
     images = max(cfg.batch_size, cfg.candidates)  # candidates race as a batch does
     return RunSpec(config, tuple(seed + i for i in range(images)), prompts)
+
+
+def check_aim(cfg: DictConfig) -> PromptPlan:
+    """The prompt rule of every run (generate, the library, batch, sweep and zoom items): it
+    needs something to aim at, a text prompt (or story), an image prompt or a noise prompt; a
+    negative prompt only pushes away, so alone it aims at nothing. Returns the parsed prompts."""
+    prompts = plan_prompts(cfg)
+    if not (prompts.stages or prompts.images or prompts.noise):
+        raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt "
+                         "(a negative prompt alone aims at nothing)")
+    return prompts
 
 
 def _absolute_image_prompt(item: str) -> str:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vqclip.errors import UsageError, VqclipError, first_line
 from vqclip.run.config import build_config
 from vqclip.run.flags import LINE_FLAGS
+from vqclip.run.prepare import check_aim
 from vqclip.series.items import SeriesEngine, SeriesResult, StopSwitch, WorkItem, item_key, run_items
 from vqclip.suggest import unknown_name
 
@@ -245,8 +246,7 @@ class BatchSettings:
             cfg, _ = build_config(base=self.base(item.preset), flags=item.values, dotlist=item.sets)
         except VqclipError as err:  # the source label build_config gives to this layer
             raise type(err)(str(err).replace("command-line flags", "the item's settings")) from None
-        if not cfg.prompt:
-            raise UsageError("no prompt")
+        check_aim(cfg)
         return cfg
 
 

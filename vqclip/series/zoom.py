@@ -19,6 +19,7 @@ from vqclip.errors import UsageError
 from vqclip.files import atomic_write
 from vqclip.outputs.video import check_fps, video_suffix, write_video
 from vqclip.run.config import MAX_SIDE
+from vqclip.run.prepare import check_aim
 from vqclip.run.reuse import REUSE
 from vqclip.series.items import StopSwitch, new_series_dir, run_one
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
@@ -120,8 +121,7 @@ def run_zoom(
         video_suffix(Path(video).suffix)
         check_fps(fps)
     zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
-    if not cfg.prompt:
-        raise UsageError("a prompt is required")
+    check_aim(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     folder = Path(folder) if folder is not None else new_series_dir(cfg.out, "zoom", cfg.prompt)
     (folder / "frames").mkdir(parents=True)
