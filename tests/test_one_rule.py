@@ -110,3 +110,24 @@ def test_a_negative_top_reads_the_same_through_classify_search_and_the_library(t
         with pytest.raises(UsageError) as raised:
             call()
         assert str(raised.value) == expected
+
+
+def test_a_flag_names_one_config_key_for_every_command_and_prompt_file_line() -> None:
+    from typer.main import get_command
+
+    from vqclip.run.flags import FLAGS, LINE_FLAGS, flag_values
+    from vqclip.series.batch import parse_line
+
+    by_param = {flag.param: flag for flag in FLAGS.values()}
+    commands = get_command(app).commands
+    seen = set()
+    for name in ("generate", "batch", "zoom"):
+        for param in commands[name].params:
+            flag = by_param.get(param.name)
+            if flag is not None and param.param_type_name == "option":
+                assert flag.name in param.opts, (name, param.opts, flag.name)
+                seen.add(flag.name)
+    assert seen >= set(FLAGS) - {"--prompt", "--cut-pow"}  # the prompt is an argument
+    line = parse_line("a cat --steps 7 --size 64x32 --low-memory --image-prompt a.png", index=0)
+    assert line.values == {"prompt": "a cat", **flag_values(
+        {"steps": "7", "size": "64x32", "low_memory": True, "image_prompt": ["a.png"]}, LINE_FLAGS)}

@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
 
 
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[
         str | None,
         typer.Argument(help='Prompt: "text:weight:stop", items separated by "|"; "^" separates story '
@@ -160,15 +161,7 @@ def generate(
     def body() -> int:
         from vqclip.run.prepare import prepare
 
-        flags = flag_values({
-            "--prompt": prompt, "--steps": steps, "--seed": seed, "--lr": lr, "--cutn": cutn,
-            "--save-every": save_every, "--init-image": init_image, "--device": device,
-            "--negative": negative, "--image-prompt": image_prompt, "--noise-prompt": noise_prompt,
-            "--switch-every": switch_every, "--init-weight": init_weight, "--init-noise": init_noise,
-            "--low-memory": low_memory, "--max-memory": max_memory, "--compile": compile_models,
-            "--batch-size": batch_size, "--candidates": candidates, "--size": size,
-            "--out": str(out) if out is not None else None,
-        })
+        flags = flag_values(ctx.params)
         base = _stored_config(from_image) if from_image is not None else None
 
         def config_with(extra: list[str]) -> Any:
