@@ -131,3 +131,29 @@ def test_a_flag_names_one_config_key_for_every_command_and_prompt_file_line() ->
     line = parse_line("a cat --steps 7 --size 64x32 --low-memory --image-prompt a.png", index=0)
     assert line.values == {"prompt": "a cat", **flag_values(
         {"steps": "7", "size": "64x32", "low_memory": True, "image_prompt": ["a.png"]}, LINE_FLAGS)}
+
+
+def test_every_engine_keeps_its_records_by_one_path(tmp_path: Path) -> None:
+    from vqclip.errors import ConfigError
+    from vqclip.series.items import Ledger, WorkItem, run_items
+    from vqclip.series.manifest import MANIFEST_NAME, Manifest
+    from vqclip.series.pool import _died
+
+    def bad_config():
+        raise ConfigError("steps=0: must be at least 1")
+
+    item = WorkItem(index=0, key="k0", label="a cat", make_config=bad_config, info={"line": 1})
+    reported = []
+    result = run_items([item], tmp_path, extra={"shard": "0/1"}, report=reported.append)
+    in_process = Manifest(tmp_path / MANIFEST_NAME).records()[-1]
+    assert reported == result.records == [in_process]
+    assert in_process["status"] == "failed" and in_process["error"] == "steps=0: must be at least 1"
+
+    class Killed:
+        pid, exitcode = 1234, -9
+
+    ledger = Ledger(Manifest(tmp_path / "pool" / MANIFEST_NAME), "s1", {"shard": "0/1"})
+    pooled = _died(ledger, item.head(), Killed(), number=3)
+    assert pooled == ledger.manifest.records()[-1]
+    assert set(pooled) - set(in_process) == {"worker"} and set(in_process) - set(pooled) == set()
+    assert pooled["error"] == "worker process 1234 died while running it (killed by SIGKILL)"
