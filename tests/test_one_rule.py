@@ -157,3 +157,23 @@ def test_every_engine_keeps_its_records_by_one_path(tmp_path: Path) -> None:
     assert pooled == ledger.manifest.records()[-1]
     assert set(pooled) - set(in_process) == {"worker"} and set(in_process) - set(pooled) == set()
     assert pooled["error"] == "worker process 1234 died while running it (killed by SIGKILL)"
+
+
+def test_the_library_reruns_an_image_and_writes_its_video_as_the_command_does(
+        tiny_sets, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vqclip.outputs.video import video_frame_count
+
+    sets = [arg for item in tiny_sets for arg in ("-s", item)]
+    made = runner.invoke(app, ["generate", "a red circle", *sets, "--steps", "2", "--size", "32x32", "--seed",
+                               "5", "--video", "gif", "-o", str(tmp_path / "cli"), "--json"])
+    assert made.exit_code == 0, made.output
+    first = json.loads(made.stdout)
+    again = vqclip.generate(from_image=first["image"], video="gif", out=str(tmp_path / "lib"))
+    assert (again.seed, again.prompt, again.steps) == (5, "a red circle", 2)
+    assert again.video == again.run_dir / "progress.gif" and again.to_json()["video"] == str(again.video)
+    assert video_frame_count(again.video) == video_frame_count(Path(first["video"]))
+    with Image.open(first["image"]) as one, Image.open(again.image) as two:
+        assert np.array_equal(np.asarray(one), np.asarray(two))

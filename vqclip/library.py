@@ -24,23 +24,37 @@ DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:
 
 
 def generate(prompt: str = "", *, preset: str | None = None, config_files: Sequence[str | Path] = (),
+             from_image: str | Path | None = None, video: str | None = None, fps: float = 12.0,
              callbacks: Sequence[Callback] = (), **settings: Any) -> GenerateResult:
     """Make one image (or `batch_size` images, or the best of `candidates`) and return where it
     landed and how it went.
 
-    Settings merge as on the command line: defaults < `preset` < `config_files` < `settings`.
-    Each callback sees the run's events (StepEvent, ImageEvent, DoneEvent, ...) as they happen.
-    A bad setting raises ConfigError or UsageError before any model is loaded."""
+    Settings merge as on the command line: defaults < the settings `from_image` (an image vqclip
+    wrote) records < `preset` < `config_files` < `settings`. With `video` ("mp4", "gif" or
+    "webp") each image's frames also become `progress.<video>` in its run folder at `fps`
+    (`result.video`); unless save_every is set above the defaults and preset, enough frames are
+    saved for a video of at least 2 s. Each callback sees the run's events (StepEvent,
+    ImageEvent, DoneEvent, ...) as they happen. A bad setting raises ConfigError or UsageError
+    before any model is loaded."""
+    from vqclip.outputs.video import add_videos, check_video
     from vqclip.run.build import build
-    from vqclip.run.config import build_config, parse_size
+    from vqclip.run.config import parse_size
     from vqclip.run.prepare import prepare
+    from vqclip.run.request import generate_config, recalled_settings
 
+    if video is not None:
+        check_video(video, fps)
     if isinstance(settings.get("size"), str):  # "64x64", as --size takes it
         settings["size"] = parse_size(settings["size"], "size")
     flags = {"prompt": prompt or None, **settings}
-    cfg, provenance = build_config(preset=preset, config_files=list(config_files), flags=flags,
-                                   flags_source="vqclip.generate keyword arguments")
-    return build(prepare(cfg, provenance)).execute(list(callbacks))
+    recalled = recalled_settings(from_image) if from_image is not None else None
+    cfg, provenance = generate_config(preset=preset, config_files=config_files, flags=flags,
+                                      recalled=recalled, video_fps=fps if video is not None else None,
+                                      flags_source="vqclip.generate keyword arguments")
+    result = build(prepare(cfg, provenance)).execute(list(callbacks))
+    if video is not None:
+        add_videos(result, video, fps)
+    return result
 
 
 def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str = DEFAULT_CLIP,

@@ -97,13 +97,7 @@ def batch(
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun.
 
     The per-run flags (--steps, --seed, --size, ...) apply to every line; a line's own flags win."""
-    from vqclip.cli.generate import (
-        check_video_options,
-        say_how_to_continue,
-        series_progress,
-        stopped_run,
-        write_videos,
-    )
+    from vqclip.cli.generate import say_how_to_continue, series_progress, stopped_run
 
     def body() -> int:
         from vqclip.errors import UsageError
@@ -122,7 +116,9 @@ def batch(
         from vqclip.series.pool import plan_workers
 
         if video is not None:
-            check_video_options(video, fps)
+            from vqclip.outputs.video import check_video
+
+            check_video(video, fps)
         if ray:
             from vqclip.series.ray_pool import plan_ray
 
@@ -165,8 +161,10 @@ def batch(
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
                                callbacks=callbacks, engine=engine)
         if video is not None:
-            for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
-                                                             video, fps), strict=True):
+            from vqclip.outputs.video import progress_videos
+
+            for record, path in zip(result.ok, progress_videos([Path(r["run_dir"]) for r in result.ok],
+                                                                video, fps), strict=True):
                 record["video"] = str(path)
         if json_output:
             typer.echo(json.dumps(result.to_json()))

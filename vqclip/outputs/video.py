@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,9 @@ from PIL import Image
 from vqclip.errors import UsageError, VqclipError
 from vqclip.files import atomic_path
 from vqclip.suggest import unknown_name
+
+if TYPE_CHECKING:
+    from vqclip.run.execute import GenerateResult
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,13 @@ def check_fps(fps: float) -> None:
         raise UsageError(f"fps={fps:g}: must be above 0 and at most {MAX_FPS}")
 
 
+def check_video(video: str, fps: float) -> None:
+    """Refuse a video that could not be written, before any work: its format (video_suffix),
+    its frame rate (check_fps)."""
+    video_suffix(video)
+    check_fps(fps)
+
+
 def frame_interval(steps: int, fps: float, seconds: float = MIN_VIDEO_SECONDS) -> int:
     """The save_every that gives a video of `steps` steps at least `seconds` at `fps` (where it can)."""
     return max(1, steps // math.ceil(seconds * fps))
@@ -57,6 +68,22 @@ def frames_of(run_dir: Path) -> list[Path]:
     if final.is_file():
         frames.append(final)
     return frames
+
+
+def progress_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
+    """A `progress.<video>` from the frames of each run folder."""
+    return [write_video(frames_of(run_dir), Path(run_dir) / f"progress{video_suffix(video)}", fps=fps)
+            for run_dir in run_dirs]
+
+
+def add_videos(result: GenerateResult, video: str, fps: float) -> None:
+    """Write the progress video of every image of `result` (each image of a batch) into its run
+    folder, and note each one's path as its `video`."""
+    images = result.batch or [result]
+    for image, path in zip(images, progress_videos([each.run_dir for each in images], video, fps),
+                           strict=True):
+        image.video = path
+    result.video = images[0].video
 
 
 def write_video(

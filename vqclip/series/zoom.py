@@ -17,7 +17,7 @@ from PIL import Image
 
 from vqclip.errors import UsageError
 from vqclip.files import atomic_write
-from vqclip.outputs.video import check_fps, video_suffix, write_video
+from vqclip.outputs.video import check_video, write_video
 from vqclip.run.config import MAX_SIDE
 from vqclip.run.prepare import check_aim
 from vqclip.run.reuse import REUSE
@@ -118,8 +118,7 @@ def run_zoom(
     if steps_per_frame < 1 or (first_steps is not None and first_steps < 1):
         raise UsageError("steps per frame must be at least 1")
     if video is not None:
-        video_suffix(Path(video).suffix)
-        check_fps(fps)
+        check_video(Path(video).suffix, fps)
     zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
     check_aim(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
