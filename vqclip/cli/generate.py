@@ -166,11 +166,12 @@ def generate(
             check_video(video, fps)
             if seeds or sweep:
                 raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
+        flags = flag_values(ctx.params)
         recalled = recalled_settings(from_image, warn) if from_image is not None else None
 
         def make_config(sweep_items: Sequence[str] = (), video_fps: float | None = None) -> Any:
             """(config, provenance) of the run, or of one run of a sweep (its --sweep items)."""
-            return generate_config(preset=preset, config_files=config or [], flags=flag_values(ctx.params),
+            return generate_config(preset=preset, config_files=config or [], flags=flags,
                                    dotlist=set_ or [], sweep=sweep_items, recalled=recalled,
                                    video_fps=video_fps)
 

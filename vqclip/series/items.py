@@ -279,21 +279,20 @@ def run_items(
     heartbeat = manifest.heartbeat()
     try:
         with REUSE.kept():
-            _run_in_turn(todo, folder, ledger, heartbeat, callbacks, stop)
+            _run_in_turn(todo, folder, ledger, result, heartbeat, callbacks, stop)
     finally:
         heartbeat.close()
     return result
 
 
-def _run_in_turn(todo: list[WorkItem], folder: Path, ledger: Ledger, heartbeat: Heartbeat,
-                 callbacks: Iterable[Callback], stop: StopSwitch | None) -> None:
+def _run_in_turn(todo: list[WorkItem], folder: Path, ledger: Ledger, result: SeriesResult,
+                 heartbeat: Heartbeat, callbacks: Iterable[Callback], stop: StopSwitch | None) -> None:
     """Claim and run each item in this process, one after another, appending its record.
 
     A second interrupt (KeyboardInterrupt, or the exception a second SIGTERM raises) after a
     stop request ends the item at once: it is recorded interrupted (with its run folder, which
     holds the state of its latest frame) and the series ends."""
-    result, session = ledger.result, ledger.session
-    assert result is not None  # run_items gives the ledger its result
+    session = ledger.session
     for item in todo:
         if stop is not None and stop.requested:
             result.interrupted = True
