@@ -86,7 +86,7 @@ def test_user_registry_adds_and_overrides(home, tmp_path):
     ("text", "where"),
     [
         ("models:\n  m: {kind: vqgan, config: a.yaml, checkpoint: b.ckpt, colour: red}\n",
-         "models.m.colour"),
+         "models.m: key='colour': unknown name"),
         ("models:\n  m: {kind: gan, config: a.yaml, checkpoint: b.ckpt}\n", "models.m.kind"),
         ("models:\n  m: {kind: vqgan, config: a.yaml, checkpoint: b.ckpt, sha256: xyz}\n",
          "models.m.sha256"),

@@ -95,7 +95,7 @@ def _parse_entry(name: str, raw: Any, origin: str, base: Path) -> ModelEntry:
             raise ConfigError(f"{where}: {unknown_name('key', key, sorted(_KEYS))}")
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise ConfigError(f"{where}: {unknown_name('kind', kind, KINDS)}")
+        raise ConfigError(f"{origin}: {unknown_name(f'models.{name}.kind', kind, KINDS)}")
     for key in ("description", "config", "sha256", "config_sha256", "licence", "license",
                 "source", "path", "model", "pretrained"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
