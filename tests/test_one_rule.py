@@ -1,5 +1,7 @@
 """Each rule is written once: the same bad input gives the same line through every door (the
-commands, the library, prompt-file lines, sweeps and zooms), before any model loads."""
+commands, the library, prompt-file lines, sweeps and zooms) before any model loads; a flag has
+one config key, records one path, and the library reruns an image and writes its video as the
+command does."""
 
 from __future__ import annotations
 
