@@ -52,7 +52,7 @@ def test_prompt_lines_take_flags_and_unknown_flags_fail_the_item() -> None:
     assert items[1].values == {"prompt": "a blue square", "size": [32, 48]}
     assert items[1].sets == ["lr=0.2", "cutn=4"]
     assert items[2].values["prompt"] == "photo: a cat | dog:-0.5"
-    assert "unknown flag '--bogus'" in items[2].error
+    assert items[2].error.startswith("flag='--bogus': unknown name; valid: --prompt, ")
     assert items[3].values == {"prompt": "a cat's toy", "init_image": "#000000", "lr": 0.05, "cutn": 8}
     assert items[3].preset == "shapes" and items[3].error is None
     assert "--seed 'abc': expected a whole number" in items[4].error
@@ -136,12 +136,12 @@ def test_bad_line_fails_alone_is_recorded_and_a_rerun_skips_done_items(tiny_sets
     out = tmp_path / "out"
     result = invoke(tiny_sets, str(batch), "-o", str(out))
     assert result.exit_code == 1, result.output
-    assert "unknown flag '--bogus'" in result.stderr
+    assert "flag='--bogus': unknown name" in result.stderr
     lines = manifest_lines(out)
     assert [(r["index"], r["status"]) for r in lines] == [(0, "ok"), (1, "failed"), (2, "ok")]
     assert lines[0]["seed"] == 3 and Path(lines[0]["image"]).is_file()
     assert lines[2]["steps"] == 1 and isinstance(lines[2]["seed"], int)
-    assert "unknown flag" in lines[1]["error"] and lines[1]["line"] == 2 and "image" not in lines[1]
+    assert "unknown name" in lines[1]["error"] and lines[1]["line"] == 2 and "image" not in lines[1]
     assert result.stdout.split() == [lines[0]["image"], lines[2]["image"]]
     assert len(finished_runs(out)) == 2
 

@@ -38,12 +38,13 @@ def test_set_beats_flags() -> None:
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml", "stepz: 3\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown key 'stepz'"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*key='stepz': unknown name"):
         build_config(config_files=[bad])
 
 
 def test_unknown_nested_key_from_set() -> None:
-    expected = r"--set: unknown key 'clip\.modell'; did you mean 'clip\.model' or 'clip\.models'\?"
+    expected = (r"--set: key='clip\.modell': unknown name; did you mean 'clip\.model' or 'clip\.models'\? "
+                r"valid: clip\.model, clip\.models, clip\.pretrained$")
     with pytest.raises(ConfigError, match=expected):
         build_config(dotlist=["clip.modell=RN50"])
 
@@ -79,7 +80,7 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_unknown_preset_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="--preset 'nope': unknown preset; valid: .*draft"):
+    with pytest.raises(ConfigError, match="preset='nope': unknown name; valid: .*draft"):
         build_config(preset="nope")
     assert {"draft", "normal", "best"} <= set(list_presets())
 

@@ -216,7 +216,8 @@ def test_offline_missing_default_models_fail_fast_with_how_to_get_them(tmp_path,
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--video", "mp4", "--seeds", "1-2"], "cannot go with --seeds"),
-     (["--video", "mp4", "--fps", "0"], "--fps 0.0"), (["--video", "avi"], "valid: mp4, gif, webp")],
+     (["--video", "mp4", "--fps", "0"], "fps=0: must be"),
+     (["--video", "avi"], "video='avi': unknown name; valid: mp4, gif, webp")],
 )
 def test_bad_video_options_are_refused_before_any_work(tiny_sets, tmp_path, args, message) -> None:
     result = generate(tiny_sets, tmp_path, "--steps", "1", *args)

@@ -86,7 +86,7 @@ def test_user_registry_adds_and_overrides(home, tmp_path):
     ("text", "where"),
     [
         ("models:\n  m: {kind: vqgan, config: a.yaml, checkpoint: b.ckpt, colour: red}\n",
-         "models.m.colour"),
+         "models.m: key='colour': unknown name"),
         ("models:\n  m: {kind: gan, config: a.yaml, checkpoint: b.ckpt}\n", "models.m.kind"),
         ("models:\n  m: {kind: vqgan, config: a.yaml, checkpoint: b.ckpt, sha256: xyz}\n",
          "models.m.sha256"),
@@ -118,7 +118,7 @@ def test_unknown_name_lists_known_names():
     with pytest.raises(ModelError) as err:
         get_entry("imagenet_f16_9999", kind="vqgan")
     assert "imagenet_f16_16384" in str(err.value) and "shapes_vqgan" in str(err.value)
-    with pytest.raises(ModelError, match="unknown vqgan model 'shapes_clip'"):
+    with pytest.raises(ModelError, match="^vqgan.model='shapes_clip': unknown name; "):
         resolve_vqgan("shapes_clip")
 
 

@@ -73,7 +73,7 @@ def count_loads(monkeypatch) -> Counter:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["a cat", "--size", "100x100"], "size 100x100: both sides must be multiples of 16 for this VQGAN"),
-    (["a cat", "-s", "clip.model=ViT-Q-99"], "clip.model=ViT-Q-99: no such CLIP"),
+    (["a cat", "-s", "clip.model=ViT-Q-99"], "clip.model='ViT-Q-99': unknown name"),
     (["a cat", "--init-image", "{missing}"], "init_image: image not found: {missing}"),
     (["a cat", "--image-prompt", "{missing}"], "image_prompts: image not found: {missing}"),
     (["--from", "{missing}"], "image not found: {missing}"),

@@ -63,7 +63,7 @@ def test_two_workers_finish_a_batch_record_a_bad_item_and_a_rerun_skips(tmp_path
     assert (data["ok"], data["failed"]) == (4, 1)
     assert {r.get("worker") for r in outcomes(out)} == {0, 1}  # both workers ran items
     bad = [r for r in outcomes(out) if r["status"] == "failed"]
-    assert len(bad) == 1 and "unknown key 'bogus'" in bad[0]["error"] and bad[0]["line"] == 3
+    assert len(bad) == 1 and "key='bogus': unknown name" in bad[0]["error"] and bad[0]["line"] == 3
     assert all(Path(r["image"]).is_file() for r in outcomes(out) if r["status"] == "ok")
     assert len({c["pid"] for c in claims(out)}) == 2
 

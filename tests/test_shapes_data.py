@@ -144,11 +144,11 @@ def test_draw_shape_pil_and_every_shape() -> None:
 
 
 def test_draw_shape_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match="unknown shape"):
+    with pytest.raises(ValueError, match="^shape='hexagon': unknown name; .*valid: .*circle"):
         draw_shape("hexagon", "red")
-    with pytest.raises(ValueError, match="unknown color"):
+    with pytest.raises(ValueError, match="^color='teal': unknown name; "):
         draw_shape("circle", "teal")
-    with pytest.raises(ValueError, match="unknown background"):
+    with pytest.raises(ValueError, match="^background='plaid': unknown name; "):
         draw_shape("circle", "red", background="plaid")
 
 

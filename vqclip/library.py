@@ -36,22 +36,38 @@ DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:
 
 
 def generate(prompt: str = "", *, preset: str | None = None, config_files: Sequence[str | Path] = (),
+             from_image: str | Path | None = None, video: str | None = None, fps: float = 12.0,
              callbacks: Sequence[Callback] = (), models: Models | None = None,
              **settings: Any) -> GenerateResult:
     """Make one image (or `batch_size` images, or the best of `candidates`) and return where it
     landed and how it went.
 
-    Settings merge as on the command line: defaults < `preset` < `config_files` < `settings`.
-    Each callback sees the run's events (StepEvent, ImageEvent, DoneEvent, ...) as they happen.
-    `models` (from `load_models`) are used where they are the run's, and whatever else the run
-    needs is loaded into them; None: the run loads its own and frees them when it returns.
-    A bad setting, a missing input image, an unknown model or a size the VQGAN cannot draw
-    raises a UsageError (ConfigError, ModelError) before any model is loaded or downloaded."""
+    Settings merge as on the command line: defaults < the settings `from_image` (an image vqclip
+    wrote) records < `preset` < `config_files` < `settings`. With `video` ("mp4", "gif" or
+    "webp") each image's frames also become `progress.<video>` in its run folder at `fps`
+    (`result.video`); unless save_every is set above the defaults and preset, enough frames are
+    saved for a video of at least 2 s. Each callback sees the run's events (StepEvent,
+    ImageEvent, DoneEvent, ...) as they happen. `models` (from `load_models`) are used where
+    they are the run's, and whatever else the run needs is loaded into them; None: the run
+    loads its own and frees them when it returns. A bad setting, a missing input image, an
+    unknown model or a size the VQGAN cannot draw raises a UsageError (ConfigError,
+    ModelError) before any model is loaded or downloaded."""
+    from vqclip.outputs.video import add_videos, check_video
     from vqclip.run.build import build
     from vqclip.run.prepare import prepare
+    from vqclip.run.request import generate_config, recalled_settings
 
-    cfg, provenance = _config(prompt, preset, config_files, settings, "vqclip.generate keyword arguments")
-    return build(prepare(cfg, provenance), models).execute(list(callbacks))
+    if video is not None:
+        check_video(video, fps)
+    recalled = recalled_settings(from_image) if from_image is not None else None
+    cfg, provenance = generate_config(preset=preset, config_files=config_files,
+                                      flags=_flags(prompt, settings), recalled=recalled,
+                                      video_fps=fps if video is not None else None,
+                                      flags_source="vqclip.generate keyword arguments")
+    result = build(prepare(cfg, provenance), models).execute(list(callbacks))
+    if video is not None:
+        add_videos(result, video, fps)
+    return result
 
 
 def load_models(*, preset: str | None = None, config_files: Sequence[str | Path] = (),
@@ -64,21 +80,23 @@ def load_models(*, preset: str | None = None, config_files: Sequence[str | Path]
     from vqclip.device import resolve_device
     from vqclip.run.config import validate
     from vqclip.run.prepare import check_models
+    from vqclip.run.request import generate_config
 
-    cfg, provenance = _config("", preset, config_files, settings, "vqclip.load_models keyword arguments")
+    cfg, provenance = generate_config(preset=preset, config_files=config_files,
+                                      flags=_flags("", settings),
+                                      flags_source="vqclip.load_models keyword arguments")
     validate(cfg, provenance)
     check_models(cfg)
     return Models().load(cfg, resolve_device(cfg.device))
 
 
-def _config(prompt: str, preset: str | None, config_files: Sequence[str | Path], settings: dict[str, Any],
-            source: str) -> tuple[Any, dict[str, str]]:
-    from vqclip.run.config import build_config, parse_size
+def _flags(prompt: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword settings as config flags: the prompt, and `size` also as "64x64"."""
+    from vqclip.run.config import parse_size
 
     if isinstance(settings.get("size"), str):  # "64x64", as --size takes it
         settings["size"] = parse_size(settings["size"], "size")
-    flags = {"prompt": prompt or None, **settings}
-    return build_config(preset=preset, config_files=list(config_files), flags=flags, flags_source=source)
+    return {"prompt": prompt or None, **settings}
 
 
 def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str = DEFAULT_CLIP,
@@ -86,7 +104,9 @@ def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str 
              templates: Sequence[str] = (), top: int = 5) -> ClassifyResult:
     """Zero-shot: the `top` most probable of `labels` for each image (0: all of them)."""
     from vqclip.tasks.classify import check_labels, classify_images
+    from vqclip.tasks.common import check_top
 
+    check_top(top)  # before the model loads
     perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
     return classify_images(perceptor, info, [Path(p) for p in images], check_labels(labels),
                            templates=templates, top=top)
@@ -97,8 +117,10 @@ def search(folder: str | Path, *, text: str | None = None, image: str | Path | N
            top: int = 10) -> SearchResult:
     """The images of `folder` most like `text` or `image`, best first (indexed once, then kept
     up to date in the folder's .vqclip-index)."""
+    from vqclip.tasks.common import check_top
     from vqclip.tasks.search import search_folder
 
+    check_top(top)  # before the model loads
     perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
     return search_folder(perceptor, info, folder, text=text, image=image, top=top)
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vqclip.errors import ConfigError, first_line
-from vqclip.suggest import close_names, maybe_meant
+from vqclip.suggest import close_names, unknown_name
 
 T = TypeVar("T")
 
@@ -20,7 +20,7 @@ class Registry(Generic[T]):
     """Names of one family of components (losses, optimizers, ...) mapped to what builds them.
 
     `key` is the config key that names a member, used in the one error wording for an
-    unknown name: "KEY='NAME': unknown name; valid: a, b, c" (in registration order).
+    unknown name (vqclip.suggest.unknown_name, the valid names in registration order).
     A member may declare the options it takes as a dataclass (names, types, defaults);
     `read_options` checks a config's values against it.
     """
@@ -59,8 +59,7 @@ class Registry(Generic[T]):
         """Refuse a name that is not registered, listing those that are; `key` names the config
         key that chose it where that is not the registry's own (a list item, say)."""
         if name not in self._items:
-            raise ConfigError(f"{key or self.key}={name!r}: unknown name; {maybe_meant(name, self._items)}"
-                              f"valid: {', '.join(self._items)}")
+            raise ConfigError(unknown_name(key or self.key, name, self._items))
 
     def options(self, name: str) -> type | None:
         """The dataclass of the options `name` takes; None if it takes none."""

@@ -1,4 +1,4 @@
-""""Did you mean" for a mistyped name: the close matches among the valid ones."""
+""""Did you mean" for a mistyped name, and the one wording of an unknown name."""
 
 from __future__ import annotations
 
@@ -24,16 +24,12 @@ def close_names(name: str, valid: Iterable[str], aliases: Mapping[str, str] | No
     return list(dict.fromkeys(matches))[:3]
 
 
-def maybe_meant(name: str, valid: Iterable[str]) -> str:
-    """"did you mean 'adam'? " for a close match among `valid`, else nothing."""
-    matches = close_names(name, valid)
-    return "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
-
-
-def did_you_mean(name: str, valid: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
-    """"; did you mean 'lr'?" for a close match, else "; valid: a, b, c" (empty if none are valid)."""
+def unknown_name(key: str, name: object, valid: Iterable[str],
+                 aliases: Mapping[str, str] | None = None) -> str:
+    """The message for `name`, given as `key`, that is none of `valid`:
+    "KEY='NAME': unknown name; did you mean 'x'? valid: a, b, c" (the did-you-mean only when a
+    valid name is close, or `aliases` maps `name` to one)."""
     valid = list(valid)
-    matches = close_names(name, valid, aliases)
-    if matches:
-        return "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
-    return f"; valid: {', '.join(valid)}" if valid else ""
+    matches = close_names(str(name), valid, aliases)
+    meant = "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
+    return f"{key}={name!r}: unknown name; {meant}valid: {', '.join(valid)}"

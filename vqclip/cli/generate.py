@@ -6,7 +6,7 @@ import json
 import math
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,10 +71,13 @@ def register(app: typer.Typer) -> None:
 
 
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[
         str | None,
         typer.Argument(help='Prompt: "text:weight:stop", items separated by "|"; "^" separates story '
-                            "stages.", show_default=False, metavar="PROMPT"),
+                            "stages. Needed unless --image-prompt or --noise-prompt gives the run "
+                            "something to aim at (a --negative alone aims at nothing).",
+                       show_default=False, metavar="PROMPT"),
     ] = None,
     config: ConfigFiles = None,
     preset: Preset = None,
@@ -152,57 +155,39 @@ def generate(
     verbose: Verbose = False,
 ) -> None:
     """Generate an image from a text prompt; prints the final image path (or --json)."""
-    from vqclip.run.config import build_config
-    from vqclip.run.flags import flag_values
 
     def body() -> int:
-        from vqclip.run.prepare import prepare
-
-        flags = flag_values({
-            "--prompt": prompt, "--steps": steps, "--seed": seed, "--lr": lr, "--cutn": cutn,
-            "--save-every": save_every, "--init-image": init_image, "--device": device,
-            "--negative": negative, "--image-prompt": image_prompt, "--noise-prompt": noise_prompt,
-            "--switch-every": switch_every, "--init-weight": init_weight, "--init-noise": init_noise,
-            "--low-memory": low_memory, "--max-memory": max_memory, "--compile": compile_models,
-            "--batch-size": batch_size, "--candidates": candidates, "--size": size,
-            "--out": str(out) if out is not None else None,
-        })
-        base = _stored_config(from_image) if from_image is not None else None
-
-        def config_with(extra: list[str]) -> Any:
-            """The config of one run of a sweep (`extra`: its KEY=VALUE items of --sweep)."""
-            return build_config(preset=preset, config_files=config or [], flags=flags,
-                                dotlist=set_ or [], base=base, sweep=extra)[0]
-
-        def build_for_video() -> Any:
-            """Unless the user chose save_every, save enough frames for a video of a few seconds."""
-            from vqclip.outputs.video import frame_interval
-
-            cfg, provenance = build_config(preset=preset, config_files=config or [], flags=flags,
-                                           dotlist=set_ or [], base=base)
-            if provenance["save_every"] != "defaults" and not provenance["save_every"].startswith("preset "):
-                return cfg
-            return build_config(preset=preset, config_files=config or [], flags=flags, base=base,
-                                dotlist=[*(set_ or []), f"save_every={frame_interval(cfg.steps, fps)}"])[0]
+        from vqclip.run.flags import flag_values
+        from vqclip.run.request import generate_config, recalled_settings
 
         if video is not None:
-            check_video_options(video, fps)
+            from vqclip.outputs.video import check_video
+
+            check_video(video, fps)
             if seeds or sweep:
                 raise UsageError("--video makes one run's video; it cannot go with --seeds/--sweep")
+        flags = flag_values(ctx.params)
+        recalled = recalled_settings(from_image, warn) if from_image is not None else None
+
+        def make_config(sweep_items: Sequence[str] = (), video_fps: float | None = None) -> Any:
+            """(config, provenance) of the run, or of one run of a sweep (its --sweep items)."""
+            return generate_config(preset=preset, config_files=config or [], flags=flags,
+                                   dotlist=set_ or [], sweep=sweep_items, recalled=recalled,
+                                   video_fps=video_fps)
+
         if seeds or sweep:
             from vqclip.series.pool import plan_workers
 
             pool = plan_workers(workers=workers, devices=devices, threads=threads)
-            return execute_sweep(config_with, seeds, sweep or [], json_output=json_output, quiet=quiet,
-                                 engine=pool)
+            return execute_sweep(lambda items: make_config(items)[0], seeds, sweep or [],
+                                 json_output=json_output, quiet=quiet, engine=pool)
         if workers is not None or devices is not None or threads is not None:
             raise UsageError("--workers, --threads and --devices share out the runs of --seeds/--sweep; "
                              "one run uses one device (--batch-size makes several images in it)")
-        cfg = config_with([]) if video is None else build_for_video()
-        if not (cfg.prompt or cfg.story or cfg.image_prompts or cfg.noise_prompts):
-            raise UsageError("a prompt is required (as the argument, in a config file or with --from)")
-        spec = prepare(cfg)
         from vqclip.cli.status import loading_models
+        from vqclip.run.prepare import prepare
+
+        spec = prepare(*make_config(video_fps=fps if video is not None else None))
         from vqclip.run.build import build  # torch and the models: only for a run that is sound
 
         with loading_models(spec.config, stderr, terminal=sys.stderr.isatty(), quiet=quiet):
@@ -213,22 +198,9 @@ def generate(
     run_command(body, verbose=verbose, offline=offline)
 
 
-def write_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
-    """A `progress.<video>` from the frames of each run folder."""
-    from vqclip.outputs.video import frames_of, write_video
-
-    return [write_video(frames_of(run_dir), run_dir / f"progress.{video}", fps=fps) for run_dir in run_dirs]
-
-
-def check_video_options(video: str, fps: float) -> None:
-    """Refuse a bad --video format or --fps before any work is done."""
-    from vqclip.outputs.video import FORMATS
-
-    formats = [suffix.lstrip(".") for suffix in FORMATS]
-    if video not in formats:
-        raise UsageError(f"--video {video!r}: valid: {', '.join(formats)}")
-    if not 0 < fps <= 240:
-        raise UsageError(f"--fps {fps}: must be above 0 and at most 240")
+def warn(message: str) -> None:
+    """A warning line on stderr."""
+    stderr.print(f"warning: {message}", markup=False)
 
 
 def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
@@ -251,15 +223,12 @@ def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None =
                 stderr.print(escape(str(err)), soft_wrap=True)
             return interruption.exit_code
     results = result.batch or [result]
-    data = result.to_json()
-    entries = data.get("batch", [data])  # one per image: the first image's fields lead the object
     if video is not None:
-        paths = write_videos([each.run_dir for each in results], video, fps)
-        for entry, path in zip(entries, paths, strict=True):
-            entry["video"] = str(path)
-        data["video"] = entries[0]["video"]
+        from vqclip.outputs.video import add_videos
+
+        add_videos(result, video, fps)
     if json_output:
-        typer.echo(json.dumps(data))
+        typer.echo(json.dumps(result.to_json()))
     else:
         for each in results:
             typer.echo(str(each.image))
@@ -409,25 +378,6 @@ def resume(
         return execute_run(run, json_output=json_output, quiet=quiet, no_preview=not preview)
 
     run_command(body, verbose=verbose)
-
-
-def _stored_config(image: Path) -> dict[str, Any]:
-    """The generation settings an image records; never where to write (`out`): that is the
-    config's or -o's, not the image's."""
-    from vqclip.files import cached_sha256
-    from vqclip.outputs.metadata import read_record
-
-    record = read_record(image)
-    inputs = record.get("inputs")
-    for path, digest in (inputs.items() if isinstance(inputs, dict) else ()):
-        if not Path(str(path)).is_file():
-            continue  # the run itself says that the file is missing
-        if cached_sha256(path) != digest:
-            stderr.print(f"warning: {path} has changed since {image} was made; the new run uses it as "
-                         "it is now", markup=False)
-    config = record["config"]
-    config.pop("out", None)
-    return config
 
 
 def show(

@@ -50,6 +50,7 @@ def _say(message: str, quiet: bool) -> None:
 
 
 def batch(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(
         help="Prompt file: one prompt per line with optional flags (--seed 3 --steps 100 ...), "
              "or a YAML list of items; - reads standard input.", show_default=False)],
@@ -96,19 +97,13 @@ def batch(
     """Run every prompt of a file, each in its own run folder; done items are skipped on rerun.
 
     The per-run flags (--steps, --seed, --size, ...) apply to every line; a line's own flags win."""
-    from vqclip.cli.generate import (
-        check_video_options,
-        say_how_to_continue,
-        series_progress,
-        stopped_run,
-        write_videos,
-    )
+    from vqclip.cli.generate import say_how_to_continue, series_progress, stopped_run
 
     def body() -> int:
         from vqclip.errors import UsageError
         from vqclip.outputs.run_folder import slugify
         from vqclip.run.config import build_config
-        from vqclip.run.flags import as_overrides, flag_values
+        from vqclip.run.flags import LINE_FLAGS, as_overrides, flag_values
         from vqclip.series.batch import (
             BatchSettings,
             load_batch,
@@ -121,7 +116,9 @@ def batch(
         from vqclip.series.pool import plan_workers
 
         if video is not None:
-            check_video_options(video, fps)
+            from vqclip.outputs.video import check_video
+
+            check_video(video, fps)
         if ray:
             from vqclip.series.ray_pool import plan_ray
 
@@ -137,13 +134,7 @@ def batch(
         if not items:
             raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
         chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
-        flags = flag_values({
-            "--steps": steps, "--seed": seed, "--size": size, "--lr": lr, "--cutn": cutn,
-            "--save-every": save_every, "--negative": negative, "--switch-every": switch_every,
-            "--init-image": init_image, "--init-weight": init_weight, "--init-noise": init_noise,
-            "--device": device, "--low-memory": low_memory, "--compile": compile_models,
-            "--max-memory": max_memory,
-        })
+        flags = flag_values(ctx.params, LINE_FLAGS)  # every line's defaults; --out is the batch's
         # A bad flag is blamed on the flags here; then they join --set, below every line's own flags.
         build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
         sets = [*as_overrides(flags), *(set_ or [])]
@@ -170,8 +161,10 @@ def batch(
             result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
                                callbacks=callbacks, engine=engine)
         if video is not None:
-            for record, path in zip(result.ok, write_videos([Path(r["run_dir"]) for r in result.ok],
-                                                             video, fps), strict=True):
+            from vqclip.outputs.video import progress_videos
+
+            for record, path in zip(result.ok, progress_videos([Path(r["run_dir"]) for r in result.ok],
+                                                                video, fps), strict=True):
                 record["video"] = str(path)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
@@ -188,6 +181,7 @@ def batch(
 
 
 def zoom(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help='Prompt: "text:weight:stop", items separated by "|".',
                                           show_default=False)],
     frames: Annotated[int, typer.Option(metavar="N", help="Number of frames (runs) in the zoom.")] = 30,
@@ -233,10 +227,8 @@ def zoom(
         from vqclip.series.items import StopSwitch
         from vqclip.series.zoom import run_zoom
 
-        flags = flag_values({"--prompt": prompt, "--steps": steps, "--seed": seed, "--lr": lr,
-                             "--cutn": cutn, "--init-image": init_image, "--device": device,
-                             "--out": str(out) if out is not None else None, "--size": size})
-        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
+        cfg, _ = build_config(preset=preset, config_files=config or [], flags=flag_values(ctx.params),
+                              dotlist=set_ or [])
 
         records: list[dict[str, Any]] = []
 

@@ -106,13 +106,12 @@ def classify(
 
     def body() -> None:
         from vqclip.tasks.classify import check_labels, classify_images, read_labels_file
-        from vqclip.tasks.common import check_templates, find_images
+        from vqclip.tasks.common import check_templates, check_top, find_images
 
         paths = find_images(images)
         labels = check_labels([*(label or []), *(read_labels_file(labels_file) if labels_file else [])])
         templates = check_templates(template or [])
-        if top < 0:
-            raise UsageError(f"--top {top}: must be 0 (all) or more")
+        check_top(top)
         perceptor, info = _load_clip(preset, config, set_, device)
         with _progress("classifying", not quiet) as on_progress:
             result = classify_images(perceptor, info, paths, labels, templates=templates, top=top,
@@ -175,6 +174,7 @@ def search(
     """
 
     def body() -> None:
+        from vqclip.tasks.common import check_top
         from vqclip.tasks.search import search_folder, write_hits_sheet
 
         text, directory = query, folder
@@ -188,8 +188,7 @@ def search(
             raise UsageError(f"query image not found: {image}")
         if not Path(directory).is_dir():
             raise UsageError(f"folder not found: {directory}")
-        if top < 0:
-            raise UsageError(f"--top {top}: must be 0 (all) or more")
+        check_top(top)
         if sheet is not None and sheet.is_dir():
             raise UsageError(f"--sheet {sheet} is a folder; give a file name such as hits.png")
         perceptor, info = _load_clip(preset, config, set_, device)

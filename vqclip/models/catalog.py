@@ -20,7 +20,8 @@ from vqclip.models.cache import Cache, offline_requested, vqclip_home
 from vqclip.models.download import is_url
 from vqclip.models.entry import ModelEntry
 from vqclip.models.store import ensure_vqgan
-from vqclip.suggest import maybe_meant
+from vqclip.run.config import SELF_CONTAINED_CLIP
+from vqclip.suggest import unknown_name
 
 __all__ = [
     "ModelEntry",
@@ -62,10 +63,10 @@ def _parse_entry(name: str, raw: Any, origin: str, base: Path) -> ModelEntry:
         raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
     for key in raw:
         if key not in _KEYS:
-            raise bad(str(key), f"unknown key; valid keys: {', '.join(sorted(_KEYS))}")
+            raise ConfigError(f"{where}: {unknown_name('key', key, sorted(_KEYS))}")
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise bad("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ConfigError(f"{origin}: {unknown_name(f'models.{name}.kind', kind, KINDS)}")
     for key in ("description", "config", "sha256", "config_sha256", "licence", "license",
                 "source", "path", "model", "pretrained"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
@@ -148,7 +149,7 @@ def parse_registry(text: str, origin: str, base: Path) -> dict[str, ModelEntry]:
         raise ConfigError(f"{origin}: expected a mapping with a `models` key")
     for key in data:
         if key != "models":
-            raise ConfigError(f"{origin}: {key}: unknown top-level key; expected `models`")
+            raise ConfigError(f"{origin}: {unknown_name('key', key, ['models'])}")
     models = data.get("models") or {}
     if not isinstance(models, dict):
         raise ConfigError(f"{origin}: models: expected a mapping of model names to entries")
@@ -192,8 +193,7 @@ def get_entry(
     entry = entries.get(name)
     if entry is None or (kind is not None and entry.kind != kind):
         known = sorted(n for n, e in entries.items() if kind is None or e.kind == kind)
-        what = f"{kind} model" if kind else "model"
-        raise ModelError(f"unknown {what} {name!r}; {maybe_meant(name, known)}known: {', '.join(known)}")
+        raise ModelError(unknown_name(f"{kind}.model" if kind else "model", name, known))
     return entry
 
 
@@ -217,7 +217,7 @@ def resolve_clip(
     registry_file: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str | None]:
     """open_clip (model, pretrained) for a registry CLIP name; any other name passes through."""
-    if model.startswith(("local-dir:", "hf-hub:")):
+    if model.startswith(SELF_CONTAINED_CLIP):
         return model, pretrained
     entry = load_registry(registry_file).get(model)
     if entry is None:

@@ -15,7 +15,7 @@ from vqclip.files import not_a_file
 from vqclip.models.catalog import load_registry, resolve_clip
 from vqclip.models.checkpoint import safetensors_shapes
 from vqclip.models.facts import ClipFacts
-from vqclip.suggest import maybe_meant
+from vqclip.suggest import close_names
 
 LOCAL_DIR, HF_HUB = "local-dir:", "hf-hub:"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -47,9 +47,12 @@ def clip_facts(key: str, name: str, pretrained: str | None) -> ClipFacts:
         if model_cfg is None:
             known = sorted({*open_clip_model_names(),
                             *(n for n, e in load_registry().items() if e.kind == "clip")})
-            raise ConfigError(f"{key}.model={name}: no such CLIP (neither a registry name nor an "
-                              f"open_clip model); {maybe_meant(name, known)}list them with "
-                              "`vqclip models list --all-clip`")
+            # The one wording of an unknown name, with the hundreds of valid names left to
+            # the command that lists them.
+            matches = close_names(name, known)
+            meant = "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
+            raise ConfigError(f"{key}.model={name!r}: unknown name; {meant}valid: a registry CLIP or "
+                              "an open_clip model (`vqclip models list --all-clip` lists them)")
     if tag and _is_path(tag):
         if (why := not_a_file(tag)) is not None:
             raise ModelError(f"{key}.pretrained={tag}: {why}")

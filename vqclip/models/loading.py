@@ -11,6 +11,7 @@ from vqclip.errors import ModelError
 from vqclip.files import cached_sha256, not_a_file
 from vqclip.models.clip import Perceptor, load_perceptor
 from vqclip.models.vqgan import VQGAN, load_vqgan
+from vqclip.run.config import SELF_CONTAINED_CLIP
 
 
 def vqgan_files(section: Any) -> tuple[str, Path, Path]:
@@ -70,7 +71,7 @@ def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict
     from vqclip.models.cache import offline_requested  # brings in the download code: import late
 
     model_name, pretrained = section.model, section.pretrained
-    if not model_name.startswith(("local-dir:", "hf-hub:")):
+    if not model_name.startswith(SELF_CONTAINED_CLIP):
         from vqclip.models.catalog import resolve_clip
 
         model_name, pretrained = resolve_clip(model_name, pretrained)
@@ -110,7 +111,7 @@ def _vqgan_status(section: Any) -> str:
 def _clip_status(model: str, pretrained: str | None) -> str:
     from vqclip.models.catalog import get_entry, resolve_clip
 
-    if model.startswith(("local-dir:", "hf-hub:")):
+    if model.startswith(SELF_CONTAINED_CLIP):
         return f"CLIP {model}"
     try:
         entry = get_entry(model, kind="clip")

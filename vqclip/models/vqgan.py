@@ -18,6 +18,7 @@ from vqclip.files import atomic_path
 from vqclip.models.checkpoint import load_state_dict
 from vqclip.models.quantizers import GumbelQuantizer, VectorQuantizer
 from vqclip.models.vqgan_layers import Decoder, Encoder
+from vqclip.suggest import unknown_name
 
 __all__ = ["VQGAN", "VQGANSpec", "load_vqgan", "read_spec", "save_vqgan", "spec_from_json",
            "spec_from_taming_yaml"]
@@ -73,8 +74,7 @@ class VQGANSpec:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ModelError(f"VQGAN spec: dropout must be in [0, 1), got {self.dropout!r}")
         if self.quantizer not in QUANTIZERS:
-            raise ModelError(f"VQGAN spec: quantizer must be one of {QUANTIZERS}, "
-                             f"got {self.quantizer!r}")
+            raise ModelError(f"VQGAN spec: {unknown_name('quantizer', self.quantizer, QUANTIZERS)}")
         if self.quantizer == "gumbel" and self.embed_dim != self.z_channels:
             # GumbelVQ feeds quant_conv's embed_dim channels to proj, built for z_channels.
             raise ModelError("VQGAN spec: the gumbel quantizer needs embed_dim == z_channels, "

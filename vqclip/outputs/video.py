@@ -7,12 +7,17 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from vqclip.errors import UsageError, VqclipError
 from vqclip.files import atomic_path
+from vqclip.suggest import unknown_name
+
+if TYPE_CHECKING:
+    from vqclip.run.execute import GenerateResult
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,29 @@ _FRAME_NAME = re.compile(r"^(\d+)\.png$")
 
 
 MIN_VIDEO_SECONDS = 2.0
+MAX_FPS = 240
+
+
+def video_suffix(video: str) -> str:
+    """The file suffix of video format `video` ("mp4", or ".mp4" as a file name ends); a
+    UsageError naming the valid formats for any other."""
+    suffix = "." + video.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise UsageError(unknown_name("video", video.lstrip("."), [f.lstrip(".") for f in FORMATS]))
+    return suffix
+
+
+def check_fps(fps: float) -> None:
+    """Refuse a frame rate outside (0, MAX_FPS]."""
+    if not 0 < fps <= MAX_FPS:
+        raise UsageError(f"fps={fps:g}: must be above 0 and at most {MAX_FPS}")
+
+
+def check_video(video: str, fps: float) -> None:
+    """Refuse a video that could not be written, before any work: its format (video_suffix),
+    its frame rate (check_fps)."""
+    video_suffix(video)
+    check_fps(fps)
 
 
 def frame_interval(steps: int, fps: float, seconds: float = MIN_VIDEO_SECONDS) -> int:
@@ -42,6 +70,22 @@ def frames_of(run_dir: Path) -> list[Path]:
     return frames
 
 
+def progress_videos(run_dirs: list[Path], video: str, fps: float) -> list[Path]:
+    """A `progress.<video>` from the frames of each run folder."""
+    return [write_video(frames_of(run_dir), Path(run_dir) / f"progress{video_suffix(video)}", fps=fps)
+            for run_dir in run_dirs]
+
+
+def add_videos(result: GenerateResult, video: str, fps: float) -> None:
+    """Write the progress video of every image of `result` (each image of a batch) into its run
+    folder, and note each one's path as its `video`."""
+    images = result.batch or [result]
+    for image, path in zip(images, progress_videos([each.run_dir for each in images], video, fps),
+                           strict=True):
+        image.video = path
+    result.video = images[0].video
+
+
 def write_video(
     frames: list[Path],
     out: Path,
@@ -56,10 +100,7 @@ def write_video(
     the frames share the rest evenly (this replaces `fps`).
     """
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in FORMATS:
-        raise UsageError(f"video {out}: unknown format {suffix or '(no suffix)'!r}; "
-                         f"use one of {', '.join(FORMATS)}")
+    suffix = video_suffix(out.suffix)
     if not frames:
         raise VqclipError(f"video {out}: no frames to write")
     if out.exists():
@@ -92,8 +133,7 @@ def _timing(count: int, fps: float, seconds: float | None, hold: float) -> tuple
             raise UsageError(f"video: length {seconds} must be positive seconds")
         hold = min(hold, seconds / 4)
         fps = count / (seconds - hold)
-    if not 0 < fps <= 240:
-        raise UsageError(f"video: fps {fps:g} must be above 0 and at most 240")
+    check_fps(fps)
     return fps, hold
 
 

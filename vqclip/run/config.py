@@ -22,7 +22,7 @@ from omegaconf.nodes import FloatNode
 
 from vqclip.errors import ConfigError, first_line
 from vqclip.steer.prompts import plan_prompts
-from vqclip.suggest import KEY_ALIASES, did_you_mean
+from vqclip.suggest import KEY_ALIASES, unknown_name
 
 MAX_SIDE = 4096
 MAX_BATCH = 256
@@ -196,7 +196,7 @@ def list_presets() -> list[str]:
 
 def _preset_layer(name: str) -> tuple[str, DictConfig]:
     if name not in list_presets():
-        raise ConfigError(f"--preset {name!r}: unknown preset{did_you_mean(name, list_presets())}")
+        raise ConfigError(unknown_name("preset", name, list_presets()))
     text = (resources.files("vqclip") / "presets" / f"{name}.yaml").read_text()
     return f"preset {name}", _parse_yaml(text, f"preset {name}")
 
@@ -271,12 +271,12 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix]
 
 
-def _suggest_key(above: list[str], part: str, parent: Any) -> str:
-    """The did-you-mean of an unknown key `part` below the keys `above`, as full dotted keys."""
-    if not isinstance(parent, DictConfig):
-        return f"; {'.'.join(above)} has no keys below it"
+def _unknown_key(above: list[str], part: str, parent: Any) -> str:
+    """The message for an unknown key `part` below the keys `above`, named as a full dotted key."""
     prefix = "".join(f"{name}." for name in above)
-    return did_you_mean(prefix + part, [prefix + str(name) for name in sorted(parent.keys())],
+    if not isinstance(parent, DictConfig):
+        return f"key={prefix + part!r}: unknown name; {'.'.join(above)} has no keys below it"
+    return unknown_name("key", prefix + part, [prefix + str(name) for name in sorted(parent.keys())],
                         {prefix + alias: prefix + key for alias, key in KEY_ALIASES.items()})
 
 
@@ -286,8 +286,7 @@ def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> Non
         parts = key.split(".")
         for depth, part in enumerate(parts):
             if not isinstance(parent, DictConfig) or part not in parent:
-                hint = _suggest_key(parts[:depth], part, parent)
-                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+                raise ConfigError(f"{source}: {_unknown_key(parts[:depth], part, parent)}")
             node = parent._get_node(part)
             parent = node
             if isinstance(node, DictConfig) and node._metadata.object_type is dict \
@@ -444,13 +443,15 @@ def _check_values(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("init_weight_until", 0 < cfg.init_weight_until <= 1, "must be a fraction above 0, at most 1"),
         ("save_every", cfg.save_every >= 0, "must be 0 (never) or more"),
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
-        ("precision", cfg.precision in PRECISIONS, f"valid: {', '.join(PRECISIONS)}"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
     ]
     for key, ok, why in checks:
         if not ok:
             raise _bad(key, OmegaConf.select(cfg, key), why, provenance)
+    if cfg.precision not in PRECISIONS:
+        source = _source_of("precision", provenance)
+        raise ConfigError(f"{source}: {unknown_name('precision', cfg.precision, PRECISIONS)}")
     _check_clip_tags(cfg, provenance)
     _check_stages(plan_prompts(cfg), cfg, provenance)  # a bad prompt: reported without torch
     if cfg.max_memory is not None:

@@ -51,6 +51,7 @@ class GenerateResult:
     # with --candidates: each candidate's seed, score and thumbnail, and the seed kept
     candidates: list[dict[str, Any]] = field(default_factory=list)
     winner: int | None = None
+    video: Path | None = None  # the progress video, when one was asked for
 
     def to_json(self) -> dict[str, Any]:
         """This image's fields, with --batch-size every image's under "batch", and with
@@ -64,8 +65,10 @@ class GenerateResult:
 
     def _image_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("batch", "candidates", "winner")}
+                if f.name not in ("batch", "candidates", "winner", "video")}
         data["image"], data["run_dir"] = str(self.image), str(self.run_dir)
+        if self.video is not None:
+            data["video"] = str(self.video)
         # No step taken (stopped before the first): no loss, and JSON has no NaN.
         data["final_loss"] = round(self.final_loss, 6) if math.isfinite(self.final_loss) else None
         data["seconds"] = round(self.seconds, 3)

@@ -1,10 +1,12 @@
-"""The one table of command-line flags that set config keys, for commands and prompt-file lines."""
+"""The one table of command-line flags that set config keys: the commands (by their parameters'
+names) and prompt-file lines read it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vqclip.errors import UsageError
@@ -15,13 +17,19 @@ from vqclip.run.config import parse_size
 class Flag:
     """A flag, the config key it sets and how its text becomes the value; a `repeated` flag
     adds one item to a list per use, a `switch` takes no value (`--x` true, `--no-x` false on
-    the command line; present means true on a prompt-file line)."""
+    the command line; present means true on a prompt-file line). `param` is the name of the
+    command parameter that takes it (by default the flag's: --save-every, save_every)."""
 
     name: str
     key: str
     convert: Callable[[str], Any] = str
     repeated: bool = False
     switch: bool = False
+    param: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.param:
+            object.__setattr__(self, "param", self.name.removeprefix("--").replace("-", "_"))
 
     def value(self, text: str) -> Any:
         """The config value of `text` given to this flag; a UsageError names the flag."""
@@ -51,7 +59,7 @@ FLAGS = {flag.name: flag for flag in (
     Flag("--image-prompt", "image_prompts", repeated=True),
     Flag("--noise-prompt", "noise_prompts", repeated=True),
     Flag("--low-memory", "low_memory", switch=True),
-    Flag("--compile", "compile", switch=True),
+    Flag("--compile", "compile", switch=True, param="compile_models"),  # not to hide compile()
     Flag("--batch-size", "batch_size", int),
     Flag("--candidates", "candidates", int),
     Flag("--out", "out"),
@@ -62,16 +70,18 @@ LINE_FLAGS = {name: flag for name, flag in FLAGS.items() if name not in ("--out"
                                                                       "--candidates")}
 
 
-def flag_values(given: Mapping[str, Any]) -> dict[str, Any]:
-    """Config values for the flags a command was given ({"--steps": 50, "--size": "64x64"}):
-    flags left out (None, an empty list) set nothing (a switch's --no- form sets False); text is
-    converted."""
+def flag_values(params: Mapping[str, Any], flags: Mapping[str, Flag] = FLAGS) -> dict[str, Any]:
+    """Config values of the `flags` among a command's parameters (by name, as Typer passes them:
+    {"steps": 50, "size": "64x64"}): a flag left out (None, an empty list) sets nothing (a
+    switch's --no- form sets False); text is converted, a path becomes text."""
     values = {}
-    for name, value in given.items():
-        flag = FLAGS[name]
+    for flag in flags.values():
+        value = params.get(flag.param)
         if value is None or value == []:
             continue
-        if isinstance(value, str) and not flag.repeated:
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, str) and not flag.repeated:
             value = flag.value(value)
         values[flag.key] = value
     return values

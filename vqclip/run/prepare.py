@@ -65,9 +65,7 @@ def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpe
     are reported first. A fact only the weights hold (a model whose config is not on this
     machine yet) is checked when the model has loaded."""
     validate(cfg, provenance or {})
-    prompts = plan_prompts(cfg)
-    if not prompts.aims_at_something():
-        raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt")
+    prompts = check_aim(cfg)
     check_input_images(cfg, prompts)
     models = check_models(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
@@ -104,6 +102,17 @@ def check_models(cfg: DictConfig) -> ModelFacts:
     for clip in models.clips:  # last: a tag is checked in open_clip's table, a slow import
         check_clip_tag(clip)
     return models
+
+
+def check_aim(cfg: DictConfig) -> PromptPlan:
+    """The prompt rule of every run (generate, the library, batch, sweep and zoom items): it
+    needs something to aim at, a text prompt (or story), an image prompt or a noise prompt; a
+    negative prompt only pushes away, so alone it aims at nothing. Returns the parsed prompts."""
+    prompts = plan_prompts(cfg)
+    if not (prompts.stages or prompts.images or prompts.noise):
+        raise UsageError("nothing to aim for: give a text prompt, an image prompt or a noise prompt "
+                         "(a negative prompt alone aims at nothing)")
+    return prompts
 
 
 def _absolute_image_prompt(item: str) -> str:

@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from vqclip.errors import UsageError, VqclipError, first_line
 from vqclip.run.config import build_config
 from vqclip.run.flags import LINE_FLAGS
+from vqclip.run.prepare import check_aim
 from vqclip.series.items import SeriesEngine, SeriesResult, StopSwitch, WorkItem, item_key, run_items
+from vqclip.suggest import unknown_name
 
 if TYPE_CHECKING:
     from vqclip.run.events import Callback
@@ -101,7 +103,7 @@ def _apply_flags(item: BatchItem, tokens: list[str]) -> None:
             position += 1
             continue
         if flag not in LINE_FLAGS and flag not in OTHER_FLAGS:
-            raise UsageError(f"unknown flag {flag!r} (valid: {', '.join([*LINE_FLAGS, *OTHER_FLAGS])})")
+            raise UsageError(unknown_name("flag", flag, [*LINE_FLAGS, *OTHER_FLAGS]))
         if inline is not None:
             value = inline
             position += 1
@@ -244,8 +246,7 @@ class BatchSettings:
             cfg, _ = build_config(base=self.base(item.preset), flags=item.values, dotlist=item.sets)
         except VqclipError as err:  # the source label build_config gives to this layer
             raise type(err)(str(err).replace("command-line flags", "the item's settings")) from None
-        if not cfg.prompt:
-            raise UsageError("no prompt")
+        check_aim(cfg)
         return cfg
 
 

@@ -71,6 +71,10 @@ class WorkItem:
     info: dict[str, Any] = field(default_factory=dict)
     resume_dir: str | None = None  # the run folder of this item's interrupted run, to continue
 
+    def head(self) -> dict[str, Any]:
+        """The fields every manifest record of this item starts with."""
+        return {"key": self.key, "index": self.index, "label": self.label, **self.info}
+
     def portable(self) -> WorkItem:
         """The same item in a form that can be sent to another process (a worker, a Ray actor):
         itself when its `make_config` pickles (the config is then made there, when the item
@@ -127,6 +131,46 @@ class SeriesResult:
         return {"folder": str(self.folder), "manifest": str(self.manifest),
                 "ok": len(self.ok), "failed": len(self.failed), "skipped": len(self.skipped),
                 "interrupted": self.interrupted, "items": self.records}
+
+
+def new_record(head: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+    """A manifest record of the item `head` describes (WorkItem.head): its status and `fields`,
+    stamped with the time now."""
+    return {**head, "status": status, **fields,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+@dataclass
+class Ledger:
+    """Where the records of one invocation of a series go, whichever engine runs its items: the
+    manifest (each record signed with the session, the worker and the `extra` fields), this
+    invocation's result, and its report."""
+
+    manifest: Manifest
+    session: str
+    extra: dict[str, Any]
+    result: SeriesResult | None = None
+    report: Callable[[dict[str, Any]], None] | None = None
+
+    def write(self, record: dict[str, Any], **sign: Any) -> dict[str, Any]:
+        """Sign `record` (extra fields, session, then `sign`: worker, node) and append it to the
+        manifest."""
+        record.update(self.extra, session=self.session, **sign)
+        self.manifest.append(record)
+        return record
+
+    def count(self, record: dict[str, Any]) -> None:
+        """Add a record already in the manifest to this invocation's result, and report it."""
+        if self.result is not None:
+            self.result.records.append(record)
+            self.result.interrupted |= record["status"] == "interrupted"
+        if self.report is not None:
+            self.report(record)
+
+    def keep(self, record: dict[str, Any], **sign: Any) -> dict[str, Any]:
+        """Write `record` to the manifest and count it."""
+        self.count(self.write(record, **sign))
+        return record
 
 
 class SeriesEngine(Protocol):
@@ -232,31 +276,30 @@ def run_items(
     result = SeriesResult(folder, manifest.path, [], skipped)
     if engine is not None:
         return engine.run(todo, folder, result, report=report, stop=stop, extra=extra or {})
-    session = new_session()
+    ledger = Ledger(manifest, new_session(), extra or {}, result, report)
     heartbeat = manifest.heartbeat()
     try:  # the items share their models: each loads once, and is freed when the series ends
-        _run_in_turn(todo, folder, manifest, heartbeat, session, result, callbacks, report, stop,
-                     extra or {}, Models())
+        _run_in_turn(todo, folder, ledger, result, heartbeat, callbacks, stop, Models())
     finally:
         heartbeat.close()
     return result
 
 
-def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, heartbeat: Heartbeat,
-                 session: str, result: SeriesResult, callbacks: Iterable[Callback],
-                 report: Callable[[dict[str, Any]], None] | None, stop: StopSwitch | None,
-                 extra: dict[str, Any], models: Models) -> None:
+def _run_in_turn(todo: list[WorkItem], folder: Path, ledger: Ledger, result: SeriesResult,
+                 heartbeat: Heartbeat, callbacks: Iterable[Callback], stop: StopSwitch | None,
+                 models: Models) -> None:
     """Claim and run each item in this process, one after another, on the models `models`
     holds, appending its record.
 
     A second interrupt (KeyboardInterrupt, or the exception a second SIGTERM raises) after a
     stop request ends the item at once: it is recorded interrupted (with its run folder, which
     holds the state of its latest frame) and the series ends."""
+    session = ledger.session
     for item in todo:
         if stop is not None and stop.requested:
             result.interrupted = True
             break
-        claim = manifest.claim(item.key, session, index=item.index)
+        claim = ledger.manifest.claim(item.key, session, index=item.index)
         if not claim:
             if claim.by_another:
                 result.skipped.append(item.index)  # finished or being run by another process
@@ -268,26 +311,16 @@ def _run_in_turn(todo: list[WorkItem], folder: Path, manifest: Manifest, heartbe
             if stop is None or not stop.requested:
                 raise  # not the second of two interrupts
             record = stopped_at_once(item, stop, "stopped at once by a second interrupt")
-        record.update(extra, session=session)
-        manifest.append(record)
-        result.records.append(record)
-        if report is not None:
-            report(record)
-        if record["status"] == "interrupted":
-            result.interrupted = True
+        if ledger.keep(record)["status"] == "interrupted":
             break
 
 
 def stopped_at_once(item: WorkItem, stop: StopSwitch | None, why: str) -> dict[str, Any]:
     """The record of an item whose run was ended mid-step: interrupted, with the run folder its
     run had made (if any), which holds the state of its latest frame."""
-    record: dict[str, Any] = {"key": item.key, "index": item.index, "label": item.label,
-                              "status": "interrupted", **item.info, "error": why}
     run = stop.last if stop is not None else None
-    if run is not None and run.run_dirs:
-        record["run_dir"] = str(Path(run.run_dirs[0]).resolve())
-    record["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return record
+    made = {"run_dir": str(Path(run.run_dirs[0]).resolve())} if run is not None and run.run_dirs else {}
+    return new_record(item.head(), "interrupted", error=why, **made)
 
 
 def new_session() -> str:
@@ -299,8 +332,7 @@ def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
                   stop: StopSwitch | None, device: str | None = None, *, models: Models) -> dict[str, Any]:
     """Run one item into `folder` (on `device` instead of its config's, if given) on the models
     `models` holds; its manifest record (ok, interrupted or failed with why)."""
-    record: dict[str, Any] = {"key": item.key, "index": item.index, "label": item.label,
-                              "status": "failed", **item.info}
+    seed: dict[str, Any] = {}  # known once the config is made
     try:
         cfg = item.make_config()
         cfg.out = str(folder)
@@ -308,19 +340,15 @@ def run_work_item(item: WorkItem, folder: Path, callbacks: Iterable[Callback],
             cfg.device = device
         if cfg.seed is None:
             cfg.seed = seed_from_key(item.key)
-        record["seed"] = cfg.seed
+        seed["seed"] = cfg.seed
         result = run_one(cfg, callbacks, stop, item.resume_dir, models=models)
     except VqclipError as err:
-        record["error"] = str(err)
+        return new_record(item.head(), "failed", **seed, error=str(err))
     except Exception as err:  # noqa: BLE001 - one bad item must not end the series
         log.debug("item %d failed", item.index, exc_info=True)
-        record["error"] = f"{type(err).__name__}: {err}"
-    else:
-        record.update(
-            status="interrupted" if result.interrupted else "ok", seed=result.seed,
-            run_dir=str(Path(result.run_dir).resolve()), image=str(Path(result.image).resolve()),
-            steps=result.steps, final_loss=result.to_json()["final_loss"],
-            seconds=round(result.seconds, 3),
-        )
-    record["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return record
+        return new_record(item.head(), "failed", **seed, error=f"{type(err).__name__}: {err}")
+    return new_record(
+        item.head(), "interrupted" if result.interrupted else "ok", seed=result.seed,
+        run_dir=str(Path(result.run_dir).resolve()), image=str(Path(result.image).resolve()),
+        steps=result.steps, final_loss=result.to_json()["final_loss"], seconds=round(result.seconds, 3),
+    )

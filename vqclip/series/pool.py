@@ -4,7 +4,6 @@ loading its models once and claiming the next unfinished item from the manifest.
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -21,9 +20,11 @@ from typing import Any
 from vqclip.errors import UsageError, VqclipError
 from vqclip.models.held import Models
 from vqclip.series.items import (
+    Ledger,
     SeriesResult,
     StopSwitch,
     WorkItem,
+    new_record,
     new_session,
     run_work_item,
     stopped_at_once,
@@ -118,7 +119,7 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
         for number, (worker, (inbox, _)) in enumerate(zip(workers, inboxes, strict=True))
     ]
     started: list[Any] = []
-    manifest = Manifest(folder / MANIFEST_NAME)
+    ledger = Ledger(Manifest(folder / MANIFEST_NAME), session, extra, result, report)
     running: dict[int, dict[str, Any]] = {}  # worker number -> the item it is running
     skipped = set(result.skipped)
 
@@ -134,10 +135,7 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
                 result.skipped.append(payload["index"])
             return
         running.pop(number, None)
-        result.records.append(payload)
-        result.interrupted |= payload["status"] == "interrupted"
-        if report is not None:
-            report(payload)
+        ledger.count(payload)  # the worker wrote it to the manifest
 
     if stop is not None:
         stop.forward = lambda: _signal_all(started, signal.SIGTERM)
@@ -159,14 +157,14 @@ def run_pool(items: list[WorkItem], folder: Path, workers: list[Worker], result:
                 if not process.is_alive() and number in running:
                     _drain(events, take)
                     if number in running:
-                        take(("record", number, _died(manifest, running[number], process, session, extra)))
+                        take(("record", number, _died(ledger, running[number], process, number)))
     except BaseException:
         if stop is None or not stop.requested:
             _end_at_once(started, events, take)
             raise
         _end_at_once(started, events, take)  # the second of two interrupts: the workers go now
         for number in list(running):
-            take(("record", number, _stopped(manifest, running[number], session, extra, number)))
+            take(("record", number, _stopped(ledger, running[number], number)))
     finally:
         if stop is not None:
             stop.forward = None
@@ -221,17 +219,18 @@ def _end_at_once(processes: list[Any], events: Any, take: Callable[[tuple[str, i
     _drain(events, take, wait=0.05)
 
 
-def _stopped(manifest: Manifest, item: dict[str, Any], session: str, extra: dict[str, Any],
-             number: int) -> dict[str, Any]:
+def _stopped(ledger: Ledger, item: dict[str, Any], number: int) -> dict[str, Any]:
     """Record the item of a worker ended at once as interrupted (unless it recorded it itself)."""
-    mine = [r for r in manifest.records() if r.get("key") == item["key"] and r.get("session") == session]
-    if mine:
-        return mine[-1]
-    record = {**item, "status": "interrupted", **extra, "session": session, "worker": number,
-              "error": "stopped at once by a second interrupt; its worker was killed",
-              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    manifest.append(record)
-    return record
+    return _own_record(ledger, item) or ledger.write(
+        new_record(item, "interrupted", error="stopped at once by a second interrupt; its worker was killed"),
+        worker=number)
+
+
+def _own_record(ledger: Ledger, item: dict[str, Any]) -> dict[str, Any] | None:
+    """The record a worker appended for `item` in this session before it ended, if any."""
+    mine = [r for r in ledger.manifest.records()
+            if r.get("key") == item["key"] and r.get("session") == ledger.session]
+    return mine[-1] if mine else None
 
 
 def _drain(events: Any, take: Callable[[tuple[str, int, dict[str, Any]]], None],
@@ -243,20 +242,14 @@ def _drain(events: Any, take: Callable[[tuple[str, int, dict[str, Any]]], None],
             return
 
 
-def _died(manifest: Manifest, item: dict[str, Any], process: Any, session: str,
-          extra: dict[str, Any]) -> dict[str, Any]:
+def _died(ledger: Ledger, item: dict[str, Any], process: Any, number: int) -> dict[str, Any]:
     """Record the item of a worker that ended without finishing it as failed, with why (unless
     the worker recorded its outcome just before it ended)."""
-    mine = [r for r in manifest.records() if r.get("key") == item["key"] and r.get("session") == session]
-    if mine:
-        return mine[-1]
     code = process.exitcode
     how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-    record = {**item, "status": "failed", **extra, "session": session,
-              "error": f"worker process {process.pid} died while running it ({how})",
-              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    manifest.append(record)
-    return record
+    return _own_record(ledger, item) or ledger.write(
+        new_record(item, "failed", error=f"worker process {process.pid} died while running it ({how})"),
+        worker=number)
 
 
 def _signal_all(processes: list[Any], signum: int) -> None:
@@ -295,7 +288,8 @@ def work(number: int, worker: Worker, inbox: Any, folder: str, session: str,
 
         torch.set_num_threads(worker.threads)
     models = Models()  # this process serves the items: each model loads once
-    manifest = Manifest(Path(folder) / MANIFEST_NAME)
+    ledger = Ledger(Manifest(Path(folder) / MANIFEST_NAME), session, extra)
+    manifest = ledger.manifest
     heartbeat = manifest.heartbeat()
     for item in items:
         if stop.requested:
@@ -305,20 +299,16 @@ def work(number: int, worker: Worker, inbox: Any, folder: str, session: str,
             if claim.by_another:
                 events.put(("skip", number, {"index": item.index}))
             continue
-        events.put(("start", number, {"key": item.key, "index": item.index, "label": item.label,
-                                      **item.info}))
+        events.put(("start", number, item.head()))
         try:
             with heartbeat.holding(item.key, session):
                 record = run_work_item(item, Path(folder), (), stop, device=worker.device, models=models)
         except SystemExit:
-            record = stopped_at_once(item, stop, "stopped at once by a second interrupt")
-            record.update(extra, session=session, worker=number)
-            manifest.append(record)
+            record = ledger.write(stopped_at_once(item, stop, "stopped at once by a second interrupt"),
+                                  worker=number)
             events.put(("record", number, record))
             raise
-        record.update(extra, session=session, worker=number)
-        manifest.append(record)
-        events.put(("record", number, record))
+        events.put(("record", number, ledger.write(record, worker=number)))
         if record["status"] == "interrupted":
             break
     heartbeat.close()

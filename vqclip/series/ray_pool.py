@@ -7,7 +7,6 @@ Ray is an optional extra (pip install 'vqclip[ray]'): this module imports it onl
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import logging
 import os
@@ -22,7 +21,15 @@ from typing import Any
 
 from vqclip.errors import UsageError, VqclipError, first_line
 from vqclip.models.held import Models
-from vqclip.series.items import SeriesResult, StopSwitch, WorkItem, new_session, run_work_item
+from vqclip.series.items import (
+    Ledger,
+    SeriesResult,
+    StopSwitch,
+    WorkItem,
+    new_record,
+    new_session,
+    run_work_item,
+)
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
@@ -254,7 +261,8 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
     portable = [item.portable() for item in items]
     layout, wanted = _layout(ray, portable, actors, threads)
     session = new_session()
-    manifest = Manifest(folder / MANIFEST_NAME)
+    ledger = Ledger(Manifest(folder / MANIFEST_NAME), session, extra, result, report)
+    manifest = ledger.manifest
     runner = ray.remote(concurrency_groups={"control": 1})(ItemRunner)
     handles: dict[int, Any] = {}
     starting: dict[Any, int] = {}  # reference to an actor's ready() -> its number, until it has started
@@ -270,15 +278,11 @@ def _run(ray: Any, items: list[WorkItem], folder: Path, result: SeriesResult, *,
     def finish(record: dict[str, Any], number: int) -> None:
         heartbeat.release(record["key"], session)
         # node: the Ray node's IP address, which tells nodes apart where host names do not
-        record.update(extra, session=session, worker=number, node=where.get(number, {}).get("node"))
+        node = where.get(number, {}).get("node")
         if record["status"] == "ok" and not Path(record["image"]).is_file():
-            record.update(status="failed", error=f"the image was made on node {record['node']} but is not at "
+            record.update(status="failed", error=f"the image was made on node {node} but is not at "
                           f"{record['image']} here: the output folder must be storage every node shares")
-        manifest.append(record)
-        result.records.append(record)
-        result.interrupted |= record["status"] == "interrupted"
-        if report is not None:
-            report(record)
+        ledger.keep(record, worker=number, node=node)
 
     try:
         for number in range(layout.count):
@@ -351,5 +355,4 @@ def _at(place: dict[str, Any] | None) -> str:
 
 def _lost(item: WorkItem, error: str, status: str = "failed") -> dict[str, Any]:
     """The record of an item whose actor did not return one."""
-    return {"key": item.key, "index": item.index, "label": item.label, "status": status, **item.info,
-            "error": error, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    return new_record(item.head(), status, error=error)

@@ -19,6 +19,7 @@ from vqclip.errors import UsageError
 from vqclip.files import write_json_atomic
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
+from vqclip.run.prepare import check_aim
 from vqclip.series.items import (
     SeriesEngine,
     SeriesResult,
@@ -167,8 +168,7 @@ def run_sweep(
     `<out>/<date>/<NNNN>-sweep-<slug>/` is made. Without `seeds`, every run shares one seed.
     """
     base = build([])
-    if not base.prompt:
-        raise UsageError("a prompt is required for a sweep")
+    check_aim(base)
     check_single_image(base)
     if not seeds:
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]

@@ -18,8 +18,9 @@ from PIL import Image
 from vqclip.errors import UsageError
 from vqclip.files import atomic_write
 from vqclip.models.held import Models
-from vqclip.outputs.video import FORMATS, write_video
+from vqclip.outputs.video import check_video, write_video
 from vqclip.run.config import MAX_SIDE
+from vqclip.run.prepare import check_aim
 from vqclip.series.items import StopSwitch, new_series_dir, run_one
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -116,11 +117,10 @@ def run_zoom(
         raise UsageError(f"--frames {frames}: must be at least 1")
     if steps_per_frame < 1 or (first_steps is not None and first_steps < 1):
         raise UsageError("steps per frame must be at least 1")
-    if video is not None and Path(video).suffix.lower() not in FORMATS:
-        raise UsageError(f"--video {video!r}: the name must end in one of {', '.join(FORMATS)}")
+    if video is not None:
+        check_video(Path(video).suffix, fps)
     zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
-    if not cfg.prompt:
-        raise UsageError("a prompt is required")
+    check_aim(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     folder = Path(folder) if folder is not None else new_series_dir(cfg.out, "zoom", cfg.prompt)
     (folder / "frames").mkdir(parents=True)

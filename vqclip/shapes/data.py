@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from vqclip.suggest import unknown_name
+
 # Shape colors: hues far apart so both the CLIP and a pixel statistic can tell them apart.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -182,7 +184,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [(cx - w, cy - r), (cx + w, cy - r), (cx + w, cy - w), (cx + r, cy - w),
                 (cx + r, cy + w), (cx + w, cy + w), (cx + w, cy + r), (cx - w, cy + r),
                 (cx - w, cy + w), (cx - r, cy + w), (cx - r, cy - w), (cx - w, cy - w)]
-    raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    raise ValueError(unknown_name("shape", shape, SHAPES))
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, px: int, fill: object) -> None:
@@ -242,11 +244,11 @@ def draw_shape(
 ) -> Image.Image | torch.Tensor:
     """Draw one named shape in a palette color on a plain background (PIL image or tensor)."""
     if color not in PALETTE:
-        raise ValueError(f"unknown color {color!r}; known: {', '.join(COLORS)}")
+        raise ValueError(unknown_name("color", color, COLORS))
     if background not in BACKGROUNDS:
-        raise ValueError(f"unknown background {background!r}; known: {', '.join(BACKGROUNDS)}")
+        raise ValueError(unknown_name("background", background, BACKGROUNDS))
     if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+        raise ValueError(unknown_name("shape", shape, SHAPES))
     obj = ShapeObject(shape, color, PALETTE[color], center[0], center[1], radius)
     img = render_scene(Scene(background, (obj,)), size=size)
     return to_tensor(img) if as_tensor else img

@@ -84,10 +84,6 @@ class PromptPlan:
     images: tuple[Prompt, ...]
     noise: tuple[tuple[int, Prompt], ...]
 
-    def aims_at_something(self) -> bool:
-        """Whether any prompt pulls or pushes the image (negative prompts alone count)."""
-        return bool(self.stages or self.negatives or self.images or self.noise)
-
 
 def plan_prompts(cfg: DictConfig) -> PromptPlan:
     """Parse and check every prompt of the config; a UsageError names the first bad one."""

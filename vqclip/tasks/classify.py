@@ -13,6 +13,7 @@ from vqclip.tasks.common import (
     ProgressCallback,
     Skipped,
     check_templates,
+    check_top,
     embed_files,
     label_embeddings,
     logit_scale,
@@ -102,8 +103,7 @@ def classify_images(
     """
     labels = check_labels(labels)
     templates = check_templates(templates)
-    if top < 0:
-        raise UsageError(f"--top {top}: must be 0 (all) or more")
+    check_top(top)
     text = label_embeddings(perceptor, labels, templates)
     used, embeddings, skipped = embed_files(perceptor, images, batch_size=batch_size,
                                             on_progress=on_progress)

@@ -221,6 +221,12 @@ def embed_files(
     return used, torch.cat(chunks), skipped
 
 
+def check_top(top: int) -> None:
+    """Refuse a negative --top (0 means every label or hit)."""
+    if top < 0:
+        raise UsageError(f"--top {top}: must be 0 (all) or more")
+
+
 def check_templates(templates: Sequence[str]) -> list[str]:
     """Templates as given, or the default; each must hold one "{}" for the label."""
     templates = list(templates) or [DEFAULT_TEMPLATE]

@@ -14,6 +14,7 @@ from vqclip.tasks.common import (
     IMAGE_SUFFIXES,
     ProgressCallback,
     Skipped,
+    check_top,
     embed_pixels,
     encode_texts,
     images_in_folder,
@@ -84,8 +85,7 @@ def search_folder(
         raise UsageError("give either a text query or an image query (--image), not both")
     if text is not None and not text.strip():
         raise UsageError("the text query is empty")
-    if top < 0:
-        raise UsageError(f"--top {top}: must be 0 (all) or more")
+    check_top(top)
     if not folder.is_dir():
         raise UsageError(f"folder not found: {folder}" if not folder.exists() else f"not a folder: {folder}")
     # the query is checked before any indexing work, so a typo fails fast
