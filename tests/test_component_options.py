@@ -57,8 +57,8 @@ def test_the_schema_gathers_sections_from_the_components() -> None:
 
 
 @pytest.mark.parametrize(("items", "message"), [
-    (["pixel.scle=2"], "--set: unknown key 'pixel.scle'; did you mean 'pixel.scale'?"),
-    (["augment.nosie=0.2"], "--set: unknown key 'augment.nosie'; did you mean 'augment.noise'"),
+    (["pixel.scle=2"], "--set: key='pixel.scle': unknown name; did you mean 'pixel.scale'?"),
+    (["augment.nosie=0.2"], "--set: key='augment.nosie': unknown name; did you mean 'augment.noise'"),
     (["augment.erasing=1.5"], "--set: augment.erasing=1.5: must be a number, from 0 to 1"),
     (["losses=[{name: tv, wieght: 2}]"], "--set: losses.0.wieght: not taken by 'tv'; did you mean 'weight'?"),
     (["losses=[{weight: 2}]"], "--set: losses.0: no name; valid: init, saturation, symmetry, tv"),

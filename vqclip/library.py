@@ -135,7 +135,8 @@ def score(images: Sequence[str | Path], prompts: Sequence[str], *, model: str = 
 
 
 def _clip(model: str, pretrained: str | None) -> Any:
-    from vqclip.run.config import SELF_CONTAINED_CLIP, ClipModelConfig
+    from vqclip.models.sources import SELF_CONTAINED_CLIP
+    from vqclip.run.config import ClipModelConfig
 
     tag = None if model.startswith(SELF_CONTAINED_CLIP) else pretrained
     return ClipModelConfig(model=model, pretrained=tag)

@@ -19,8 +19,8 @@ from vqclip.errors import ConfigError, ModelError, first_line
 from vqclip.models.cache import Cache, offline_requested, vqclip_home
 from vqclip.models.download import is_url
 from vqclip.models.entry import ModelEntry
+from vqclip.models.sources import SELF_CONTAINED_CLIP
 from vqclip.models.store import ensure_vqgan
-from vqclip.run.config import SELF_CONTAINED_CLIP
 from vqclip.suggest import unknown_name
 
 __all__ = [

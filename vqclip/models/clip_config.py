@@ -15,9 +15,9 @@ from vqclip.files import not_a_file
 from vqclip.models.catalog import load_registry, resolve_clip
 from vqclip.models.checkpoint import safetensors_shapes
 from vqclip.models.facts import ClipFacts
+from vqclip.models.sources import HF_HUB, LOCAL_DIR
 from vqclip.suggest import close_names
 
-LOCAL_DIR, HF_HUB = "local-dir:", "hf-hub:"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 

@@ -10,8 +10,8 @@ import torch
 from vqclip.errors import ModelError
 from vqclip.files import cached_sha256, not_a_file
 from vqclip.models.clip import Perceptor, load_perceptor
+from vqclip.models.sources import SELF_CONTAINED_CLIP
 from vqclip.models.vqgan import VQGAN, load_vqgan
-from vqclip.run.config import SELF_CONTAINED_CLIP
 
 
 def vqgan_files(section: Any) -> tuple[str, Path, Path]:

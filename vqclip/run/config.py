@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import FloatNode
 
 from vqclip.errors import ConfigError, first_line
+from vqclip.models.sources import SELF_CONTAINED_CLIP
 from vqclip.steer.prompts import plan_prompts
 from vqclip.suggest import KEY_ALIASES, unknown_name
 
@@ -31,8 +32,6 @@ MAX_BATCH = 256
 CANDIDATE_SHARE = 0.2
 MAX_STEPS = 10_000_000  # days of steps even for the smallest models
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
-# open_clip loads these from their own folder or hub repo and ignores any pretrained tag.
-SELF_CONTAINED_CLIP = ("local-dir:", "hf-hub:")
 
 log = logging.getLogger(__name__)
 
