@@ -3,8 +3,8 @@
     import vqclip
     result = vqclip.generate("a red circle", preset="shapes", steps=50)
 
-`generate`, `load_models`, `Models`, `classify`, `search` and `score` are imported on first
-use, so that `import vqclip` (and the command line's start) stays quick.
+`generate`, `resume`, `load_models`, `Models`, `Observer`, `StopSwitch`, `classify`, `search`
+and `score` are imported on first use, so that `import vqclip` (and the command line's start) stays quick.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Any
 
 from vqclip.version import __version__
 
-__all__ = ["Models", "__version__", "classify", "generate", "load_models", "score", "search"]
+__all__ = ["Models", "Observer", "StopSwitch", "__version__", "classify", "generate", "load_models",
+           "resume", "score", "search"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Models", "classify", "generate", "load_models", "score", "search"):
+    if name in ("Models", "Observer", "StopSwitch", "classify", "generate", "load_models", "resume",
+                "score", "search"):
         return getattr(importlib.import_module("vqclip.library"), name)
     raise AttributeError(f"module 'vqclip' has no attribute {name!r}")

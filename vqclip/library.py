@@ -1,5 +1,5 @@
-"""vqclip as a library: `vqclip.generate`, `vqclip.load_models`, `vqclip.classify`,
-`vqclip.search`, `vqclip.score`.
+"""vqclip as a library: `vqclip.generate`, `vqclip.resume`, `vqclip.load_models`,
+`vqclip.classify`, `vqclip.search`, `vqclip.score`.
 
     import vqclip
     result = vqclip.generate("a red circle", preset="shapes", steps=50)
@@ -21,23 +21,54 @@ into `models`, where later calls find it too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
 
 from vqclip.models.held import Models
 from vqclip.run.events import Callback
 from vqclip.run.execute import GenerateResult
+from vqclip.series.items import StopSwitch
 from vqclip.tasks import ClassifyResult, ScoreResult, SearchResult
 from vqclip.tasks.common import load_task_perceptor
+
+if TYPE_CHECKING:
+    from vqclip.run.execute import Run
+    from vqclip.run.prepare import RunSpec
+    from vqclip.run.resume import ResumePoint
 
 DEFAULT_CLIP = "ViT-B-32-quickgelu"
 DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:/hf-hub: models
 
 
+class Observer:
+    """What a `generate` or `resume` call tells its caller besides the run's events. Each hook
+    does nothing here: subclass and override those you need."""
+
+    def loading(self, models: str) -> None:
+        """The run starts to take its models (loading those not held yet) and to plan its
+        memory; `models` names them, with their size and whether they are bundled, cached or
+        to download."""
+
+    def loaded(self, models: str, seconds: float) -> None:
+        """The models are ready and the memory planned, `seconds` after `loading`."""
+
+    def started(self, run: Run) -> Sequence[Callback]:
+        """The run is built and its loop starts next: `run.memory` is its memory plan (None
+        with plan_memory off), `run.engine` its loop. Returns more callbacks for its events."""
+        return ()
+
+    def ended(self, run: Run) -> None:
+        """The loop has ended: finished, stopped or raising (a video is written after this)."""
+
+
 def generate(prompt: str = "", *, preset: str | None = None, config_files: Sequence[str | Path] = (),
              from_image: str | Path | None = None, video: str | None = None, fps: float = 12.0,
              callbacks: Sequence[Callback] = (), models: Models | None = None,
+             observer: Observer | None = None, stop: StopSwitch | None = None,
              **settings: Any) -> GenerateResult:
     """Make one image (or `batch_size` images, or the best of `candidates`) and return where it
     landed and how it went.
@@ -47,14 +78,14 @@ def generate(prompt: str = "", *, preset: str | None = None, config_files: Seque
     "webp") each image's frames also become `progress.<video>` in its run folder at `fps`
     (`result.video`); unless save_every is set above the defaults and preset, enough frames are
     saved for a video of at least 2 s. Each callback sees the run's events (StepEvent,
-    ImageEvent, DoneEvent, ...) as they happen. `models` (from `load_models`) are used where
-    they are the run's, and whatever else the run needs is loaded into them; None: the run
-    loads its own and frees them when it returns. A bad setting, a missing input image, an
-    unknown model or a size the VQGAN cannot draw raises a UsageError (ConfigError,
-    ModelError) before any model is loaded or downloaded."""
-    from vqclip.outputs.video import add_videos, check_video
-    from vqclip.run.build import build
-    from vqclip.run.prepare import prepare
+    ImageEvent, DoneEvent, ...) as they happen; `observer` hears of the stages around them
+    and `stop.request()` (from a signal handler or another thread) ends the loop after its
+    step, the images and state saved. `models` (from `load_models`) are used where they are
+    the run's, and whatever else the run needs is loaded into them; None: the run loads its
+    own and frees them when it returns. A bad setting, a missing input image, an unknown model
+    or a size the VQGAN cannot draw raises a UsageError (ConfigError, ModelError) before any
+    model is loaded or downloaded."""
+    from vqclip.outputs.video import check_video
     from vqclip.run.request import generate_config, recalled_settings
 
     if video is not None:
@@ -64,10 +95,77 @@ def generate(prompt: str = "", *, preset: str | None = None, config_files: Seque
                                       flags=_flags(prompt, settings), recalled=recalled,
                                       video_fps=fps if video is not None else None,
                                       flags_source="vqclip.generate keyword arguments")
-    result = build(prepare(cfg, provenance), models).execute(list(callbacks))
+    return generate_from_config(cfg, provenance, video=video, fps=fps, callbacks=callbacks,
+                                models=models, observer=observer, stop=stop)
+
+
+def generate_from_config(cfg: DictConfig, provenance: dict[str, str] | None = None, *,
+                         video: str | None = None, fps: float = 12.0,
+                         callbacks: Sequence[Callback] = (), models: Models | None = None,
+                         observer: Observer | None = None,
+                         stop: StopSwitch | None = None) -> GenerateResult:
+    """`generate` for a config already merged (by `vqclip.run.request.generate_config`, which
+    names where each key came from in `provenance`): checked, then made as `generate` makes it."""
+    from vqclip.outputs.video import add_videos, check_video
+    from vqclip.run.prepare import prepare
+
+    if video is not None:
+        check_video(video, fps)
+    result = _execute(prepare(cfg, provenance), models, callbacks=callbacks, observer=observer,
+                      stop=stop)
     if video is not None:
         add_videos(result, video, fps)
     return result
+
+
+def resume(run_dir: str | Path, *, steps: int | None = None, device: str | None = None,
+           callbacks: Sequence[Callback] = (), models: Models | None = None,
+           observer: Observer | None = None, stop: StopSwitch | None = None) -> GenerateResult:
+    """Continue the run in `run_dir` from its state.pt, in that folder, to `steps` in all (by
+    default the run's own) on `device` (by default the run's own; only on the kind of device it
+    ran on). The folder is locked while it runs; a folder in use, without a readable state, or
+    a finished run that `steps` does not take further is a UsageError that changes nothing.
+    `callbacks`, `models`, `observer` and `stop` are `generate`'s."""
+    from vqclip.run.prepare import prepare
+    from vqclip.run.resume import ResumePoint
+
+    point = ResumePoint.load(Path(run_dir))
+    try:
+        spec = prepare(point.config(steps=steps, device=device))
+    except BaseException:
+        point.lock.release()  # the run folder is free again for a corrected call
+        raise
+    return _execute(spec, models, resume=point, callbacks=callbacks, observer=observer, stop=stop)
+
+
+def _execute(spec: RunSpec, models: Models | None, *, resume: ResumePoint | None = None,
+             callbacks: Sequence[Callback], observer: Observer | None,
+             stop: StopSwitch | None) -> GenerateResult:
+    """Build the run (telling `observer`), then execute it where `stop` reaches it."""
+    from vqclip.models.loading import describe_models
+    from vqclip.run.build import build  # torch and the models: only for a run that is sound
+
+    told = observer or Observer()
+    try:
+        described = describe_models(spec.config) if observer is not None else ""
+        told.loading(described)
+        began = time.monotonic()
+        run = build(spec, models, resume=resume)
+        told.loaded(described, time.monotonic() - began)
+    except BaseException:
+        if resume is not None:
+            resume.lock.release()  # the run folder is free again for a corrected call
+        raise
+    if stop is not None:
+        stop.current = run
+        if stop.requested:
+            run.request_stop()
+    try:
+        return run.execute([*callbacks, *told.started(run)])
+    finally:
+        if stop is not None:
+            stop.current = None
+        told.ended(run)
 
 
 def load_models(*, preset: str | None = None, config_files: Sequence[str | Path] = (),

@@ -184,16 +184,17 @@ def generate(
         if workers is not None or devices is not None or threads is not None:
             raise UsageError("--workers, --threads and --devices share out the runs of --seeds/--sweep; "
                              "one run uses one device (--batch-size makes several images in it)")
-        from vqclip.cli.status import loading_models
-        from vqclip.run.prepare import prepare
+        from vqclip.cli.display import RunDisplay
+        from vqclip.library import generate_from_config
+        from vqclip.run.candidates import CandidatesInterrupted
 
-        spec = prepare(*make_config(video_fps=fps if video is not None else None))
-        from vqclip.run.build import build  # torch and the models: only for a run that is sound
-
-        with loading_models(spec.config, stderr, terminal=sys.stderr.isatty(), quiet=quiet):
-            run = build(spec)
-        return execute_run(run, json_output=json_output, quiet=quiet,
-                           video=video, fps=fps, no_preview=not preview)
+        with RunDisplay(quiet=quiet, json_output=json_output, preview=preview) as display:
+            try:
+                result = generate_from_config(*make_config(video_fps=fps if video is not None else None),
+                                              video=video, fps=fps, observer=display, stop=display.stop)
+            except CandidatesInterrupted as err:
+                return display.race_interrupted(err)
+        return display.result(result, json_output=json_output)
 
     run_command(body, verbose=verbose, offline=offline)
 
@@ -201,88 +202,6 @@ def generate(
 def warn(message: str) -> None:
     """A warning line on stderr."""
     stderr.print(f"warning: {message}", markup=False)
-
-
-def execute_run(run: Any, *, json_output: bool, quiet: bool, video: str | None = None,
-                fps: float = 12.0, no_preview: bool = False) -> int:
-    """Run a prepared Run with progress, preview and Ctrl-C handling; print the result; return
-    the exit code."""
-    from vqclip.cli.preview import wanted
-    from vqclip.run.candidates import CandidatesInterrupted
-
-    show_progress = not quiet and sys.stderr.isatty()
-    show_preview = wanted(quiet=quiet, json_output=json_output, no_preview=no_preview)
-    note = run.memory.note() if run.memory is not None else None
-    if note and not quiet:
-        stderr.print(escape(note))
-    with stop_on_first_interrupt(run.request_stop) as interruption:
-        try:
-            result = _execute_with_progress(run, show_progress, show_preview, quiet)
-        except CandidatesInterrupted as err:
-            if not quiet:
-                stderr.print(escape(str(err)), soft_wrap=True)
-            return interruption.exit_code
-    results = result.batch or [result]
-    if video is not None:
-        from vqclip.outputs.video import add_videos
-
-        add_videos(result, video, fps)
-    if json_output:
-        typer.echo(json.dumps(result.to_json()))
-    else:
-        for each in results:
-            typer.echo(str(each.image))
-    if not quiet and (show_progress or not sys.stdout.isatty()):
-        say_summary(results)  # on a terminal it stays where the bar was
-    if result.interrupted:
-        if not quiet:
-            how = (f"vqclip resume {shlex.quote(str(result.run_dir))}" if len(results) == 1 else
-                   "vqclip resume FOLDER, for each of "
-                   + " ".join(shlex.quote(str(e.run_dir)) for e in results))
-            stderr.print(f"interrupted at step {result.steps}; image and state saved. "
-                         f"Continue with: {escape(how)}", soft_wrap=True)
-        return interruption.exit_code
-    return 0
-
-
-def _execute_with_progress(run: Any, show_progress: bool, show_preview: bool, quiet: bool) -> Any:
-    """Execute the run under a progress bar (and preview) on a terminal, progress lines in a
-    log, or silently."""
-    from vqclip.cli.status import RaceReport
-
-    def say(line: str) -> None:
-        stderr.print(line, markup=False)
-
-    racing = run.spec.config.candidates > 1 and run.resume is None
-    if show_progress:
-        from vqclip.cli.preview import Preview
-        from vqclip.cli.progress import ProgressBar
-
-        preview = Preview(lambda: run.engine.images()[0]) if show_preview else None
-        with ProgressBar(run.engine.steps, stderr, start=run.engine.step, below=preview) as bar:
-            race = RaceReport(run, say, bar.describe)
-            if racing:
-                bar.describe(race.title())
-            result = run.execute([bar, *([race] if racing else []), *([preview] if preview else [])])
-        if preview is not None:
-            stderr.print(preview)  # the last picture stays on the terminal, above the summary
-        return result
-    if not quiet:
-        from vqclip.cli.progress import ProgressLines
-
-        lines = ProgressLines(run.engine.steps, say)
-        if racing:
-            say(RaceReport(run, say).title() + " before finishing the best")
-        return run.execute([lines, *([RaceReport(run, say)] if racing else [])])
-    return run.execute()
-
-
-def say_summary(results: list[Any]) -> None:
-    """What a run made, on stderr once the bar is gone: stdout (the result) may be redirected."""
-    for each in results:
-        stderr.print(f"{'stopped' if each.interrupted else 'done'} after {each.steps} steps in "
-                     f"{each.seconds:.1f} s, final loss {each.final_loss:.4f}: {each.image} "
-                     f"(run folder {each.run_dir})", markup=False)
 
 
 def execute_sweep(build: Callable[[list[str]], Any], seeds: str | None, sweep: list[str], *,
@@ -365,17 +284,12 @@ def resume(
     """Continue an interrupted (or finished) run from its state.pt, in the same folder."""
 
     def body() -> int:
-        from vqclip.run.build import build
-        from vqclip.run.prepare import prepare
-        from vqclip.run.resume import ResumePoint
+        from vqclip.cli.display import RunDisplay
+        from vqclip.library import resume as resume_run
 
-        point = ResumePoint.load(run_dir)
-        try:
-            run = build(prepare(point.config(steps=steps, device=device)), resume=point)
-        except BaseException:
-            point.lock.release()  # the run folder is free again for a corrected command
-            raise
-        return execute_run(run, json_output=json_output, quiet=quiet, no_preview=not preview)
+        with RunDisplay(quiet=quiet, json_output=json_output, preview=preview) as display:
+            result = resume_run(run_dir, steps=steps, device=device, observer=display, stop=display.stop)
+        return display.result(result, json_output=json_output)
 
     run_command(body, verbose=verbose)
 

@@ -1,37 +1,10 @@
-"""What a run is doing around its steps, on stderr: the models it loads, the race of
---candidates and its winner."""
+"""What a run is doing around its steps, on stderr: the race of --candidates and its winner."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
-
 from vqclip.run.events import Event
-
-
-@contextmanager
-def loading_models(cfg: Any, console: Console, *, terminal: bool, quiet: bool) -> Iterator[None]:
-    """Say which models load (their size; bundled, cached or to download) while they load and
-    memory is planned: a spinner on a terminal (a plain line when a download will show its own
-    bar), then a line with the time it took. Nothing elsewhere or with --quiet."""
-    if quiet or not terminal:
-        yield
-        return
-    from vqclip.models.loading import describe_models
-
-    models = describe_models(cfg)
-    started = time.monotonic()
-    if "to download" in models:  # the download's own progress bar shows below this line
-        console.print(f"loading {models}", markup=False)
-        yield
-    else:
-        with console.status(f"loading {models}", spinner="dots"):
-            yield
-    console.print(f"loaded {models} and planned memory in {time.monotonic() - started:.1f} s", markup=False)
 
 
 class RaceReport:

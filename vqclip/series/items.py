@@ -43,7 +43,7 @@ def new_series_dir(root: str | Path, kind: str, prompt: str, today: dt.date | No
 
 
 class StopSwitch:
-    """Ctrl-C for a series: ask the run in progress to stop, and start no further runs."""
+    """Ctrl-C for a run or a series: ask the run in progress to stop, and start no further runs."""
 
     def __init__(self) -> None:
         self.requested = False
