@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from vqclip.shapes.data import ShapeBatch, make_batch
+from vqclip.shapes.data import HardNegatives, ShapeBatch, make_batch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ class ClipTrainConfig:
     multi_fraction: float = 0.25
     shape_pairs: float = 0.5
     dark_fraction: float = 0.3
+    # One-shape scenes made into a blob, cut off by the frame or blurred: untrue of "a red
+    # square", so CLIP's preference among generated images follows a pixel judge's.
+    blob_fraction: float = 0.1
+    cut_fraction: float = 0.1
+    blur_fraction: float = 0.1
     max_noise: float = 0.1
     seed: int = 0
 
@@ -128,7 +133,10 @@ def train_clip(
         batch: ShapeBatch = make_batch(cfg.batch_size, np.random.default_rng(seeds[step]),
                                        multi_fraction=cfg.multi_fraction, augment=True,
                                        shape_pairs=cfg.shape_pairs,
-                                       dark_fraction=cfg.dark_fraction)
+                                       dark_fraction=cfg.dark_fraction,
+                                       hard_negatives=HardNegatives(cfg.blob_fraction,
+                                                                    cfg.cut_fraction,
+                                                                    cfg.blur_fraction))
         images = normalize(add_noise(batch.images, cfg.max_noise, gen))
         img = model.encode_image(images, normalize=True)
         txt = model.encode_text(tokenizer(batch.captions), normalize=True)
