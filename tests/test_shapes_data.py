@@ -159,7 +159,8 @@ def test_hard_negatives_in_a_batch_keep_every_caption_true_and_blobs_unlabelled(
     assert bool(batch.positives().diagonal().all())
     blobs = [s.objects[0].shape == BLOB for s in batch.scenes]
     assert 10 < sum(blobs) < 60
-    assert all((label == -1) == blob for label, blob in zip(batch.labels["shape"].tolist(), blobs, strict=True))
+    labels = batch.labels["shape"].tolist()
+    assert all((label == -1) == blob for label, blob in zip(labels, blobs, strict=True))
     assert any(not s.objects[0].whole for s in batch.scenes) and any(s.blur for s in batch.scenes)
 
 
