@@ -13,6 +13,7 @@ seconds an image takes to reach it, so the rows together are the "time to right"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
+    parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -76,7 +78,7 @@ def main() -> None:
     verdicts: dict[int, list[Verdict]] = {step: [] for step in checkpoints}
     seconds = []
     lines: list[dict] = []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() if args.out is None else contextlib.nullcontext(args.out) as out:
         for seed in range(args.seeds):
             for color in args.colors:
                 for shape in args.shapes:
