@@ -116,11 +116,13 @@ def train_clip(
     cfg: ClipTrainConfig,
     *,
     model_cfg: dict | None = None,
+    start: open_clip.CLIP | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> open_clip.CLIP:
-    """Train the small CLIP contrastively on fresh shapes batches; returns it in eval mode."""
+    """Train the small CLIP contrastively on fresh shapes batches, from scratch or on from
+    `start` (a model of `model_cfg`, trained further in place); returns it in eval mode."""
     model_cfg = model_cfg or clip_model_config()
-    model = build_clip(model_cfg, cfg.seed)
+    model = build_clip(model_cfg, cfg.seed) if start is None else start.float()
     tokenizer = open_clip.SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(cfg.seed)
