@@ -144,6 +144,14 @@ def test_hard_negatives_are_untrue_of_the_plain_caption(make) -> None:
             assert negative.objects[0].shape == BLOB and (BLOB in caption or "shape" in caption)
 
 
+def test_without_hard_negatives_captions_are_as_the_shipped_clip_learned_them() -> None:
+    rng = np.random.default_rng(9)
+    scene = cut_off(random_single_scene(rng), rng)
+    for _ in range(20):
+        caption, claim = caption_scene(scene, rng, spoilers=False)
+        assert not caption.startswith("part of") and claim.whole is None and claim.blurry is None
+
+
 def test_a_cut_off_shape_shows_part_of_itself_at_the_edge() -> None:
     rng = np.random.default_rng(6)
     for _ in range(20):

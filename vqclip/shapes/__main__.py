@@ -32,7 +32,9 @@ def _train(args: argparse.Namespace) -> dict:
             train_clip,
         )
 
-        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed,
+        spoil = args.hard_negatives
+        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
+                              cut_fraction=spoil, blur_fraction=spoil,
                               **({"lr": args.clip_lr} if args.clip_lr else {}))
         begin = load_clip(args.clip_from)[0] if args.clip_from else None
         start = time.perf_counter()
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--clip-from", help="train the CLIP on from this saved shapes CLIP folder "
                        "instead of from scratch")
     train.add_argument("--clip-lr", type=float, help="the CLIP's peak learning rate (default 1e-3)")
+    train.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
+                       help="the share of one-shape images made a blob, and again cut off by "
+                            "the frame, and again blurred (default 0: as the shipped CLIP)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

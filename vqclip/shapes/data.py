@@ -454,10 +454,14 @@ class HardNegatives:
         return scene
 
 
-def _single_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
-    """One of several phrasings describing a one-shape scene, with what it claims: whether the
-    shape is whole and the picture blurry too, said only when it is not whole, or blurry."""
+def _single_caption(scene: Scene, rng: np.random.Generator, spoilers: bool) -> tuple[str, Claim]:
+    """One of several phrasings describing a one-shape scene, with what it claims. With
+    `spoilers`, also whether the shape is whole and the picture blurry, said in words only when
+    it is not whole, or blurry; without, a shape that a crop cuts off is captioned as if whole
+    (as the shipped CLIP was trained)."""
     text, claim = _single_phrase(scene, rng)
+    if not spoilers:
+        return text, claim
     o = scene.objects[0]
     if not o.whole:
         text = f"part of {text}"
@@ -520,10 +524,11 @@ def _multi_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
     return text, Claim(count=n, objects=tuple(sorted(pairs)))
 
 
-def caption_scene(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
-    """A random true caption for the scene and the claim it makes."""
+def caption_scene(scene: Scene, rng: np.random.Generator, *, spoilers: bool = True) -> tuple[str, Claim]:
+    """A random true caption for the scene and the claim it makes (`spoilers`: see
+    `_single_caption`)."""
     if len(scene.objects) == 1:
-        return _single_caption(scene, rng)
+        return _single_caption(scene, rng, spoilers)
     return _multi_caption(scene, rng)
 
 
@@ -547,7 +552,8 @@ def make_batch(
     dark_fraction: the fraction of one-shape scenes on plain black (a shape not white) whose
         shape is darkened.
     hard_negatives: fractions of one-shape scenes made into a blob, cut off by the frame or
-        blurred (each untrue of the plain caption "a red square").
+        blurred (each untrue of the plain caption "a red square"); with any of them, captions
+        also say when a crop cut a shape off ("part of a red square").
     """
     scenes: list[Scene] = []
     while len(scenes) < n:
@@ -569,7 +575,8 @@ def make_batch(
             others = [s for s in SHAPES if s != obj.shape]
             other = others[rng.integers(len(others))]
             scenes.append(replace(scene, objects=(replace(obj, shape=other),)))
-    captions, claims = zip(*(caption_scene(s, rng) for s in scenes), strict=True)
+    spoilers = bool(hard_negatives)
+    captions, claims = zip(*(caption_scene(s, rng, spoilers=spoilers) for s in scenes), strict=True)
     images = torch.stack([to_tensor(render_scene(s, size)) for s in scenes])
     single = [len(s.objects) == 1 and s.objects[0].shape != BLOB for s in scenes]
     labels = {
