@@ -121,7 +121,7 @@ def main() -> None:
                     for step in checkpoints:
                         verdict = judge(image_at(run_dir, step, args.steps), color, shape)
                         lines.append({"seed": seed, "prompt": prompt, "step": step,
-                                      "seconds": round(took, 2), "right": verdict.right,
+                                      "seconds": round(took, 2), "right": bool(verdict.right),
                                       **{key: bool(value) for key, value in asdict(verdict).items()}})
     if args.verdicts:
         Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
