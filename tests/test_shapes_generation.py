@@ -51,8 +51,9 @@ def test_the_border_loss_is_zero_for_a_shape_inside_and_grows_as_it_crosses_the_
     assert inside == 0.0 < touching < across
 
 
-def test_the_preset_starts_from_a_dim_spot_in_the_centre(tmp_path) -> None:
-    result = generate(tmp_path, "a red square", "seed=0", "save_every=1", steps=1)
+def test_the_spot_start_is_a_dim_spot_in_the_centre(tmp_path) -> None:
+    result = generate(tmp_path, "a red square", "seed=0", "save_every=1", "init_image=null",
+                      "init_noise=spot", steps=1)
     with Image.open(result.run_dir / "frames" / "000000.png") as frame:
         pixels = np.asarray(frame.convert("RGB"), dtype=np.float32)
     centre, corners = pixels[24:40, 24:40].mean(), pixels[:8, :8].mean()

@@ -108,9 +108,9 @@ def test_clip_prefers_the_whole_sharp_single_shape_to_a_spoiled_one(clip_model: 
     model, tokenizer, _ = clip_model
     prefers = preference_accuracy(model, tokenizer, _normalize_with(model), n=100,
                                   seed=HELD_OUT_SEED + 2)
-    # Measured on 200 images (MODEL_CARD.md): blob 94 %, blurred 94 %, two copies 90 %, cut off
-    # by the frame only 66 %; the floors leave room for the smaller sample.
-    assert prefers["blob"] >= 0.85 and prefers["blurred"] >= 0.85, prefers
+    # Measured on 500 images (MODEL_CARD.md): blob 89 %, blurred 93 %, two copies 87 %, cut off
+    # by the frame only 69 %; the floors leave room for the smaller sample.
+    assert prefers["blob"] >= 0.8 and prefers["blurred"] >= 0.85, prefers
     assert prefers["two copies"] >= 0.8 and prefers["cut off"] >= 0.55, prefers
 
 

@@ -202,9 +202,10 @@ SPOT_RADIUS, SPOT_EDGE, SPOT_GRAY = 0.2, 0.06, 40 / 255  # of the short side; br
 
 
 def centre_spot(width: int, height: int, rng: torch.Generator) -> torch.Tensor:
-    """A (1, 3, H, W) black start with a dim gray disk in the centre (soft-edged): a subject
-    on a dark ground grows from it as one object inside the frame, not as copies at the edges.
-    The same for every seed (`rng` is not drawn from)."""
+    """A (1, 3, H, W) black start with a dim gray disk in the centre (soft-edged), where a
+    subject on a dark ground can grow as one object. The same for every seed (`rng` is not
+    drawn from). On the shapes world it gave one object more often and the asked color less
+    often (BENCHMARKS.md, "The shapes demo: one whole shape inside the frame")."""
     device = rng.device
     ys = (torch.arange(height, device=device) - (height - 1) / 2).view(-1, 1)
     xs = (torch.arange(width, device=device) - (width - 1) / 2).view(1, -1)
