@@ -8,11 +8,14 @@ seconds an image takes to reach it, so the rows together are the "time to right"
 
     python benchmarks/quality_bench.py --seeds 2                      # the preset as it is
     python benchmarks/quality_bench.py --seeds 2 --set cutn=8         # one setting changed
+    python benchmarks/quality_bench.py --seeds 1 --first-seed 1 --verdicts s1.jsonl   # one seed
+    python benchmarks/quality_bench.py --tables s0.jsonl s1.jsonl     # seeds run side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -28,8 +31,8 @@ from PIL import Image
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
-from vqclip.shapes.data import COLORS, article
-from vqclip.shapes.pixel_judge import Verdict, judge
+from vqclip.shapes.data import COLORS, SHAPES, article
+from vqclip.shapes.pixel_judge import judge
 
 CRITERIA = ("color", "shape", "single", "inside", "right")
 
@@ -57,52 +60,74 @@ def image_at(run_dir: Path, step: int, steps: int) -> Image.Image:
     return Image.open(run_dir / "final.png" if step == steps else run_dir / "frames" / f"{step:06d}.png")
 
 
+def rates(lines: list[dict]) -> str:
+    """The share of `lines` (verdicts) passing each criterion, as table cells."""
+    return " | ".join(f"{sum(line[name] for line in lines) / len(lines):.0%}" for name in CRITERIA)
+
+
+def print_tables(lines: list[dict], header: str) -> None:
+    """The pass rates at each judged step, then at the last step per shape."""
+    steps = sorted({line["step"] for line in lines})
+    last = [line for line in lines if line["step"] == steps[-1]]
+    per_image = sum(line["seconds"] for line in last) / len(last)
+    print(f"# {len(last)} images, {header}, {per_image:.1f} s per image")
+    print("| step | seconds | " + " | ".join(CRITERIA) + " |")
+    print("|---" * (len(CRITERIA) + 2) + "|")
+    for step in steps:
+        at = [line for line in lines if line["step"] == step]
+        print(f"| {step} | {per_image * step / steps[-1]:.1f} | {rates(at)} |")
+    print(f"\nstep {steps[-1]}, by shape:\n")
+    print("| shape | images | " + " | ".join(CRITERIA) + " |")
+    print("|---" * (len(CRITERIA) + 2) + "|")
+    for shape in dict.fromkeys(line["prompt"].split()[-1] for line in last):
+        of_shape = [line for line in last if line["prompt"].split()[-1] == shape]
+        print(f"| {shape} | {len(of_shape)} | {rates(of_shape)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[25, 50, 100],
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: FIRST .. FIRST+SEEDS-1")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[25, 50, 75],
                         help="steps (multiples of their greatest common divisor) judged before the last")
     parser.add_argument("--colors", nargs="+", default=list(COLORS))
-    parser.add_argument("--shapes", nargs="+", default=["circle", "square", "triangle", "star"])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
+    parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--tables", nargs="+", metavar="VERDICTS",
+                        help="run nothing: print the tables of --verdicts files written before "
+                             "(e.g. one per seed, run side by side)")
     args = parser.parse_args()
+    if args.tables:
+        lines = [json.loads(line) for path in args.tables for line in Path(path).read_text().splitlines()]
+        for line in lines:
+            line["right"] = all(line[name] for name in CRITERIA[:-1])
+        print_tables(lines, f"from {', '.join(args.tables)}")
+        return
     torch.set_num_threads(args.threads)
 
     checkpoints = sorted({*(s for s in args.checkpoints if 0 < s < args.steps), args.steps})
     every = math.gcd(*checkpoints[:-1]) if len(checkpoints) > 1 else args.steps
-    verdicts: dict[int, list[Verdict]] = {step: [] for step in checkpoints}
-    seconds = []
     lines: list[dict] = []
-    with tempfile.TemporaryDirectory() as out:
-        for seed in range(args.seeds):
+    with tempfile.TemporaryDirectory() if args.out is None else contextlib.nullcontext(args.out) as out:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for color in args.colors:
                 for shape in args.shapes:
                     prompt = f"{article(color)} {color} {shape}"
                     run_dir, took = run_one(prompt, seed, args.steps, every, args.sets, out)
-                    seconds.append(took)
                     for step in checkpoints:
                         verdict = judge(image_at(run_dir, step, args.steps), color, shape)
-                        verdicts[step].append(verdict)
                         lines.append({"seed": seed, "prompt": prompt, "step": step,
-                                      "seconds": round(took, 2),
+                                      "seconds": round(took, 2), "right": bool(verdict.right),
                                       **{key: bool(value) for key, value in asdict(verdict).items()}})
-
-    images = len(seconds)
-    per_image = sum(seconds) / images
-    print(f"# {images} images ({args.seeds} seeds x {len(args.colors)} colors x {len(args.shapes)} shapes), "
-          f"{args.steps} steps, sets {args.sets or 'none'}, {args.threads} threads, {cpu_name()}, "
-          f"{per_image:.1f} s per image")
-    print("| step | seconds | " + " | ".join(CRITERIA) + " |")
-    print("|---" * (len(CRITERIA) + 2) + "|")
-    for step in checkpoints:
-        rates = [sum(getattr(v, name) for v in verdicts[step]) / images for name in CRITERIA]
-        print(f"| {step} | {per_image * step / args.steps:.1f} | "
-              + " | ".join(f"{rate:.0%}" for rate in rates) + " |")
     if args.verdicts:
         Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    print_tables(lines, f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1} x "
+                        f"{len(args.colors)} colors x {len(args.shapes)} shapes, {args.steps} steps, "
+                        f"sets {args.sets or 'none'}, {args.threads} threads, {cpu_name()}")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,23 @@ import torch
 
 from vqclip.shapes.data import (
     BACKGROUNDS,
+    BLOB,
     COLORS,
     PALETTE,
     SHAPES,
     Claim,
+    HardNegatives,
     batch_for_seed,
+    blobbed,
+    blurred,
     caption_scene,
+    cut_off,
     darkened,
     draw_shape,
     make_batch,
     random_multi_scene,
     random_single_scene,
+    render_mask,
     view_scene,
 )
 
@@ -114,6 +120,56 @@ def test_dark_fraction_darkens_one_shape_scenes_on_black_only() -> None:
                     and scene.objects[0].color != "white")
         assert darkened_here == eligible
     assert bool(batch.positives().diagonal().all())
+
+
+@pytest.mark.parametrize("make", [cut_off, blurred, blobbed])
+def test_hard_negatives_are_untrue_of_the_plain_caption(make) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        scene = random_single_scene(rng)
+        obj = scene.objects[0]
+        plain = Claim(count=1, shape=obj.shape, color=obj.color, dark=False, whole=True, blurry=False)
+        assert plain.matches(scene)
+        negative = make(scene, rng)
+        assert not plain.matches(negative)
+        caption, claim = caption_scene(negative, rng)
+        assert claim.matches(negative), caption
+        # "a green shape" is true of a green blob and of the square it was
+        assert claim.matches(scene) == (make is blobbed and claim.shape is None), caption
+        if make is cut_off:
+            assert caption.startswith("part of ") and not negative.objects[0].whole
+        if make is blurred:
+            assert caption.startswith("a blurry picture of ") and "picture of a picture" not in caption
+        if make is blobbed:
+            assert negative.objects[0].shape == BLOB and (BLOB in caption or "shape" in caption)
+
+
+def test_without_hard_negatives_captions_are_as_the_shipped_clip_learned_them() -> None:
+    rng = np.random.default_rng(9)
+    scene = cut_off(random_single_scene(rng), rng)
+    for _ in range(20):
+        caption, claim = caption_scene(scene, rng, spoilers=False)
+        assert not caption.startswith("part of") and claim.whole is None and claim.blurry is None
+
+
+def test_a_cut_off_shape_shows_part_of_itself_at_the_edge() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        scene = cut_off(random_single_scene(rng), rng)
+        mask = np.asarray(render_mask(scene)) > 127
+        edges = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+        assert edges.any() and mask.sum() > 10
+
+
+def test_hard_negatives_in_a_batch_keep_every_caption_true_and_blobs_unlabelled() -> None:
+    batch = make_batch(120, np.random.default_rng(8), multi_fraction=0.0,
+                       hard_negatives=HardNegatives(blob=0.3, cut=0.3, blur=0.3))
+    assert bool(batch.positives().diagonal().all())
+    blobs = [s.objects[0].shape == BLOB for s in batch.scenes]
+    assert 10 < sum(blobs) < 60
+    labels = batch.labels["shape"].tolist()
+    assert all((label == -1) == blob for label, blob in zip(labels, blobs, strict=True))
+    assert any(not s.objects[0].whole for s in batch.scenes) and any(s.blur for s in batch.scenes)
 
 
 def test_mirroring_moves_left_to_right() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
-from vqclip.shapes.data import PALETTE, article
+from vqclip.shapes.data import PALETTE, article, draw_shape
 from vqclip.shapes.pixel_judge import (
     color_mask,
     dominant_color,
@@ -19,6 +19,7 @@ from vqclip.shapes.pixel_judge import (
     nearest_colors,
     roundness,
 )
+from vqclip.steer.losses import LossContext, border
 
 
 def generate(tmp_path, prompt: str, *items: str, steps: int = 80):
@@ -39,6 +40,24 @@ def test_solid_init_image_gives_that_color_at_step_0(tmp_path, color) -> None:
         pixels = np.asarray(frame.convert("RGB"), dtype=np.float32)
     assert dominant_color(Image.fromarray(pixels.astype(np.uint8))) == color
     assert np.abs(pixels.mean(axis=(0, 1)) - np.array(PALETTE[color])).max() < 40
+
+
+def test_the_border_loss_is_zero_for_a_shape_inside_and_grows_as_it_crosses_the_edge() -> None:
+    def loss(center: tuple[float, float]) -> float:
+        image = draw_shape("square", "red", radius=0.2, center=center, as_tensor=True)[None]
+        return float(border(LossContext(image, [], [])))
+
+    inside, touching, across = loss((0.5, 0.5)), loss((0.21, 0.5)), loss((0.1, 0.5))
+    assert inside == 0.0 < touching < across
+
+
+def test_the_spot_start_is_a_dim_spot_in_the_centre(tmp_path) -> None:
+    result = generate(tmp_path, "a red square", "seed=0", "save_every=1", "init_image=null",
+                      "init_noise=spot", steps=1)
+    with Image.open(result.run_dir / "frames" / "000000.png") as frame:
+        pixels = np.asarray(frame.convert("RGB"), dtype=np.float32)
+    centre, corners = pixels[24:40, 24:40].mean(), pixels[:8, :8].mean()
+    assert 10 < centre < 80 and corners < 8
 
 
 QUALITY_SEED = 1

@@ -38,7 +38,7 @@ def test_every_registered_loss_runs_and_is_logged(tiny_sets, tmp_path, name) -> 
 
 
 def test_unknown_loss_lists_valid_names(tiny_sets, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="valid: init, saturation, symmetry, tv"):
+    with pytest.raises(ConfigError, match="valid: init, saturation, symmetry, tv, border"):
         run(tiny_sets, tmp_path, "losses=[{name: sharp}]")
 
 

@@ -32,14 +32,19 @@ def _train(args: argparse.Namespace) -> dict:
             train_clip,
         )
 
-        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed)
+        spoil = args.hard_negatives
+        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
+                              cut_fraction=spoil, blur_fraction=spoil,
+                              **({"lr": args.clip_lr} if args.clip_lr else {}))
+        begin = load_clip(args.clip_from)[0] if args.clip_from else None
         start = time.perf_counter()
-        model = train_clip(cfg, on_step=log_progress(args.log_every))
+        model = train_clip(cfg, start=begin, on_step=log_progress(args.log_every))
         minutes = (time.perf_counter() - start) / 60
         save_clip(model, out / CLIP_DIR)
         model, tokenizer = load_clip(out / CLIP_DIR)  # measure what was saved (fp16)
         acc = zero_shot_accuracy(model, tokenizer, normalize, n=args.n)
-        metrics["clip"] = {"config": asdict(cfg), "minutes": round(minutes, 1), **asdict(acc)}
+        metrics["clip"] = {"config": asdict(cfg), "from": args.clip_from, "minutes": round(minutes, 1),
+                           **asdict(acc)}
     if args.only in (None, "vqgan"):
         from vqclip.shapes.evaluate import reconstruction_quality
         from vqclip.shapes.train_vqgan import (
@@ -63,7 +68,12 @@ def _train(args: argparse.Namespace) -> dict:
 
 def _evaluate(args: argparse.Namespace) -> dict:
     """Measure the saved models under args.weights on fresh held-out images."""
-    from vqclip.shapes.evaluate import EVAL_SEED, reconstruction_quality, zero_shot_accuracy
+    from vqclip.shapes.evaluate import (
+        EVAL_SEED,
+        preference_accuracy,
+        reconstruction_quality,
+        zero_shot_accuracy,
+    )
     from vqclip.shapes.train_clip import load_clip, normalize
     from vqclip.shapes.train_vqgan import load_shapes_vqgan
 
@@ -72,8 +82,10 @@ def _evaluate(args: argparse.Namespace) -> dict:
     model, tokenizer = load_clip(weights / CLIP_DIR)
     plain = zero_shot_accuracy(model, tokenizer, normalize, n=args.n, seed=seed)
     cropped = zero_shot_accuracy(model, tokenizer, normalize, n=args.n, seed=seed, augment=True)
+    prefers = preference_accuracy(model, tokenizer, normalize, n=args.n, seed=seed)
     rec = reconstruction_quality(load_shapes_vqgan(weights / VQGAN_DIR), n=args.n, seed=seed)
-    return {"clip": asdict(plain), "clip_crops_flips": asdict(cropped), "vqgan": asdict(rec)}
+    return {"clip": asdict(plain), "clip_crops_flips": asdict(cropped),
+            "clip_prefers_whole_sharp_single": prefers, "vqgan": asdict(rec)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                        "and shapes_vqgan/ (default: the package's weights)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--clip-steps", type=int, default=1600)
+    train.add_argument("--clip-from", help="train the CLIP on from this saved shapes CLIP folder "
+                       "instead of from scratch")
+    train.add_argument("--clip-lr", type=float, help="the CLIP's peak learning rate (default 1e-3)")
+    train.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
+                       help="the share of one-shape images made a blob, and again cut off by "
+                            "the frame, and again blurred (default 0: as the shipped CLIP)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

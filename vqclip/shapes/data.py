@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from vqclip.suggest import unknown_name
 
@@ -25,6 +25,9 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLORS: tuple[str, ...] = tuple(PALETTE)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
+# Drawn only as a hard negative for the CLIP ("a red blob" is not "a red circle"): the
+# irregular blobs generation falls into when it does not find the asked shape.
+BLOB = "blob"
 
 # Neutral backgrounds only, so a color word always names the shape. Dark ones dominate
 # (generation starts from a black canvas); the weights are the sampling probabilities.
@@ -37,6 +40,7 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 BACKGROUND_WEIGHTS: dict[str, float] = {"black": 0.5, "dark gray": 0.2, "gray": 0.15, "white": 0.15}
 TWO_TONE_FRACTION = 0.2
 DARK_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
+BLUR_RANGE = (1.0, 3.0)  # Gaussian blur radii (pixels of a 64-pixel image) of blurry scenes
 
 SIZE_WORDS = ("small", "medium", "large")
 # Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
@@ -69,6 +73,14 @@ class ShapeObject:
     cy: float
     radius: float
     dark: bool = False
+    # A blob's outline: radius factors (1 + sum a_k cos(k*angle + phase_k)) as (a_k, phase_k).
+    wobble: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def whole(self) -> bool:
+        """Whether the whole shape lies inside the image (none of it cut off by the frame)."""
+        points = _outline(self)
+        return all(0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 for x, y in points)
 
     @property
     def color_word(self) -> str:
@@ -98,6 +110,7 @@ class Scene:
     objects: tuple[ShapeObject, ...]
     second_background: str | None = None
     split: tuple[tuple[float, float], ...] = ()
+    blur: float = 0.0  # Gaussian blur radius as a fraction of the side (0: sharp)
 
     @property
     def background_word(self) -> str:
@@ -114,6 +127,8 @@ class Claim:
     shape: str | None = None
     color: str | None = None
     dark: bool | None = None  # with a color: whether the caption called it dark
+    whole: bool | None = None  # whether the caption says every shape is whole (not cut off)
+    blurry: bool | None = None  # whether the caption calls the picture blurry
     objects: tuple[tuple[str, str], ...] | None = None
     size: str | None = None
     position: str | None = None
@@ -129,6 +144,8 @@ class Claim:
             or (self.shape is not None and any(o.shape != self.shape for o in objs))
             or (self.color is not None and any(o.color != self.color for o in objs))
             or (self.dark is not None and any(o.dark != self.dark for o in objs))
+            or (self.whole is not None and any(o.whole != self.whole for o in objs))
+            or (self.blurry is not None and (scene.blur > 0) != self.blurry)
             or (self.objects is not None
                 and sorted(self.objects) != sorted((o.shape, o.color) for o in objs))
             or (self.size is not None and (one is None or one.size_word != self.size))
@@ -187,6 +204,27 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     raise ValueError(unknown_name("shape", shape, SHAPES))
 
 
+def _blob(obj: ShapeObject, points: int = 48) -> list[tuple[float, float]]:
+    """The outline of a blob: a circle whose radius wobbles with a few low harmonics."""
+    outline = []
+    for k in range(points):
+        a = 2 * math.pi * k / points
+        rad = obj.radius * (1 + sum(amp * math.cos((h + 2) * a + phase)
+                                    for h, (amp, phase) in enumerate(obj.wobble)))
+        outline.append((obj.cx + rad * math.cos(a), obj.cy + rad * math.sin(a)))
+    return outline
+
+
+def _outline(obj: ShapeObject) -> list[tuple[float, float]]:
+    """Points of a shape's outline (a circle's extreme points; a polygon's vertices)."""
+    if obj.shape == "circle":
+        r = obj.radius
+        return [(obj.cx - r, obj.cy), (obj.cx + r, obj.cy), (obj.cx, obj.cy - r), (obj.cx, obj.cy + r)]
+    if obj.shape == BLOB:
+        return _blob(obj)
+    return _polygon(obj.shape, obj.cx, obj.cy, obj.radius)
+
+
 def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, px: int, fill: object) -> None:
     """Draw one shape on a canvas of px pixels per side."""
     if obj.shape == "circle":
@@ -194,8 +232,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, px: int, fill: obj
                (obj.cx + obj.radius) * px, (obj.cy + obj.radius) * px]
         draw.ellipse(box, fill=fill)
     else:
-        draw.polygon([(x * px, y * px) for x, y in _polygon(obj.shape, obj.cx, obj.cy, obj.radius)],
-                     fill=fill)
+        draw.polygon([(x * px, y * px) for x, y in _outline(obj)], fill=fill)
 
 
 def _draw(scene: Scene, size: int, supersample: int, mask: bool) -> Image.Image:
@@ -211,6 +248,8 @@ def _draw(scene: Scene, size: int, supersample: int, mask: bool) -> Image.Image:
                      fill=BACKGROUNDS[scene.second_background])
     for obj in scene.objects:
         _draw_object(draw, obj, px, 255 if mask else obj.rgb)
+    if scene.blur and not mask:
+        img = img.filter(ImageFilter.GaussianBlur(scene.blur * px))
     return img.resize((size, size), Image.Resampling.BOX) if supersample > 1 else img
 
 
@@ -364,8 +403,76 @@ def darkened(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, objects=objs)
 
 
-def _single_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
-    """One of several phrasings describing a one-shape scene, with what it claims."""
+def cut_off(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The one-shape scene with its shape moved across a random edge of the frame, its centre
+    inside at 0.1-0.7 of its radius from that edge: "part of a red square", not "a red square"."""
+    obj = scene.objects[0]
+    inset = rng.uniform(0.1, 0.7) * obj.radius
+    edge = int(rng.integers(4))
+    along = float(rng.uniform(0.2, 0.8))
+    cx, cy = [(inset, along), (1 - inset, along), (along, inset), (along, 1 - inset)][edge]
+    moved = replace(obj, cx=float(cx), cy=float(cy))
+    if moved.whole:  # a shape whose outline does not reach its radius there (a star's notch)
+        moved = replace(moved, **({"cx": -0.05} if edge == 0 else {"cx": 1.05} if edge == 1
+                                  else {"cy": -0.05} if edge == 2 else {"cy": 1.05}))
+    return replace(scene, objects=(moved,))
+
+
+def blurred(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene blurred by a Gaussian of a random radius in BLUR_RANGE pixels (at 64 pixels):
+    "a blurry picture of a red square", not "a red square"."""
+    return replace(scene, blur=float(rng.uniform(*BLUR_RANGE)) / 64)
+
+
+def blobbed(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The one-shape scene with its shape replaced by an irregular blob of the same size and
+    color: "a red blob", not "a red circle"."""
+    obj = scene.objects[0]
+    wobble = tuple((float(rng.uniform(0.08, 0.2)), float(rng.uniform(0, 2 * math.pi)))
+                   for _ in range(int(rng.integers(2, 4))))
+    return replace(scene, objects=(replace(obj, shape=BLOB, wobble=wobble),))
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """Fractions of one-shape scenes turned into hard negatives of their plain caption."""
+
+    blob: float = 0.0
+    cut: float = 0.0
+    blur: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.blob or self.cut or self.blur)
+
+    def apply(self, scene: Scene, rng: np.random.Generator) -> Scene:
+        """At most one of: a blob, cut off by the frame, blurred (by the fractions)."""
+        pick = rng.random()
+        if pick < self.blob:
+            return blobbed(scene, rng)
+        if pick < self.blob + self.cut:
+            return cut_off(scene, rng)
+        if pick < self.blob + self.cut + self.blur:
+            return blurred(scene, rng)
+        return scene
+
+
+def _single_caption(scene: Scene, rng: np.random.Generator, spoilers: bool) -> tuple[str, Claim]:
+    """One of several phrasings describing a one-shape scene, with what it claims. With
+    `spoilers`, also whether the shape is whole and the picture blurry, said in words only when
+    it is not whole, or blurry; without, a shape that a crop cuts off is captioned as if whole
+    (as the shipped CLIP was trained)."""
+    text, claim = _single_phrase(scene, rng)
+    if not spoilers:
+        return text, claim
+    o = scene.objects[0]
+    if not o.whole:
+        text = f"part of {text}"
+    if scene.blur:
+        text = f"a blurry picture of {text.removeprefix('a picture of ')}"
+    return text, replace(claim, whole=o.whole, blurry=scene.blur > 0)
+
+
+def _single_phrase(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
     o = scene.objects[0]
     bg = scene.background_word
     form = int(rng.integers(12))
@@ -419,10 +526,11 @@ def _multi_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
     return text, Claim(count=n, objects=tuple(sorted(pairs)))
 
 
-def caption_scene(scene: Scene, rng: np.random.Generator) -> tuple[str, Claim]:
-    """A random true caption for the scene and the claim it makes."""
+def caption_scene(scene: Scene, rng: np.random.Generator, *, spoilers: bool = True) -> tuple[str, Claim]:
+    """A random true caption for the scene and the claim it makes (`spoilers`: see
+    `_single_caption`)."""
     if len(scene.objects) == 1:
-        return _single_caption(scene, rng)
+        return _single_caption(scene, rng, spoilers)
     return _multi_caption(scene, rng)
 
 
@@ -436,14 +544,18 @@ def make_batch(
     with_masks: bool = False,
     shape_pairs: float = 0.0,
     dark_fraction: float = 0.0,
+    hard_negatives: HardNegatives | None = None,
 ) -> ShapeBatch:
     """A batch of n random scenes, rendered, captioned and labelled.
 
-    Labels: shape and color indices into SHAPES/COLORS (-1 for several-shape images) and the
+    Labels: shape and color indices into SHAPES/COLORS (-1 for several-shape images and blobs) and the
     shape count. augment: half the scenes are seen through a random crop, maybe mirrored.
     shape_pairs: the fraction of one-shape scenes followed by a twin of another shape.
     dark_fraction: the fraction of one-shape scenes on plain black (a shape not white) whose
         shape is darkened.
+    hard_negatives: fractions of one-shape scenes made into a blob, cut off by the frame or
+        blurred (each untrue of the plain caption "a red square"); with any of them, captions
+        also say when a crop cut a shape off ("part of a red square").
     """
     scenes: list[Scene] = []
     while len(scenes) < n:
@@ -455,16 +567,20 @@ def make_batch(
         if dark_fraction and len(scene.objects) == 1 and scene.objects[0].color != "white" and (
                 scene.background_word == "black" and rng.random() < dark_fraction):
             scene = darkened(scene, rng)
+        if hard_negatives and len(scene.objects) == 1:
+            scene = hard_negatives.apply(scene, rng)
         scenes.append(scene)
         # A twin differing only in shape: a hard negative that color alone cannot separate.
         if shape_pairs and len(scene.objects) == 1 and len(scenes) < n and (
                 rng.random() < shape_pairs):
             obj = scene.objects[0]
-            other = [s for s in SHAPES if s != obj.shape][rng.integers(len(SHAPES) - 1)]
+            others = [s for s in SHAPES if s != obj.shape]
+            other = others[rng.integers(len(others))]
             scenes.append(replace(scene, objects=(replace(obj, shape=other),)))
-    captions, claims = zip(*(caption_scene(s, rng) for s in scenes), strict=True)
+    spoilers = bool(hard_negatives)
+    captions, claims = zip(*(caption_scene(s, rng, spoilers=spoilers) for s in scenes), strict=True)
     images = torch.stack([to_tensor(render_scene(s, size)) for s in scenes])
-    single = [len(s.objects) == 1 for s in scenes]
+    single = [len(s.objects) == 1 and s.objects[0].shape != BLOB for s in scenes]
     labels = {
         "shape": torch.tensor([SHAPES.index(s.objects[0].shape) if one else -1
                                for s, one in zip(scenes, single, strict=True)]),

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from vqclip.shapes.data import COLORS, SHAPES, article, make_batch
+from vqclip.shapes.data import (
+    COLORS,
+    SHAPES,
+    Scene,
+    article,
+    blobbed,
+    blurred,
+    cut_off,
+    make_batch,
+    random_single_scene,
+    render_scene,
+    to_tensor,
+)
 
 # Fresh images for evaluation come from seeds the training never uses (training uses
 # SeedSequence([seed, 1]) / ([seed, 2]) spawns; these are plain small integers + offset).
@@ -74,6 +87,50 @@ def zero_shot_accuracy(
         joint_ok += int((c_hit & s_hit).sum())
         done += len(batch.captions)
     return ZeroShotResult(color_ok / n, shape_ok / n, joint_ok / n, n)
+
+
+def _copies(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The one-shape scene with a second copy of its shape, mirrored across the centre."""
+    obj = scene.objects[0]
+    return replace(scene, objects=(obj, replace(obj, cx=1 - obj.cx, cy=1 - obj.cy)))
+
+
+# Versions of a one-shape scene that "a red square" is untrue of, by name.
+SPOILERS: dict[str, Callable[[Scene, np.random.Generator], Scene]] = {
+    "blob": blobbed, "cut off": cut_off, "blurred": blurred, "two copies": _copies,
+}
+
+
+@torch.no_grad()
+def preference_accuracy(
+    model: torch.nn.Module,
+    tokenizer: Callable,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    n: int = 200,
+    seed: int = EVAL_SEED,
+) -> dict[str, float]:
+    """Per spoiler: how often "a COLOR SHAPE" scores a fresh one-shape image above the same
+    scene spoiled (a blob, cut off by the frame, blurred, two copies). A CLIP that steers
+    generation toward what a pixel judge accepts should prefer the whole, sharp, single shape."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    while len(scenes) < n:
+        scene = random_single_scene(rng)
+        obj = scene.objects[0]
+        far = math.hypot(1 - 2 * obj.cx, 1 - 2 * obj.cy) > 4 * obj.radius + 0.05
+        if scene.background == "black" and not scene.second_background and far:
+            scenes.append(scene)  # on black, like generation; a mirrored copy that does not overlap
+    texts = model.encode_text(tokenizer([f"{article(s.objects[0].color)} {s.objects[0].color} "
+                                         f"{s.objects[0].shape}" for s in scenes]), normalize=True)
+
+    def scores(of: list[Scene]) -> torch.Tensor:
+        images = torch.stack([to_tensor(render_scene(s)) for s in of])
+        return (model.encode_image(normalize(images), normalize=True) * texts).sum(1)
+
+    clean = scores(scenes)
+    return {name: float((clean > scores([spoil(s, rng) for s in scenes])).float().mean())
+            for name, spoil in SPOILERS.items()}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
