@@ -7,7 +7,7 @@ VENV_RUNTIME := $(VENV)/.installed-runtime
 VENV_READY := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help venv install browser cluster-tools test test-cluster demo docs-images lint bench gpu-wheels gpu-peer
+.PHONY: help venv install browser cluster-tools test test-long test-cluster demo docs-images lint bench gpu-wheels gpu-peer
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,7 +36,10 @@ browser: ## Install Debian's chromium for the gallery's browser tests, where roo
 	echo "chromium is not installed (needs root and apt-get): the browser tests will be skipped"
 
 test: $(VENV_READY) browser ## Run the fast test suite (tiny and bundled models, CPU, offline, the installed wheel)
-	$(VENV_PYTHON) -m pytest -q -m 'not cluster'
+	$(VENV_PYTHON) -m pytest -q -m 'not cluster and not long'
+
+test-long: $(VENV_READY) ## Run the long generation tests: what the shapes models draw at the preset's full length
+	$(VENV_PYTHON) -m pytest -q -m long
 
 cluster-tools: ## Install Debian's SLURM (slurmctld, slurmd, client), munge and iproute2 for the cluster tests, where root and apt-get allow
 	@{ command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged && \
