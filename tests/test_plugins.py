@@ -71,7 +71,7 @@ def check(cfg):
         raise ConfigError(f"flat.level={cfg.flat.level}: must be from 0 to 1")
 
 
-def build(cfg, device):
+def build(cfg, models, device):
     width, height = cfg.size
     level = cfg.flat.level
 
@@ -157,7 +157,7 @@ def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, 
     bad = vqclip(plugin_venv, tmp_path, *common, "-s", "flat.levle=0.8")
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1] == \
-        "error: --set: unknown key 'flat.levle'; did you mean 'flat.level'?"
+        "error: --set: key='flat.levle': unknown name; did you mean 'flat.level'? valid: flat.level"
     bad = vqclip(plugin_venv, tmp_path, *common, "-s", "losses=[{name: offset, targte: 0.3}]")
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1] == \
