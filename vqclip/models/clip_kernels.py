@@ -13,7 +13,10 @@ backward is queued once per step. Two changes, measured by benchmarks/step_ops.p
   normalization folds into its weight (divided by std per input channel) and a bias (minus
   the weight times mean / std, summed).
 The folded weights differ from the file's by those factors, and the patch embedding gains a
-bias; nothing saves this model, and open_clip's own calls compute the same function.
+bias: such a model is not for saving (vqclip saves none), and with the normalization folded its
+`encode_image` takes [0, 1] pixels, not normalized ones (`Perceptor.takes_pixels` says which).
+A search index fingerprints the weights as loaded, so an index made before these changes is
+made again once.
 """
 
 from __future__ import annotations
