@@ -84,7 +84,8 @@ def generate(prompt: str = "", *, preset: str | None = None, config_files: Seque
     the run's, and whatever else the run needs is loaded into them; None: the run loads its
     own and frees them when it returns. A bad setting, a missing input image, an unknown model
     or a size the VQGAN cannot draw raises a UsageError (ConfigError, ModelError) before any
-    model is loaded or downloaded."""
+    model is loaded or downloaded, where the model's config or registry entry says its size
+    factor; otherwise the size is checked once the model has loaded."""
     from vqclip.outputs.video import check_video
     from vqclip.run.request import generate_config, recalled_settings
 

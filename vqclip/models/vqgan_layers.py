@@ -63,6 +63,8 @@ class AttnBlock(nn.Module):
     def pack(self) -> None:
         """Stack q, k and v's weights once, for a block whose weights no longer change (frozen
         for generation), so that no step stacks them again; a state dict loaded later unpacks."""
+        if self.packed_weight is not None:
+            return  # stacked already (a model held across runs)
         if any(p.requires_grad for p in (*self.q.parameters(), *self.k.parameters(), *self.v.parameters())):
             return  # still learning: the stacked copy would not follow
         weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
