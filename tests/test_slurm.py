@@ -129,7 +129,10 @@ def test_preempted_job_saves_its_state_and_finishes_when_requeued(
 
     requeued = time.monotonic()
     slurm.command("scontrol", "requeue", _task(task))
-    # A requeued job may start no sooner than two minutes later (SLURM's own delay): start it now.
+    # A requeued job may start no sooner than two minutes later (SLURM's own delay): start it
+    # sooner, but not within the second slurmd revoked its last credential in, or slurmd refuses
+    # the new one ("Job credential revoked") and the job fails instead of running again.
+    time.sleep(2)
     slurm.command("scontrol", "update", f"JobId={_task(task)}", "StartTime=now")
     [task] = slurm.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=900)
     recovered = time.monotonic() - requeued
