@@ -82,13 +82,16 @@ def build_engine(vqgan: VQGAN, perceptor: Perceptor, side: int, cutn: int, steps
     """An engine for `steps` steps at side x side with `cutn` cutouts and `batch_size` images,
     as generate builds it; `decaying_init` adds an init loss whose weight falls linearly."""
     rngs = [torch.Generator(device=device).manual_seed(seed) for seed in range(batch_size)]
-    generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rngs)
+    dtype = autocast_dtype(precision, device)
+    step_vqgan, step_perceptor = ((vqgan, perceptor) if dtype is None else
+                                  (vqgan.autocast_copy(dtype), perceptor.autocast_copy(dtype)))
+    generator = VQGANGenerator.from_random_tokens(vqgan, side, side, rngs, step_vqgan)
     cutouts = Cutouts(perceptor.input_size, cutn, augmentations=["flip", "affine", "noise"],
                       strengths=augment_strengths())
     optimizer = make_optimizer("adam", generator.parameters(), 0.1, {})
     target = perceptor.encode_text(["a red circle"])[0]
     stage = Stage(0, "a red circle", [PromptLoss(Prompt("a red circle"), target)])
-    judge = Judge(perceptor, cutouts, [stage])
+    judge = Judge(step_perceptor, cutouts, [stage])
     scheduler = make_scheduler(schedule, optimizer, steps, {})
     regularizers = [WeightedRegularizer("init", 0.5, "linear")] if decaying_init else []
     return Engine(generator, [judge], optimizer, scheduler, rngs, steps=steps, save_every=0,

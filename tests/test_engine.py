@@ -91,7 +91,7 @@ def test_negative_weight_pushes_away_and_stop_cuts_the_pull() -> None:
 def test_low_memory_gives_the_same_image(tiny_sets, tmp_path) -> None:
     plain = make_run(tiny_sets, tmp_path, "steps=3").execute()
     low = make_run(tiny_sets, tmp_path, "steps=3", "low_memory=true")
-    assert low.engine.generator.vqgan.decoder.checkpoint_stages
+    assert low.engine.generator.step_vqgan.decoder.checkpoint_stages
     result = low.execute()
     with Image.open(plain.image) as a, Image.open(result.image) as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
@@ -103,12 +103,13 @@ def test_final_image_is_decoded_once_eagerly_in_fp32(tiny_sets, tmp_path) -> Non
     run = make_run(tiny_sets, tmp_path, "steps=2", "precision=bf16")
     generator = run.engine.generator
     counter = CompileCounter()
-    generator.vqgan.decoder.compile(backend=counter)
+    generator.step_vqgan.decoder.compile(backend=counter)
     compiled: list[int] = []
     done = run.engine.run([lambda e: compiled.append(counter.frame_count)
                            if isinstance(e, (StepEvent, DoneEvent)) else None])
     # Compiled once for the training steps; the final decode (no grad) compiles nothing more.
     assert compiled[0] >= 1 and compiled[-1] == compiled[0]
+    assert generator.step_vqgan is not generator.vqgan  # the step's weights are a bf16 copy
     with torch.no_grad():
-        fp32 = generator.image()
+        fp32 = generator.exact_image()
     assert torch.equal(done[0].image, fp32[0])  # not the bf16 decode of the training steps

@@ -6,6 +6,7 @@ schedule's lr filled from Python numbers."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.models.clip import Perceptor
 from vqclip.models.quantizers import VectorQuantizer
+from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
 from vqclip.steer.schedules import make_scheduler
+from tests.tiny_models import TINY_SPEC
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from step_ops import OpCounter  # noqa: E402
@@ -120,3 +123,50 @@ def test_scheduled_lr_tensor_follows_the_schedule() -> None:
     assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)
     assert seen == pytest.approx([0.2, 0.2 * 0.5 * (1 + 0.7071067811865476), 0.1,
                                   0.2 * 0.5 * (1 - 0.7071067811865476)])
+
+
+class ParameterCasts(OpCounter):
+    """Also counts the casts whose input is one of `parameters` (by storage)."""
+
+    def __init__(self, parameters: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.storages = {p.untyped_storage().data_ptr() for p in parameters}
+        self.parameter_casts = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._to_copy.default and args[0].untyped_storage().data_ptr() in self.storages:
+            self.parameter_casts += 1
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def test_autocast_copies_make_the_same_bf16_steps_without_casting_a_weight(one_thread) -> None:
+    from step_bench import build_engine
+
+    from vqclip.models.held import Models
+
+    torch.manual_seed(0)
+    vqgan = VQGAN(dataclasses.replace(TINY_SPEC, attn_resolutions=(16,))).eval().requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    tokenizer.context_length = TOWER["text_cfg"]["context_length"]
+    perceptor = Perceptor(tiny_clip(), tokenizer, 32, MEAN, STD, "tiny")
+    weights = [*vqgan.parameters(), *perceptor.model.parameters()]
+    copied = build_engine(vqgan, perceptor, 32, 4, 3, torch.device("cpu"), "bf16")
+    casting = build_engine(vqgan, perceptor, 32, 4, 3, torch.device("cpu"), "bf16")
+    casting.generator.step_vqgan = vqgan  # as before the copies: autocast casts the fp32 weights
+    casting.judges[0].perceptor = perceptor
+    assert copied.generator.step_vqgan.decoder.conv_out.weight.dtype == torch.bfloat16
+    counts = []
+    for engine in (copied, casting):
+        counter = ParameterCasts(weights + [*copied.generator.step_vqgan.parameters()])
+        with counter:
+            engine.run([])
+        counts.append(counter.parameter_casts)
+    assert torch.equal(copied.generator.z, casting.generator.z)  # the same three steps, bit for bit
+    assert counts[0] == 0 < counts[1], counts
+    # Only the cast tensors are new: the encoder and the codebook are the original's own.
+    step = copied.generator.step_vqgan
+    assert step.encoder.conv_in.weight is vqgan.encoder.conv_in.weight and step.codebook is vqgan.codebook
+    models = Models()
+    assert models.autocast_copy(vqgan, None) is vqgan
+    assert models.autocast_copy(vqgan, torch.bfloat16) is models.autocast_copy(vqgan, torch.bfloat16)
+    assert len(models) == 0  # a copy is not another model held

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vqclip.errors import ModelError, first_line
+from vqclip.models.autocast_copy import autocast_operands, copy_with_operands_in
 from vqclip.models.clip_kernels import fold_input_normalization, streamline_image_tower
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,19 @@ class Perceptor:
         """Unit-length embeddings of (B, 3, S, S) images in [0, 1] at the input size."""
         normalized = images if self.takes_pixels else (images - self.mean) / self.std
         return F.normalize(self.model.encode_image(normalized).float(), dim=-1)
+
+    def autocast_copy(self, dtype: torch.dtype) -> Perceptor:
+        """A copy for embedding images under autocast to `dtype`: the image tower's matmul and
+        convolution weights in `dtype`, every other tensor shared with this model."""
+        visual = self.model.visual
+        operands = autocast_operands(visual)
+        # A ViT's output projection (a matmul of its own), and the embeddings open_clip casts
+        # to the activations' dtype itself on each call.
+        operands += [tensor for name in ("proj", "class_embedding", "positional_embedding")
+                     if isinstance(tensor := getattr(visual, name, None), torch.Tensor)]
+        copied = copy.copy(self)
+        copied.model = copy_with_operands_in(self.model, dtype, operands)
+        return copied
 
 
 def load_perceptor(model_name: str, pretrained: str | None, device: torch.device) -> Perceptor:

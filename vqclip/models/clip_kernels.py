@@ -30,6 +30,8 @@ class PackedSelfAttention(nn.Module):
     """Self-attention with `nn.MultiheadAttention`'s parameters and call signature
     (`attn(x, x, x, need_weights=False, attn_mask=mask)` returns `(out, None)`)."""
 
+    AUTOCAST_OPERANDS = ("in_proj_weight", "in_proj_bias")
+
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         super().__init__()
         self.in_proj_weight = attention.in_proj_weight

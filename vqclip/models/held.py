@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vqclip.models.vqgan import VQGAN
 
 T = TypeVar("T")
+M = TypeVar("M", "VQGAN", "Perceptor")
 
 
 class Models:
@@ -45,6 +46,17 @@ class Models:
         return self._keep("clip", model_key(section, device, compiled),
                           lambda: loading.load_clip_model(section, device))
 
+    def autocast_copy(self, model: M, dtype: torch.dtype | None) -> M:
+        """`model` as a step under autocast to `dtype` runs it: its `autocast_copy(dtype)`,
+        made once per model and dtype; `model` itself where the step runs without autocast
+        (`dtype` None)."""
+        if dtype is None:
+            return model
+        # The original is kept with its copy, so its id names it for as long as this holder lives.
+        _, copied = self._keep("autocast copy", f"{id(model)} {dtype}",
+                               lambda: (model, model.autocast_copy(dtype)))
+        return copied
+
     def memory_plan(self, key: str, make: Callable[[], T]) -> T:
         """The memory plan of the setting `key` on these models: made by `make()` once."""
         return self._keep("memory plan", key, make)
@@ -60,7 +72,7 @@ class Models:
 
     def __len__(self) -> int:
         """How many models are held."""
-        return sum(kind != "memory plan" for kind, _ in self._held)
+        return sum(kind in ("vqgan", "clip") for kind, _ in self._held)
 
     def _keep(self, kind: str, key: str, make: Callable[[], T]) -> T:
         if (kind, key) not in self._held:

@@ -15,6 +15,7 @@ from torch import nn
 
 from vqclip.errors import ModelError
 from vqclip.files import atomic_path
+from vqclip.models.autocast_copy import autocast_operands, copy_with_operands_in
 from vqclip.models.checkpoint import load_state_dict
 from vqclip.models.quantizers import GumbelQuantizer, VectorQuantizer
 from vqclip.models.vqgan_layers import Decoder, Encoder
@@ -156,6 +157,12 @@ class VQGAN(nn.Module):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantized latent -> images, about [-1, 1]."""
         return self.decoder(self.post_quant_conv(z_q))
+
+    def autocast_copy(self, dtype: torch.dtype) -> VQGAN:
+        """A copy for decoding under autocast to `dtype`: the decoder's convolution weights in
+        `dtype`, every other tensor shared with this model."""
+        operands = autocast_operands(self.post_quant_conv) + autocast_operands(self.decoder)
+        return copy_with_operands_in(self, dtype, operands)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruct images: encode, quantize, decode."""

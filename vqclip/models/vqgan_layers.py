@@ -47,6 +47,8 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all spatial positions, with 1x1-conv projections."""
 
+    AUTOCAST_OPERANDS = ("packed_weight", "packed_bias")  # its stacked q/k/v conv's, once packed
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.norm = group_norm(channels)

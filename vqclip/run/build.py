@@ -13,6 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vqclip.device import allow_tf32, autocast_dtype, resolve_device
 from vqclip.images import init_canvas
+from vqclip.models.clip import Perceptor
 from vqclip.models.held import Models
 from vqclip.run.capture import CapturedStep
 from vqclip.run.engine import Engine
@@ -50,7 +51,7 @@ def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | 
     allow_tf32(device, cfg.precision)
     rngs = [torch.Generator(device=device).manual_seed(seed) for seed in spec.seeds]
     make, generator_info = GENERATORS[cfg.generator].build(cfg, models, device)
-    judges, clip_infos, image_losses = build_judges(spec, models, device)
+    judges, clip_infos, image_prompts = build_judges(spec, models, device)
     memory = None
     if cfg.plan_memory:
         memory = models.memory_plan(memory_key(cfg, device), lambda: _plan(spec, make, judges, device))
@@ -60,8 +61,8 @@ def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | 
     # Only now, with the plan made, anything that grows with the image size: the generator
     # at its start (an init image loaded and encoded) and the image prompts (loaded, embedded).
     engine = assemble_engine(cfg, make(start_images(cfg, rngs), rngs), judges, rngs)
-    for judge, losses in zip(judges, image_losses, strict=True):
-        aim_image_prompts(losses, judge.perceptor, judge.cutouts, list(cfg.size))
+    for judge, (losses, perceptor) in zip(judges, image_prompts, strict=True):
+        aim_image_prompts(losses, perceptor, judge.cutouts, list(cfg.size))
     set_low_memory(engine.generator, judges, cfg.low_memory)
     choose_step_body(engine, cfg, device)
     if resume is not None:
@@ -140,11 +141,14 @@ def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
 
 
 def build_judges(spec: RunSpec, models: Models, device: torch.device
-                 ) -> tuple[list[Judge], list[dict[str, Any]], list[list[PromptLoss]]]:
+                 ) -> tuple[list[Judge], list[dict[str, Any]], list[tuple[list[PromptLoss], Perceptor]]]:
     """One judge per CLIP model: its own cutout size, normalization and prompt embeddings, and
-    its image prompts (to aim with `aim_image_prompts` before the first step)."""
+    its image prompts with the full-precision CLIP to aim them with (`aim_image_prompts`,
+    before the first step). A judge's CLIP is the one the step runs: under autocast, its copy
+    with the image tower's weights in the compute dtype."""
     cfg = spec.config
-    judges, infos, image_losses = [], [], []
+    step_dtype = autocast_dtype(cfg.precision, device)
+    judges, infos, image_prompts = [], [], []
     for section, weight in clip_sections(cfg):
         perceptor, info = models.clip(section, device, cfg.compile)
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
@@ -152,11 +156,11 @@ def build_judges(spec: RunSpec, models: Models, device: torch.device
                           padding=cfg.cut_padding,
                           augmentations=list(cfg.augmentations), strengths=cfg.augment)
         images = image_prompt_losses(spec.prompts.images, perceptor)
-        judges.append(Judge(perceptor, cutouts, build_stages(spec.prompts, perceptor, images), weight,
-                            info["name"]))
+        judges.append(Judge(models.autocast_copy(perceptor, step_dtype), cutouts,
+                            build_stages(spec.prompts, perceptor, images), weight, info["name"]))
         infos.append({**info, "weight": weight})
-        image_losses.append(images)
-    return judges, infos, image_losses
+        image_prompts.append((images, perceptor))
+    return judges, infos, image_prompts
 
 
 def set_low_memory(generator: ImageGenerator, judges: list[Judge], enabled: bool) -> None:

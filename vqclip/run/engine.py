@@ -214,17 +214,18 @@ class Engine:
 
     def shown_images(self) -> torch.Tensor:
         """The images a run shows, on the device: of the averaged parameters when ema is on
-        (big-sleep's and the notebooks' EMA of the latent), else of the parameters; decoded
-        without grad and eagerly (a compiled model would compile again for no_grad)."""
+        (big-sleep's and the notebooks' EMA of the latent), else of the parameters; made at
+        full precision, without grad and eagerly (a compiled model would compile again for
+        no_grad)."""
         with torch.no_grad(), torch.compiler.set_stance("force_eager"):
             if self.averaged is None:
-                return self.generator.image()
+                return self.generator.exact_image()
             parameters = self.generator.parameters()
             live = [p.detach().clone() for p in parameters]
             try:
                 for param, average in zip(parameters, self.averaged, strict=True):
                     param.copy_(average)
-                return self.generator.image()
+                return self.generator.exact_image()
             finally:
                 for param, value in zip(parameters, live, strict=True):
                     param.copy_(value)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from vqclip.device import autocast_dtype
 from vqclip.errors import ConfigError
 from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 class ImageGenerator:
     """What the engine needs of a generator: parameters, a [0, 1] image, and a clamp after
-    steps. The defaults suit a generator with no network: nothing to clamp, recompute or compile."""
+    steps. The defaults suit a generator with no network: one way to make the image, nothing
+    to clamp or recompute."""
 
     size_multiple = 1  # both sides of the image are multiples of this
 
@@ -40,16 +42,20 @@ class ImageGenerator:
         raise NotImplementedError
 
     def image(self) -> torch.Tensor:
+        """(K, 3, H, W) images in [0, 1], differentiable, as the step makes them (under the
+        run's autocast, if any)."""
         raise NotImplementedError
+
+    def exact_image(self) -> torch.Tensor:
+        """The images at full precision, without autocast (the frames and the final image):
+        `image()` unless the step runs a copy of the network in a lower precision."""
+        return self.image()
 
     def clamp_(self) -> None:
         """Bring the parameters back into range after a step."""
 
     def set_low_memory(self, enabled: bool) -> None:
         """Recompute activations in the backward pass instead of keeping them."""
-
-    def compile(self) -> None:
-        """torch.compile what is worth compiling (on its first call)."""
 
 
 class _ClampWithGrad(torch.autograd.Function):
@@ -75,23 +81,26 @@ def clamp_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 class VQGANGenerator(ImageGenerator):
-    """A latent z snapped to the codebook (straight-through), decoded by the VQGAN."""
+    """A latent z snapped to the codebook (straight-through), decoded by the VQGAN; in the step
+    by `step_vqgan` when given (its autocast copy, `VQGAN.autocast_copy`)."""
 
-    def __init__(self, vqgan: VQGAN, z: torch.Tensor) -> None:
+    def __init__(self, vqgan: VQGAN, z: torch.Tensor, step_vqgan: VQGAN | None = None) -> None:
         self.vqgan = vqgan
+        self.step_vqgan = vqgan if step_vqgan is None else step_vqgan
         self.z = z.detach().clone().requires_grad_(True)
         codebook = vqgan.codebook.detach()
         self.z_min = codebook.min(dim=0).values.view(1, -1, 1, 1).to(z)
         self.z_max = codebook.max(dim=0).values.view(1, -1, 1, 1).to(z)
         # Constant over the run: computed here once rather than in every step's quantization.
         self.code_norms = codebook.float().pow(2).sum(dim=1)
-        for block in vqgan.decoder.modules():
+        for block in (*vqgan.decoder.modules(), *self.step_vqgan.decoder.modules()):
             if isinstance(block, AttnBlock):
                 block.pack()
 
     @classmethod
     def from_random_tokens(
-        cls, vqgan: VQGAN, width: int, height: int, generators: list[torch.Generator]
+        cls, vqgan: VQGAN, width: int, height: int, generators: list[torch.Generator],
+        step_vqgan: VQGAN | None = None,
     ) -> VQGANGenerator:
         """The classic start: a random codebook token at every latent position, one image per
         random generator."""
@@ -99,22 +108,29 @@ class VQGANGenerator(ImageGenerator):
         shape = (1, height // vqgan.factor, width // vqgan.factor)
         tokens = torch.cat([torch.randint(vqgan.codebook.shape[0], shape, generator=generator,
                                           device=device) for generator in generators])
-        return cls(vqgan, vqgan.tokens_to_latent(tokens))
+        return cls(vqgan, vqgan.tokens_to_latent(tokens), step_vqgan)
 
     @classmethod
-    def from_image(cls, vqgan: VQGAN, image: torch.Tensor) -> VQGANGenerator:
+    def from_image(cls, vqgan: VQGAN, image: torch.Tensor,
+                   step_vqgan: VQGAN | None = None) -> VQGANGenerator:
         """Start from the VQGAN encoding of (K, 3, H, W) [0, 1] images."""
         with torch.no_grad():
             z = vqgan.encode(image.to(vqgan.codebook.device) * 2 - 1)
-        return cls(vqgan, z)
+        return cls(vqgan, z, step_vqgan)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.z]
 
     def image(self) -> torch.Tensor:
         """(K, 3, H, W) images in [0, 1], differentiable with respect to z."""
-        z_q, _ = self.vqgan.quantize_latent(self.z, self.code_norms)
-        return clamp_with_grad(self.vqgan.decode(z_q).add(1).div(2))
+        return self._decode(self.step_vqgan)
+
+    def exact_image(self) -> torch.Tensor:
+        return self._decode(self.vqgan)
+
+    def _decode(self, vqgan: VQGAN) -> torch.Tensor:
+        z_q, _ = vqgan.quantize_latent(self.z, self.code_norms)
+        return clamp_with_grad(vqgan.decode(z_q).add(1).div(2))
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -123,11 +139,7 @@ class VQGANGenerator(ImageGenerator):
 
     def set_low_memory(self, enabled: bool) -> None:
         """Recompute each decoder block in the backward pass instead of keeping its activations."""
-        self.vqgan.decoder.checkpoint_stages = enabled
-
-    def compile(self) -> None:
-        """Compile the decoder with torch.compile (on its first call)."""
-        self.vqgan.decoder.compile()
+        self.step_vqgan.decoder.checkpoint_stages = enabled
 
     @property
     def size_multiple(self) -> int:
@@ -256,11 +268,12 @@ def _build_vqgan(cfg: DictConfig, models: Models, device: torch.device
     vqgan, info = models.vqgan(cfg.vqgan, device, cfg.compile)
     width, height = cfg.size
     check_size(width, height, vqgan.factor)  # checked before loading where its config said the factor
+    step_vqgan = models.autocast_copy(vqgan, autocast_dtype(cfg.precision, device))
 
     def make(start: torch.Tensor | None, rngs: list[torch.Generator]) -> ImageGenerator:
         if start is None:
-            return VQGANGenerator.from_random_tokens(vqgan, width, height, rngs)
-        return VQGANGenerator.from_image(vqgan, start)
+            return VQGANGenerator.from_random_tokens(vqgan, width, height, rngs, step_vqgan)
+        return VQGANGenerator.from_image(vqgan, start, step_vqgan)
 
     return make, info
 
