@@ -65,8 +65,9 @@ class Draw:
 
 def flip(theta: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:
     """Mirror half of the cutouts left-right."""
-    sign = draw.uniform(low=0, high=1).lt(0.5).mul(-2.0).add(1.0)  # -1 or 1
-    return torch.cat([theta[:, :, :1] * sign.view(-1, 1, 1), theta[:, :, 1:]], dim=-1)
+    first = theta[:, :, :1]
+    mirrored = torch.where(draw.uniform(low=0, high=1).lt(0.5).view(-1, 1, 1), -first, first)
+    return torch.cat([mirrored, theta[:, :, 1:]], dim=-1)
 
 
 def affine(theta: torch.Tensor, draw: Draw, strength: float) -> torch.Tensor:

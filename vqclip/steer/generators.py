@@ -93,6 +93,7 @@ class VQGANGenerator(ImageGenerator):
         self.z_max = codebook.max(dim=0).values.view(1, -1, 1, 1).to(z)
         # Constant over the run: computed here once rather than in every step's quantization.
         self.code_norms = codebook.float().pow(2).sum(dim=1)
+        self.half = torch.full((), 0.5, device=z.device)  # [-1, 1] -> [0, 1]: 0.5 + 0.5 x, one kernel
         for block in (*vqgan.decoder.modules(), *self.step_vqgan.decoder.modules()):
             if isinstance(block, AttnBlock):
                 block.pack()
@@ -130,7 +131,7 @@ class VQGANGenerator(ImageGenerator):
 
     def _decode(self, vqgan: VQGAN) -> torch.Tensor:
         z_q, _ = vqgan.quantize_latent(self.z, self.code_norms)
-        return clamp_with_grad(vqgan.decode(z_q).add(1).div(2))
+        return clamp_with_grad(torch.add(self.half, vqgan.decode(z_q), alpha=0.5))
 
     @torch.no_grad()
     def clamp_(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -37,7 +38,8 @@ class PromptLoss:
         if weight < 0:
             signed = -signed
         # Below the stop threshold the value still counts but no longer pulls.
-        signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
+        if self.prompt.stop > -math.inf:
+            signed = torch.where(signed >= self.prompt.stop, signed, signed.detach())
         mean = signed.mean(dim=-1)
         return mean if abs(weight) == 1.0 else abs(weight) * mean
 
