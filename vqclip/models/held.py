@@ -23,8 +23,9 @@ M = TypeVar("M", "VQGAN", "Perceptor")
 
 class Models:
     """The models one holder has loaded, by identity (config section, device, compiled or not,
-    and the size and time of each local file it names: a changed file loads again), and the
-    memory plans made for them. Dropping the holder frees them once no run uses them."""
+    and the size and time of each local file it names: a changed file loads again), the
+    copies of them that bf16 steps run (`autocast_copy`), and the memory plans made for them.
+    Dropping the holder frees them once no run uses them."""
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, str], Any] = {}
