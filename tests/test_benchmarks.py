@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -51,3 +52,24 @@ def test_benchmarks_import_no_download_code() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_clip_preference_reads_run_folders_and_scores_their_final_images(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from vqclip.run.config import build_config
+    from vqclip.shapes.data import draw_shape
+
+    for name, prompt in [("square", "a red square"), ("other", "a red square at the top")]:
+        run = tmp_path / name
+        run.mkdir()
+        cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}"])
+        OmegaConf.save(cfg, run / "config.yaml")
+        draw_shape("square", "red", radius=0.2).save(run / "final.png")  # one of the clean renders
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "benchmarks/clip_preference.py", str(tmp_path), "--threads", "1"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout
+    row = next(line for line in out.splitlines() if line.startswith("| square |"))
+    images, drawn, best, _, right = (cell.strip() for cell in row.strip("|").split("|")[1:])
+    assert images == "1" and right == "100%"  # the other prompt is not "a COLOR SHAPE": skipped
+    assert float(best) >= float(drawn) > 0.3

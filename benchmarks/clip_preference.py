@@ -1,0 +1,86 @@
+"""Does the steering CLIP prefer a clean shape to what generation drew? Prints a table.
+
+For each run folder under `RUNS` (shapes-preset runs of "a COLOR SHAPE", e.g. kept by
+`quality_bench.py --out`), the CLIP of the run's own config scores the prompt against the
+final image and against clean renders of the asked shape and color on black (centred, radius
+0.12, 0.2 and 0.3 of the side: small, medium, large), and the pixel judge gives its verdict.
+Where the drawn image scores as high as the best clean render, the run reached what the CLIP
+asks for: a better optimizer cannot make it a cleaner shape, only a CLIP whose best image is
+one can.
+
+    python benchmarks/quality_bench.py --seeds 2 --colors red green blue --out runs
+    python benchmarks/clip_preference.py runs
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from vqclip.models.held import Models
+from vqclip.shapes.data import COLORS, SHAPES, draw_shape
+from vqclip.shapes.pixel_judge import judge
+
+RADII = (0.12, 0.2, 0.3)
+
+
+def pixels(image: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1)[None]
+
+
+def asked(prompt: str) -> tuple[str, str] | None:
+    """(color, shape) of "a COLOR SHAPE", or None for another prompt."""
+    words = prompt.split()
+    if len(words) == 3 and words[1] in COLORS and words[2] in SHAPES:
+        return words[1], words[2]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, help="a folder holding run folders (searched below it)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    models = Models()
+    rows: dict[str, list[tuple[float, float, bool]]] = {}
+    for config_file in sorted(args.runs.rglob("config.yaml")):
+        final = config_file.parent / "final.png"
+        cfg = OmegaConf.load(config_file)
+        target = asked(str(cfg.prompt))
+        if target is None or not final.exists():
+            continue
+        color, shape = target
+        perceptor, _ = models.clip(cfg.clip, torch.device("cpu"))
+        text = perceptor.encode_text([str(cfg.prompt)])[0]
+        with Image.open(final) as drawn:
+            image = drawn.convert("RGB")
+        clean = torch.cat([pixels(draw_shape(shape, color, size=image.width, radius=radius))
+                           for radius in RADII])
+        with torch.no_grad():
+            scores = perceptor.encode_image(torch.cat([pixels(image), clean])) @ text
+        rows.setdefault(shape, []).append((float(scores[0]), float(scores[1:].max()),
+                                           judge(image, color, shape).right))
+    if not rows:
+        raise SystemExit(f"no shapes-preset runs of 'a COLOR SHAPE' with a final.png under {args.runs}")
+
+    print("| shape | images | drawn | best clean | drawn >= best clean | right |")
+    print("|---|---|---|---|---|---|")
+    everything = [row for shape_rows in rows.values() for row in shape_rows]
+    for name, of_shape in [*rows.items(), ("all", everything)]:
+        drawn, best, right = zip(*of_shape, strict=True)
+        at_least = sum(d >= b for d, b in zip(drawn, best, strict=True)) / len(of_shape)
+        print(f"| {name} | {len(of_shape)} | {np.mean(drawn):.3f} | {np.mean(best):.3f} | "
+              f"{at_least:.0%} | {sum(right) / len(of_shape):.0%} |")
+
+
+if __name__ == "__main__":
+    main()
