@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from tests.tiny_models import TINY_SPEC
 from vqclip.models.clip import Perceptor
 from vqclip.models.quantizers import VectorQuantizer
 from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
 from vqclip.steer.schedules import make_scheduler
-from tests.tiny_models import TINY_SPEC
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from step_ops import OpCounter  # noqa: E402

@@ -5,8 +5,9 @@ Autocast casts the operands of matmuls and convolutions to its dtype on each cal
 nothing for tensors that require no grad: a frozen model's weights are cast again every step
 (two hundred casts per step for a 16384-code VQGAN and ViT-B/32). A copy holding those
 operands in the compute dtype computes the same: a cast rounds the same way made once as made
-each step. Every other tensor (norms, embeddings, the codebook, the parts the step does not
-run) is shared with the original, which keeps full precision for what runs without autocast.
+each step. Every other tensor (norms, the codebook, a CLIP's text tower, the parts the step
+does not run) is shared with the original, which keeps full precision for what runs without
+autocast.
 """
 
 from __future__ import annotations
@@ -42,5 +43,7 @@ def copy_with_operands_in(model: M, dtype: torch.dtype, operands: Iterable[torch
     memo: dict[int, object] = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
     for tensor in operands:
         cast = tensor.detach().to(dtype)
-        memo[id(tensor)] = nn.Parameter(cast, requires_grad=False) if isinstance(tensor, nn.Parameter) else cast
+        if isinstance(tensor, nn.Parameter):
+            cast = nn.Parameter(cast, requires_grad=False)
+        memo[id(tensor)] = cast
     return copy.deepcopy(model, memo)
