@@ -110,6 +110,9 @@ def test_final_image_is_decoded_once_eagerly_in_fp32(tiny_sets, tmp_path) -> Non
     # Compiled once for the training steps; the final decode (no grad) compiles nothing more.
     assert compiled[0] >= 1 and compiled[-1] == compiled[0]
     assert generator.step_vqgan is not generator.vqgan  # the step's weights are a bf16 copy
+    assert run.engine.judges[0].perceptor.model.visual.conv1.weight.dtype == torch.bfloat16
+    low = make_run(tiny_sets, tmp_path, "steps=2", "precision=bf16", "low_memory=true")
+    assert low.engine.generator.step_vqgan is low.engine.generator.vqgan  # no second copy held
     with torch.no_grad():
         fp32 = generator.exact_image()
     assert torch.equal(done[0].image, fp32[0])  # not the bf16 decode of the training steps

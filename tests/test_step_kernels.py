@@ -149,15 +149,19 @@ def test_autocast_copies_make_the_same_bf16_steps_without_casting_a_weight(one_t
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     tokenizer.context_length = TOWER["text_cfg"]["context_length"]
     perceptor = Perceptor(tiny_clip(), tokenizer, 32, MEAN, STD, "tiny")
-    weights = [*vqgan.parameters(), *perceptor.model.parameters()]
     copied = build_engine(vqgan, perceptor, 32, 4, 3, torch.device("cpu"), "bf16")
     casting = build_engine(vqgan, perceptor, 32, 4, 3, torch.device("cpu"), "bf16")
+    # Parameters and buffers, the attention's stacked q/k/v among them (stacked by now).
+    weights = [*vqgan.parameters(), *vqgan.buffers(), *perceptor.model.parameters()]
+    blocks = [block for block in vqgan.decoder.modules() if isinstance(block, AttnBlock)]
+    assert blocks and all(block.packed_weight is not None for block in blocks)
     casting.generator.step_vqgan = vqgan  # as before the copies: autocast casts the fp32 weights
     casting.judges[0].perceptor = perceptor
     assert copied.generator.step_vqgan.decoder.conv_out.weight.dtype == torch.bfloat16
     counts = []
     for engine in (copied, casting):
-        counter = ParameterCasts(weights + [*copied.generator.step_vqgan.parameters()])
+        counter = ParameterCasts(weights + [*copied.generator.step_vqgan.parameters(),
+                                            *copied.generator.step_vqgan.buffers()])
         with counter:
             engine.run([])
         counts.append(counter.parameter_casts)
@@ -166,6 +170,10 @@ def test_autocast_copies_make_the_same_bf16_steps_without_casting_a_weight(one_t
     # Only the cast tensors are new: the encoder and the codebook are the original's own.
     step = copied.generator.step_vqgan
     assert step.encoder.conv_in.weight is vqgan.encoder.conv_in.weight and step.codebook is vqgan.codebook
+    # A copy of a model already stacked (a worker's second run) stacks in bf16 too.
+    late = vqgan.autocast_copy(torch.bfloat16)
+    assert all(block.packed_weight.dtype == torch.bfloat16 for block in late.decoder.modules()
+               if isinstance(block, AttnBlock))
     models = Models()
     assert models.autocast_copy(vqgan, None) is vqgan
     assert models.autocast_copy(vqgan, torch.bfloat16) is models.autocast_copy(vqgan, torch.bfloat16)

@@ -64,3 +64,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def step_weights_dtype(precision: str, device: torch.device, low_memory: bool) -> torch.dtype | None:
+    """The dtype a step's frozen weights are copied into once (`Models.autocast_copy`): the
+    autocast dtype, unless `low_memory` asks not to hold a second copy of them (autocast then
+    casts them on every call instead). None: the step runs on the models as loaded."""
+    return None if low_memory else autocast_dtype(precision, device)

@@ -5,9 +5,9 @@ Autocast casts the operands of matmuls and convolutions to its dtype on each cal
 nothing for tensors that require no grad: a frozen model's weights are cast again every step
 (two hundred casts per step for a 16384-code VQGAN and ViT-B/32). A copy holding those
 operands in the compute dtype computes the same: a cast rounds the same way made once as made
-each step. Every other tensor (norms, the codebook, a CLIP's text tower, the parts the step
-does not run) is shared with the original, which keeps full precision for what runs without
-autocast.
+each step. Every other parameter and buffer (norms, the codebook, a CLIP's text tower, the
+parts the step does not run) is shared with the original, which keeps full precision for what
+runs without autocast.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class Perceptor:
 
     def autocast_copy(self, dtype: torch.dtype) -> Perceptor:
         """A copy for embedding images under autocast to `dtype`: the image tower's matmul and
-        convolution weights in `dtype`, every other tensor shared with this model."""
+        convolution weights in `dtype`, every other parameter and buffer shared with this model."""
         visual = self.model.visual
         operands = autocast_operands(visual)
         # A ViT's output projection (a matmul of its own), and the embeddings open_clip casts

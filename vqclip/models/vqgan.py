@@ -160,7 +160,7 @@ class VQGAN(nn.Module):
 
     def autocast_copy(self, dtype: torch.dtype) -> VQGAN:
         """A copy for decoding under autocast to `dtype`: the decoder's convolution weights in
-        `dtype`, every other tensor shared with this model."""
+        `dtype`, every other parameter and buffer shared with this model."""
         operands = autocast_operands(self.post_quant_conv) + autocast_operands(self.decoder)
         return copy_with_operands_in(self, dtype, operands)
 

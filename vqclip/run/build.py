@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from vqclip.device import allow_tf32, autocast_dtype, resolve_device
+from vqclip.device import allow_tf32, autocast_dtype, resolve_device, step_weights_dtype
 from vqclip.images import init_canvas
 from vqclip.models.clip import Perceptor
 from vqclip.models.held import Models
@@ -145,9 +145,9 @@ def build_judges(spec: RunSpec, models: Models, device: torch.device
     """One judge per CLIP model: its own cutout size, normalization and prompt embeddings, and
     its image prompts with the full-precision CLIP to aim them with (`aim_image_prompts`,
     before the first step). A judge's CLIP is the one the step runs: under autocast, its copy
-    with the image tower's weights in the compute dtype."""
+    with the image tower's weights in the compute dtype (not with `low_memory`)."""
     cfg = spec.config
-    step_dtype = autocast_dtype(cfg.precision, device)
+    step_dtype = step_weights_dtype(cfg.precision, device, cfg.low_memory)
     judges, infos, image_prompts = [], [], []
     for section, weight in clip_sections(cfg):
         perceptor, info = models.clip(section, device, cfg.compile)

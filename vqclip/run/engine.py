@@ -215,8 +215,8 @@ class Engine:
     def shown_images(self) -> torch.Tensor:
         """The images a run shows, on the device: of the averaged parameters when ema is on
         (big-sleep's and the notebooks' EMA of the latent), else of the parameters; made at
-        full precision, without grad and eagerly (a compiled model would compile again for
-        no_grad)."""
+        full precision (`exact_image`), without grad and eagerly (a compiled model would
+        compile again for no_grad). Frames saved without ema are the step's own images."""
         with torch.no_grad(), torch.compiler.set_stance("force_eager"):
             if self.averaged is None:
                 return self.generator.exact_image()

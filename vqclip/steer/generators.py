@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from vqclip.device import autocast_dtype
+from vqclip.device import step_weights_dtype
 from vqclip.errors import ConfigError
 from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
@@ -47,8 +47,8 @@ class ImageGenerator:
         raise NotImplementedError
 
     def exact_image(self) -> torch.Tensor:
-        """The images at full precision, without autocast (the frames and the final image):
-        `image()` unless the step runs a copy of the network in a lower precision."""
+        """The images at full precision, without autocast (the final image, and the frames when
+        ema is on): `image()` unless the step runs a copy of the network in a lower precision."""
         return self.image()
 
     def clamp_(self) -> None:
@@ -269,7 +269,7 @@ def _build_vqgan(cfg: DictConfig, models: Models, device: torch.device
     vqgan, info = models.vqgan(cfg.vqgan, device, cfg.compile)
     width, height = cfg.size
     check_size(width, height, vqgan.factor)  # checked before loading where its config said the factor
-    step_vqgan = models.autocast_copy(vqgan, autocast_dtype(cfg.precision, device))
+    step_vqgan = models.autocast_copy(vqgan, step_weights_dtype(cfg.precision, device, cfg.low_memory))
 
     def make(start: torch.Tensor | None, rngs: list[torch.Generator]) -> ImageGenerator:
         if start is None:
