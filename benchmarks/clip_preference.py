@@ -22,17 +22,12 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from vqclip.images import pil_to_tensor
 from vqclip.models.held import Models
 from vqclip.shapes.data import COLORS, SHAPES, draw_shape
 from vqclip.shapes.pixel_judge import judge
 
 RADII = (0.12, 0.2, 0.3)
-
-
-def pixels(image: Image.Image) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(array).permute(2, 0, 1)[None]
 
 
 def asked(prompt: str) -> tuple[str, str] | None:
@@ -63,10 +58,10 @@ def main() -> None:
         text = perceptor.encode_text([str(cfg.prompt)])[0]
         with Image.open(final) as drawn:
             image = drawn.convert("RGB")
-        clean = torch.cat([pixels(draw_shape(shape, color, size=image.width, radius=radius))
+        clean = torch.cat([pil_to_tensor(draw_shape(shape, color, size=image.width, radius=radius))
                            for radius in RADII])
         with torch.no_grad():
-            scores = perceptor.encode_image(torch.cat([pixels(image), clean])) @ text
+            scores = perceptor.encode_image(torch.cat([pil_to_tensor(image), clean])) @ text
         rows.setdefault(shape, []).append((float(scores[0]), float(scores[1:].max()),
                                            judge(image, color, shape).right))
     if not rows:

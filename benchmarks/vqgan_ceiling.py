@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 from PIL import Image
 
+from vqclip.images import pil_to_tensor, tensor_to_pil
 from vqclip.models.held import Models
 from vqclip.run.config import build_config
 from vqclip.shapes.data import COLORS, SHAPES, draw_shape
@@ -24,11 +24,9 @@ from vqclip.shapes.pixel_judge import judge
 
 def reconstruct(vqgan, image: Image.Image) -> Image.Image:
     """The VQGAN's reconstruction of an RGB image through its codebook."""
-    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
     with torch.no_grad():
-        codes, _ = vqgan.quantize_latent(vqgan.encode(pixels * 2 - 1))
-        out = vqgan.decode(codes).add(1).div(2).clamp(0, 1)[0]
-    return Image.fromarray((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        codes, _ = vqgan.quantize_latent(vqgan.encode(pil_to_tensor(image) * 2 - 1))
+        return tensor_to_pil(vqgan.decode(codes).add(1).div(2))
 
 
 def main() -> None:
