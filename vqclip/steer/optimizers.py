@@ -51,8 +51,12 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float,
 
 
 def check_optimizer(name: str, lr: float, options: dict[str, Any]) -> None:
-    """Refuse an unknown optimizer or options its constructor rejects, on a one-number stand-in."""
-    make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, options)
+    """Refuse an unknown optimizer, an option it has no parameter for, or option values its
+    constructor rejects (built on a one-number stand-in only when there are options: torch's
+    first optimizer imports its compiler, two seconds, and the schema has checked the lr)."""
+    _check_option_names(name, OPTIMIZERS.get(name.lower()), options)
+    if options:
+        make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, options)
 
 
 def _check_option_names(name: str, cls: type, options: dict[str, Any]) -> None:
