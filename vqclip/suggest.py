@@ -25,11 +25,12 @@ def close_names(name: str, valid: Iterable[str], aliases: Mapping[str, str] | No
 
 
 def unknown_name(key: str, name: object, valid: Iterable[str],
-                 aliases: Mapping[str, str] | None = None) -> str:
+                 aliases: Mapping[str, str] | None = None, listed: str | None = None) -> str:
     """The message for `name`, given as `key`, that is none of `valid`:
     "KEY='NAME': unknown name; did you mean 'x'? valid: a, b, c" (the did-you-mean only when a
-    valid name is close, or `aliases` maps `name` to one)."""
+    valid name is close, or `aliases` maps `name` to one). `listed` says what is valid in
+    place of the list, where the list is too long or empty."""
     valid = list(valid)
     matches = close_names(str(name), valid, aliases)
     meant = "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
-    return f"{key}={name!r}: unknown name; {meant}valid: {', '.join(valid)}"
+    return f"{key}={name!r}: unknown name; {meant}valid: {listed or ', '.join(valid)}"

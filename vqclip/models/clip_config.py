@@ -16,7 +16,7 @@ from vqclip.models.catalog import load_registry, resolve_clip
 from vqclip.models.checkpoint import safetensors_shapes
 from vqclip.models.facts import ClipFacts
 from vqclip.models.sources import HF_HUB, LOCAL_DIR
-from vqclip.suggest import close_names
+from vqclip.suggest import unknown_name
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -47,12 +47,9 @@ def clip_facts(key: str, name: str, pretrained: str | None) -> ClipFacts:
         if model_cfg is None:
             known = sorted({*open_clip_model_names(),
                             *(n for n, e in load_registry().items() if e.kind == "clip")})
-            # The one wording of an unknown name, with the hundreds of valid names left to
-            # the command that lists them.
-            matches = close_names(name, known)
-            meant = "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
-            raise ConfigError(f"{key}.model={name!r}: unknown name; {meant}valid: a registry CLIP or "
-                              "an open_clip model (`vqclip models list --all-clip` lists them)")
+            # The hundreds of valid names are left to the command that lists them.
+            raise ConfigError(unknown_name(f"{key}.model", name, known, listed=(
+                "a registry CLIP or an open_clip model (`vqclip models list --all-clip` lists them)")))
     if tag and _is_path(tag):
         if (why := not_a_file(tag)) is not None:
             raise ModelError(f"{key}.pretrained={tag}: {why}")
