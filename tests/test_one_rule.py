@@ -85,7 +85,8 @@ def test_a_bad_video_format_reads_the_same_through_generate_batch_zoom_and_the_w
     (["generate", "a", "--preset", "shapes", "-s", "vqgan.model=shapes_vqgn"], "vqgan.model='shapes_vqgn'"),
     (["generate", "a", "--preset", "shapes", "--video", "mp5"], "video='mp5'"),
     (["generate", "a", "--preset", "shapes", "-s", "steps.foo=1"], "--set: key='steps.foo'"),
-    (["generate", "a", "--preset", "shapes", "--offline", "-s", "clip.model=ViT-Q-99"], "clip.model='ViT-Q-99'"),
+    (["generate", "a", "--preset", "shapes", "--offline", "-s", "clip.model=ViT-Q-99"],
+     "clip.model='ViT-Q-99'"),
     (["models", "path", "nosuch"], "model='nosuch'"),
 ])
 def test_every_unknown_name_has_the_one_wording(tmp_path: Path, args: list[str], key: str) -> None:

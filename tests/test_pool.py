@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import vqclip.models.loading
+from tests.load_counter import counting_env, loads_by_process
 from vqclip.series.batch import BatchSettings, parse_batch, run_batch
 
 pytestmark = pytest.mark.cluster  # many processes: make test-cluster
@@ -24,9 +25,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 SHAPES = ["--preset", "shapes", "--set", "size=[32,32]", "--set", "cutn=4"]
 
 
-def command(*args: str) -> subprocess.Popen:
+def command(*args: str, env: dict[str, str] = ENV) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vqclip", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=ENV, text=True)
+                            stderr=subprocess.PIPE, env=env, text=True)
 
 
 def outcomes(folder: Path) -> list[dict]:
@@ -72,6 +73,20 @@ def test_two_workers_finish_a_batch_record_a_bad_item_and_a_rerun_skips(tmp_path
     data = json.loads(stdout)
     assert (data["ok"], data["failed"], data["skipped"]) == (0, 1, 4), stderr
     assert set(oks(out).values()) == {1}  # nothing ran twice
+
+
+def test_each_worker_of_a_batch_of_eight_loads_each_model_once(tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a red circle --seed {seed} --steps 4\n" for seed in range(8)))
+    out, log = tmp_path / "out", tmp_path / "loads.txt"
+    batch = command("batch", str(prompts), *SHAPES, "--workers", "2", "-o", str(out), "-q",
+                    env=counting_env(ENV, log))
+    _, stderr = batch.communicate(timeout=300)
+    assert batch.returncode == 0, stderr
+    assert sorted(oks(out).values()) == [1] * 8
+    loads = loads_by_process(log)
+    assert len(loads) == len({r["worker"] for r in outcomes(out)})  # the processes that ran items
+    assert all(counts == {"load_vqgan": 1, "load_perceptor": 1} for counts in loads.values()), loads
 
 
 def test_a_killed_worker_fails_its_item_and_the_batch_goes_on(tmp_path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.load_counter import counting_env, loads_by_process
 from vqclip.cli.runs import register
 
 pytestmark = pytest.mark.cluster  # many processes: make test-cluster
@@ -24,12 +25,21 @@ RAY_MISSING = "Ray is an optional extra (pip install 'vqclip[ray]'); make test-c
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the module: 127.0.0.1 only, no dashboard, 2 CPUs, no GPU."""
+def load_log(tmp_path_factory) -> Path:
+    """Where the module's Ray workers count their model loads (tests.load_counter)."""
+    return tmp_path_factory.mktemp("loads") / "loads.txt"
+
+
+@pytest.fixture(scope="module")
+def local_ray(load_log):
+    """One local Ray for the module: 127.0.0.1 only, no dashboard, 2 CPUs, no GPU; its worker
+    processes count their model loads into `load_log`."""
     with pytest.MonkeyPatch.context() as patch:
         # read by Ray on import: the loopback address instead of the machine's
         patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        for name, value in counting_env(dict(os.environ), load_log).items():
+            patch.setenv(name, value)  # inherited by the raylet, so by every worker
         ray = pytest.importorskip("ray", reason=RAY_MISSING)
         ray.init(address="local", include_dashboard=False, num_cpus=2, num_gpus=0,
                  object_store_memory=80 * 2**20, logging_level=logging.WARNING)
@@ -80,6 +90,21 @@ def test_ray_runs_every_item_records_a_failure_and_a_rerun_skips_done_items(loca
     again = json.loads(rerun.stdout)
     assert (again["ok"], again["failed"], again["skipped"]) == (0, 1, 3)
     assert len(finished_runs(out)) == 3  # nothing ran twice
+
+
+def test_each_actor_of_a_batch_of_eight_loads_each_model_once(local_ray, load_log, tmp_path) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(f"a red circle --seed {seed}\n" for seed in range(8)))
+    load_log.unlink(missing_ok=True)  # the loads of the module's earlier batches
+    out = tmp_path / "out"
+    result = invoke(str(batch), "--ray", "--ray-actors", "2", "-o", str(out), "-q", *SHAPES)
+    assert result.exit_code == 0, result.output
+    lines = manifest_lines(out)
+    assert sorted(r["status"] for r in lines) == ["ok"] * 8
+    loads = loads_by_process(load_log)
+    assert os.getpid() not in loads  # the driver loads no model
+    assert len(loads) == len({r["worker"] for r in lines})  # the actors that ran items
+    assert all(counts == {"load_vqgan": 1, "load_perceptor": 1} for counts in loads.values()), loads
 
 
 def test_an_actor_killed_while_it_holds_an_item_leaves_it_failed_and_a_rerun_finishes_it(
