@@ -72,17 +72,21 @@ def count_loads(monkeypatch) -> Counter:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["a cat", "--size", "100x100"], "size 100x100: both sides must be multiples of 16 for this VQGAN"),
-    (["a cat", "-s", "clip.model=ViT-Q-99"], "clip.model='ViT-Q-99': unknown name"),
-    (["a cat", "--init-image", "{missing}"], "init_image: image not found: {missing}"),
-    (["a cat", "--image-prompt", "{missing}"], "image_prompts: image not found: {missing}"),
-    (["--from", "{missing}"], "image not found: {missing}"),
+    (["generate", "a cat", "--size", "100x100"], "size 100x100: both sides must be multiples of 16"),
+    (["generate", "a cat", "-s", "clip.model=ViT-Q-99"], "clip.model='ViT-Q-99': unknown name"),
+    (["generate", "a cat", "--init-image", "{missing}"], "init_image: image not found: {missing}"),
+    (["generate", "a cat", "--image-prompt", "{missing}"], "image_prompts: image not found: {missing}"),
+    (["generate", "--from", "{missing}"], "image not found: {missing}"),
+    (["generate", "a cat", "--seeds", "1-2", "--init-image", "{missing}"], "init_image: image not found"),
+    (["generate", "a cat", "--sweep", "size=96x96,100x100"], "size 100x100: both sides must be multiples"),
+    (["zoom", "a cat", "--size", "100x100"], "size 100x100: both sides must be multiples of 16"),
 ])
 def test_a_bad_run_names_its_mistake_before_any_model_is_read(nothing_loads, tmp_path, args, message) -> None:
-    """The default models, not downloaded, offline: the run's own mistake, not a missing model."""
+    """The default models, not downloaded, offline: the run's own mistake, not a missing model;
+    a sweep's or zoom's before its folder is made."""
     missing = str(tmp_path / "missing.png")
     args = [arg.format(missing=missing) for arg in args]
-    result = CliRunner().invoke(app, ["generate", *args, "--offline", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, [*args, "--offline", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message.format(missing=missing) in lines[0]

@@ -324,6 +324,9 @@ def build_config(
         layers.append(_dotlist_layer(list(dotlist)))
     if sweep:
         layers.append(_dotlist_layer(list(sweep), "--sweep"))
+    for source, layer in layers:  # size as --size takes it ("256x256") in any layer
+        if isinstance(layer.get("size"), str):
+            layer.size = parse_size(layer.size, f"{source}: size")
 
     # The components' sections bring in torch (and plugins): the keys of GenerateConfig are
     # merged and checked first, so that a bad value or prompt is reported without them; then

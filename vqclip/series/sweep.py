@@ -19,7 +19,7 @@ from vqclip.errors import UsageError
 from vqclip.files import write_json_atomic
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
-from vqclip.run.prepare import check_aim
+from vqclip.run.prepare import prepare
 from vqclip.series.items import (
     SeriesEngine,
     SeriesResult,
@@ -166,14 +166,16 @@ def run_sweep(
     sweep folder that `out` names or an earlier one of the same settings is
     resumed (runs already ok in its manifest are skipped), else a new
     `<out>/<date>/<NNNN>-sweep-<slug>/` is made. Without `seeds`, every run shares one seed.
+    Every run's config is checked as a single run's is (`prepare`) before the folder is made.
     """
     base = build([])
-    check_aim(base)
     check_single_image(base)
     if not seeds:
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)
-    configs = [build(o) for o in overrides]  # a bad key or value fails now, before any run
+    configs = [build(o) for o in overrides]
+    for cfg in configs:  # a bad value, input image or model fails now, before any folder or run
+        prepare(cfg)
     settings = sweep_settings(base, seeds, sweeps)
     if folder is None:
         folder = find_sweep(base, settings)

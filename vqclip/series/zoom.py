@@ -20,7 +20,7 @@ from vqclip.files import atomic_write
 from vqclip.models.held import Models
 from vqclip.outputs.video import check_video, write_video
 from vqclip.run.config import MAX_SIDE
-from vqclip.run.prepare import check_aim
+from vqclip.run.prepare import prepare
 from vqclip.series.items import StopSwitch, new_series_dir, run_one
 from vqclip.series.manifest import MANIFEST_NAME, Manifest
 
@@ -120,7 +120,7 @@ def run_zoom(
     if video is not None:
         check_video(Path(video).suffix, fps)
     zoom_transform(Image.new("RGB", (2, 2)), zoom=zoom, pan=pan, rotate=rotate)  # before any run
-    check_aim(cfg)
+    prepare(cfg)  # frame 0's prompts, input images and models, before the folder is made
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     folder = Path(folder) if folder is not None else new_series_dir(cfg.out, "zoom", cfg.prompt)
     (folder / "frames").mkdir(parents=True)
