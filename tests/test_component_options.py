@@ -31,9 +31,11 @@ def test_a_registry_reads_a_members_options_over_their_defaults() -> None:
     shapes.add("dot", "a dot")
     assert shapes.read_options("ring", {"radius": "2.5"}, "shape") == RingOptions(2.5, False)
     assert shapes.read_options("dot", {}, "shape") is None
-    with pytest.raises(ConfigError, match=r"^shape.raduis: not taken by 'ring'; did you mean 'radius'"):
+    with pytest.raises(ConfigError, match=r"^key='shape.raduis': unknown name; did you mean 'shape.radius'\? "
+                                          r"valid: radius, filled \(what 'ring' takes\)$"):
         shapes.read_options("ring", {"raduis": 2}, "shape")
-    with pytest.raises(ConfigError, match=r"^shape.size: not taken by 'dot'; it takes no options$"):
+    with pytest.raises(ConfigError,
+                       match=r"^key='shape.size': unknown name; valid: none, 'dot' takes no options$"):
         shapes.read_options("dot", {"size": 2}, "shape")
     with pytest.raises(ConfigError, match=r"^shape.filled: Value .often. is not a valid bool"):
         shapes.read_options("ring", {"filled": "often"}, "shape")
@@ -60,14 +62,16 @@ def test_the_schema_gathers_sections_from_the_components() -> None:
     (["pixel.scle=2"], "--set: key='pixel.scle': unknown name; did you mean 'pixel.scale'?"),
     (["augment.nosie=0.2"], "--set: key='augment.nosie': unknown name; did you mean 'augment.noise'"),
     (["augment.erasing=1.5"], "--set: augment.erasing=1.5: must be a number, from 0 to 1"),
-    (["losses=[{name: tv, wieght: 2}]"], "--set: losses.0.wieght: not taken by 'tv'; did you mean 'weight'?"),
+    (["losses=[{name: tv, wieght: 2}]"],
+     "--set: key='losses.0.wieght': unknown name; did you mean 'losses.0.weight'? valid: name, weight, "),
     (["losses=[{weight: 2}]"], "--set: losses.0: no name; valid: init, saturation, symmetry, tv"),
     (["losses=[tv]"], "--set: losses.0='tv': expected a mapping such as {name: tv, weight: 0.5}"),
     (["lr_schedule.name=cosine", "lr_schedule.options.flor=0.1"],
-     "--set: lr_schedule.options.flor: not taken by 'cosine'; did you mean 'floor'?"),
+     "--set: key='lr_schedule.options.flor': unknown name; did you mean 'lr_schedule.options.floor'?"),
     (["generator=fourier", "fourier.decay=-1"], "--set: fourier.decay=-1.0: must be a number, 0 or more"),
     (["optimizer.name=sgd", "optimizer.options.momentm=0.9"],
-     "--set: optimizer.options for sgd: 'momentm' is not taken; did you mean 'momentum'?"),
+     "--set: key='optimizer.options.momentm': unknown name; did you mean 'optimizer.options.momentum'? "
+     "valid: lr, momentum,"),
 ])
 def test_a_bad_option_is_one_line_naming_its_key(items: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -161,7 +161,7 @@ def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, 
     bad = vqclip(plugin_venv, tmp_path, *common, "-s", "losses=[{name: offset, targte: 0.3}]")
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1] == \
-        "error: --set: losses.0.targte: not taken by 'offset'; did you mean 'target'?"
+        "error: --set: key='losses.0.targte': unknown name; did you mean 'losses.0.target'?"
     listed = vqclip(plugin_venv, tmp_path, "--version")
     assert listed.returncode == 0
     assert "plugin flatworld (flatworld, from vqclip-flatworld 0.3.0)" in listed.stdout.splitlines()

@@ -36,7 +36,7 @@ def no_model_loads(monkeypatch, home):
         (["a cat", "--set", "optimizer.options.momentom=0.9"], "momentom"),
         (["--set", "story=[{prompt: a cat, start: 5}]"], "the first stage must start at step 0, not 5"),
         (["a cat", "--noise-prompt", "three:0.5"], "noise prompt 'three:0.5': expected SEED[:WEIGHT]"),
-        (["a cat", "--set", "lr_schedule.options.floor=0.1"], "not taken by 'constant'"),
+        (["a cat", "--set", "lr_schedule.options.floor=0.1"], "'constant' takes no options"),
         (["a cat", "--set", "losses=[{name: tv, decay: cubic}]"], "losses.0.decay='cubic': unknown name"),
     ],
 )

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vqclip.errors import ConfigError, first_line
-from vqclip.suggest import close_names, unknown_name
+from vqclip.suggest import unknown_name, unknown_option
 
 T = TypeVar("T")
 
@@ -80,10 +80,7 @@ class Registry(Generic[T]):
         valid = [*also, *self.option_names(name)]
         for option in values:
             if option not in valid:
-                meant = close_names(str(option), valid)
-                hint = (f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant
-                        else f"; it takes: {', '.join(valid)}" if valid else "; it takes no options")
-                raise ConfigError(f"{key}.{option}: not taken by {name!r}{hint}")
+                raise ConfigError(unknown_option(key, option, valid, name))
         options = self._options.get(name)
         if options is None:
             return None

@@ -24,13 +24,24 @@ def close_names(name: str, valid: Iterable[str], aliases: Mapping[str, str] | No
     return list(dict.fromkeys(matches))[:3]
 
 
-def unknown_name(key: str, name: object, valid: Iterable[str],
-                 aliases: Mapping[str, str] | None = None, listed: str | None = None) -> str:
+def unknown_name(key: str, name: object, valid: Iterable[str], aliases: Mapping[str, str] | None = None,
+                 listed: str | None = None, prefix: str = "") -> str:
     """The message for `name`, given as `key`, that is none of `valid`:
     "KEY='NAME': unknown name; did you mean 'x'? valid: a, b, c" (the did-you-mean only when a
     valid name is close, or `aliases` maps `name` to one). `listed` says what is valid in
-    place of the list, where the list is too long or empty."""
+    place of the list, where the list is too long or empty. With `prefix` (a dotted key's
+    parents, "losses.0."), names are matched without it and shown with it."""
     valid = list(valid)
     matches = close_names(str(name), valid, aliases)
-    meant = "did you mean " + " or ".join(repr(m) for m in matches) + "? " if matches else ""
-    return f"{key}={name!r}: unknown name; {meant}valid: {listed or ', '.join(valid)}"
+    meant = "did you mean " + " or ".join(repr(prefix + m) for m in matches) + "? " if matches else ""
+    listed = listed or ", ".join(prefix + m for m in valid)
+    return f"{key}={prefix + str(name)!r}: unknown name; {meant}valid: {listed}"
+
+
+def unknown_option(key: str, option: object, valid: Iterable[str], owner: str) -> str:
+    """`unknown_name` for an option `owner` (a component's name) does not take, given below
+    `key`: "key='KEY.OPTION': unknown name; did you mean 'KEY.x'? valid: x, y (what 'OWNER'
+    takes)"."""
+    valid = list(valid)
+    listed = f"{', '.join(valid)} (what {owner!r} takes)" if valid else f"none, {owner!r} takes no options"
+    return unknown_name("key", option, valid, listed=listed, prefix=f"{key}.")

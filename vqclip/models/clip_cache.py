@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from vqclip.errors import DownloadError, ModelError, first_line
 from vqclip.models.cache import folder_size
+from vqclip.suggest import unknown_name
 
 if TYPE_CHECKING:
     from vqclip.models.entry import ModelEntry
@@ -30,15 +31,16 @@ def _split(name: str) -> tuple[str, str]:
     return model, tag
 
 
-def pretrained_cfg(model: str, tag: str) -> dict[str, Any]:
+def pretrained_cfg(model: str, tag: str, key: str = "pretrained") -> dict[str, Any]:
+    """open_clip's entry of the weights `tag` of `model`; a tag it has none for is an unknown
+    name, given as `key`, among the model's tags."""
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(model, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model)
-        known = ", ".join(tags) if tags else "none; see `vqclip models list --all-clip`"
-        raise ModelError(f"open_clip has no pretrained weights {model}/{tag}; tags of {model}: "
-                         f"{known}")
+        listed = None if tags else f"none, open_clip has no weights for {model}"
+        raise ModelError(unknown_name(key, tag, tags, listed=listed))
     return cfg
 
 

@@ -68,9 +68,9 @@ def check_clip_tag(facts: ClipFacts) -> None:
     from vqclip.models.clip_cache import pretrained_cfg
 
     try:
-        pretrained_cfg(facts.model.replace("/", "-"), facts.pretrained)
+        pretrained_cfg(facts.model.replace("/", "-"), facts.pretrained, f"{facts.key}.pretrained")
     except ModelError as err:
-        raise ConfigError(f"{facts.key}.pretrained={facts.pretrained}: {err}") from None
+        raise ConfigError(str(err)) from None
 
 
 def open_clip_model_config(name: str) -> dict[str, Any] | None:

@@ -274,9 +274,10 @@ def _unknown_key(above: list[str], part: str, parent: Any) -> str:
     """The message for an unknown key `part` below the keys `above`, named as a full dotted key."""
     prefix = "".join(f"{name}." for name in above)
     if not isinstance(parent, DictConfig):
-        return unknown_name("key", prefix + part, [], listed=f"none, {'.'.join(above)} has no keys below it")
-    return unknown_name("key", prefix + part, [prefix + str(name) for name in sorted(parent.keys())],
-                        {prefix + alias: prefix + key for alias, key in KEY_ALIASES.items()})
+        return unknown_name("key", part, [], listed=f"none, {'.'.join(above)} has no keys below it",
+                            prefix=prefix)
+    return unknown_name("key", part, [str(name) for name in sorted(parent.keys())], KEY_ALIASES,
+                        prefix=prefix)
 
 
 def _check_known_keys(layer: DictConfig, schema: DictConfig, source: str) -> None:

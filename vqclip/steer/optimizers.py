@@ -9,7 +9,7 @@ import torch
 
 from vqclip.errors import ConfigError
 from vqclip.registry import Registry
-from vqclip.suggest import close_names
+from vqclip.suggest import unknown_option
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer.name")
 for _name, _cls in sorted({
@@ -68,7 +68,4 @@ def _check_option_names(name: str, cls: type, options: dict[str, Any]) -> None:
     taken = [p for p in parameters if p not in ("self", "params")]
     for option in options:
         if option not in taken:
-            meant = close_names(str(option), taken)
-            hint = (f"did you mean {' or '.join(repr(m) for m in meant)}?" if meant
-                    else f"it takes: {', '.join(taken)}")
-            raise ConfigError(f"optimizer.options for {name}: {option!r} is not taken; {hint}")
+            raise ConfigError(unknown_option("optimizer.options", option, taken, name))
