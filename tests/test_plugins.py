@@ -160,8 +160,9 @@ def test_a_plugin_package_adds_a_generator_and_a_loss_with_options(plugin_venv, 
         "error: --set: key='flat.levle': unknown name; did you mean 'flat.level'? valid: flat.level"
     bad = vqclip(plugin_venv, tmp_path, *common, "-s", "losses=[{name: offset, targte: 0.3}]")
     assert bad.returncode == 2
-    assert bad.stderr.splitlines()[-1] == \
-        "error: --set: key='losses.0.targte': unknown name; did you mean 'losses.0.target'?"
+    assert bad.stderr.splitlines()[-1] == ("error: --set: key='losses.0.targte': unknown name; did you mean "
+                                           "'losses.0.target'? valid: name, weight, decay, until, target "
+                                           "(what 'offset' takes)")
     listed = vqclip(plugin_venv, tmp_path, "--version")
     assert listed.returncode == 0
     assert "plugin flatworld (flatworld, from vqclip-flatworld 0.3.0)" in listed.stdout.splitlines()
