@@ -94,6 +94,26 @@ def test_a_bad_run_names_its_mistake_before_any_model_is_read(nothing_loads, tmp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("sets", "message"), [
+    (["--preset", "shapes", "-s", "clip.model=ViT-B-32", "-s", "clip.pretrained=openai"],
+     "CLIP ViT-B-32/openai is not in the cache and offline mode is on"),
+    (["--preset", "shapes", "-s", "vqgan.model=imagenet_f16_16384", "--size", "64x64"],
+     "model 'imagenet_f16_16384' is not in the cache"),
+])
+def test_offline_a_model_not_on_this_machine_is_named_before_any_model_loads(home, monkeypatch, tmp_path,
+                                                                             sets, message) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vqclip.models.loading, "load_vqgan", refuse)
+    monkeypatch.setattr(vqclip.models.loading, "load_perceptor", refuse)
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(app, ["generate", "a red circle", *sets, "--offline", "-o", out])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_checkpoint_that_does_not_fit_its_config_is_refused_from_its_header(nothing_loads,
                                                                               tmp_path) -> None:
     config, weights = save_vqgan(tiny_vqgan(), tmp_path / "vqgan")

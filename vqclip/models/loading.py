@@ -66,15 +66,40 @@ def _cached_clip_weights(model: str, tag: str) -> Path:
     return path
 
 
+def _open_clip_names(section: Any) -> tuple[str, str | None]:
+    """open_clip (model, tag or weights file) of a `clip` section (registry names resolved)."""
+    if section.model.startswith(SELF_CONTAINED_CLIP):
+        return section.model, section.pretrained
+    from vqclip.models.catalog import resolve_clip
+
+    return resolve_clip(section.model, section.pretrained)
+
+
+def check_offline(cfg: Any) -> None:
+    """Offline (--offline, VQCLIP_OFFLINE or HF_HUB_OFFLINE), every model the run config `cfg`
+    names must be on this machine: a named VQGAN bundled, converted or downloaded, each CLIP's
+    tagged weights cached. A missing one is a ModelError saying how to get it, before any model
+    loads. Online, nothing is checked here: a missing model is downloaded when it loads."""
+    from vqclip.models.cache import Cache, offline_requested
+
+    if not offline_requested():
+        return
+    if cfg.generator == "vqgan" and cfg.vqgan.config is None:
+        from vqclip.models.catalog import get_entry
+        from vqclip.models.store import check_on_this_machine
+
+        check_on_this_machine(get_entry(cfg.vqgan.model, kind="vqgan"), Cache.default())
+    for section in cfg.clip.models or [cfg.clip]:
+        model_name, pretrained = _open_clip_names(section)
+        if pretrained and not Path(pretrained).is_file():
+            _cached_clip_weights(model_name, pretrained)
+
+
 def load_clip_model(section: Any, device: torch.device) -> tuple[Perceptor, dict[str, Any]]:
     """Load the CLIP the config names (registry names such as shapes_clip included)."""
     from vqclip.models.cache import offline_requested  # brings in the download code: import late
 
-    model_name, pretrained = section.model, section.pretrained
-    if not model_name.startswith(SELF_CONTAINED_CLIP):
-        from vqclip.models.catalog import resolve_clip
-
-        model_name, pretrained = resolve_clip(model_name, pretrained)
+    model_name, pretrained = _open_clip_names(section)
     if pretrained and not Path(pretrained).is_file() and offline_requested():
         pretrained = str(_cached_clip_weights(model_name, pretrained))
     perceptor = load_perceptor(model_name, pretrained, device)

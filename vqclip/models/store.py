@@ -95,9 +95,8 @@ def ensure_vqgan(
     found = cache.converted_files(entry.name)
     if found and _source_matches(cache.manifest(entry.name), entry, cache):
         return found
-    if offline and not local and not _sources_present(entry, cache):
-        raise ModelError(f"model {entry.name!r} is not in the cache ({cache.model_dir(entry.name)}) "
-                         f"and offline mode is on; {_how_to_get(entry.name)}")
+    if offline:
+        check_on_this_machine(entry, cache)
     with cache.model_lock(entry.name):
         found = cache.converted_files(entry.name)  # another process may have finished it
         if found and _source_matches(cache.manifest(entry.name), entry, cache):
@@ -110,6 +109,20 @@ def ensure_vqgan(
         except VqclipError:
             _discard_untrusted(sources)
             raise
+
+
+def check_on_this_machine(entry: ModelEntry, cache: Cache) -> None:
+    """What offline mode needs of a named VQGAN: bundled, given as local files, converted in the
+    cache, or its downloaded originals there; else a ModelError saying how to get it."""
+    if entry.path is not None or not any(is_url(s) for s in (entry.config or "", entry.checkpoint[0])):
+        return
+    found = cache.converted_files(entry.name)
+    if found and _source_matches(cache.manifest(entry.name), entry, cache):
+        return
+    if _sources_present(entry, cache):
+        return
+    raise ModelError(f"model {entry.name!r} is not in the cache ({cache.model_dir(entry.name)}) "
+                     f"and offline mode is on; {_how_to_get(entry.name)}")
 
 
 def _sources_present(entry: ModelEntry, cache: Cache) -> bool:

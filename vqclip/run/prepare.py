@@ -56,9 +56,10 @@ class RunSpec:
         return resolved
 
 
-def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpec:
+def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None, *, available: bool = True) -> RunSpec:
     """Check `cfg` (naming the source of a bad value from `provenance`), its input images and
-    its models as their configs describe them, and describe its run.
+    its models as their configs describe them, and (`available`) that offline its models are
+    on this machine (`check_offline`, last); describe its run.
 
     Nothing here reads a weight file, starts a download or allocates a model: a bad value, a
     missing or unreadable input image, an unknown model or tag, a size the VQGAN cannot draw
@@ -68,6 +69,10 @@ def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None) -> RunSpe
     prompts = check_aim(cfg)
     check_input_images(cfg, prompts)
     models = check_models(cfg)
+    if available:
+        from vqclip.models.loading import check_offline  # torch: only for a config that is sound
+
+        check_offline(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     config = copy.deepcopy(cfg)  # the caller's config stays theirs to change
     OmegaConf.set_readonly(config, True)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError
 from vqclip.files import write_json_atomic
+from vqclip.models.loading import check_offline
 from vqclip.outputs.run_folder import slugify
 from vqclip.outputs.sheet import contact_sheet, save_image_atomic
 from vqclip.run.prepare import prepare
@@ -174,8 +175,12 @@ def run_sweep(
         seeds = [base.seed if base.seed is not None else secrets.randbelow(2**31)]
     overrides = expand(seeds, sweeps)
     configs = [build(o) for o in overrides]
-    for cfg in configs:  # a bad value, input image or model fails now, before any folder or run
-        prepare(cfg)
+    # A bad value, input image or model of any run fails now, before any folder or run is
+    # made; then, offline, a model not on this machine.
+    for cfg in configs:
+        prepare(cfg, available=False)
+    for cfg in configs:
+        check_offline(cfg)
     settings = sweep_settings(base, seeds, sweeps)
     if folder is None:
         folder = find_sweep(base, settings)
