@@ -7,8 +7,8 @@
 
 `generate` takes the command line's presets and config files and any config key as a keyword
 (`size=[256, 256]` or `size="256x256"`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model
-by name, or the command line's presets, config files and -s items, and check everything they
-are given before the model loads.
+by name, or by the command line's presets, config files and -s items, and check their inputs
+and the CLIP before the model loads.
 
 Each `generate` call loads its models and frees them when it returns. To make many images, load
 them once and hand them to every call:
@@ -209,10 +209,11 @@ def classify(images: Sequence[str | Path], labels: Sequence[str] = (), *,
 
     `images` are files, folders (recursive) or globs, as the command takes them. The CLIP is
     the one its settings name (see `task_clip`: `preset` < `config_files` < `model`,
-    `pretrained`, `device` < `sets`, KEY=VALUE items as -s takes them). Every input, then the
-    CLIP as its config describes it, is checked before it is loaded or downloaded: the first
-    mistake raises a UsageError (ConfigError, ModelError) naming it. `on_progress(done,
-    total)` hears of the images embedded."""
+    `pretrained`, `device` < `sets`, KEY=VALUE items as -s takes them). The inputs (images
+    found, labels, templates, top, batch size), then the CLIP as its config describes it, are
+    checked before it is loaded or downloaded: the first mistake raises a UsageError
+    (ConfigError, ModelError) naming it. An image that cannot be decoded is skipped (listed in
+    `result.skipped`). `on_progress(done, total)` hears of the images embedded."""
     from vqclip.tasks.classify import check_labels, classify_images, read_labels_file
     from vqclip.tasks.common import check_batch_size, check_templates, check_top, find_images
 
@@ -239,9 +240,10 @@ def search(folder: str | Path, *, text: str | None = None, image: str | Path | N
     all), indexed once, then kept up to date in `index_dir`/<model-key>/ (by default the
     folder's .vqclip-index); with `sheet`, their contact sheet is also written there.
 
-    The CLIP and the checks are `classify`'s: exactly one query, an image that exists, a
-    folder that holds images, a `sheet` that is not a folder, then the CLIP, all before it
-    loads. `on_progress(done, total)` hears of the files read for the index."""
+    The CLIP is chosen and checked as `classify`'s, after the inputs: exactly one query, of
+    text that is not blank or of an image file that exists, `top`, a folder that holds images,
+    a `sheet` that is not a folder, the batch size. `on_progress(done, total)` hears of the
+    files read for the index."""
     from vqclip.tasks.common import check_batch_size
     from vqclip.tasks.search import check_search, rank_folder
 
@@ -259,7 +261,8 @@ def score(images: Sequence[str | Path], prompts: Sequence[str], *, batch_size: i
           preset: str | None = None, config_files: Sequence[str | Path] = (),
           sets: Sequence[str] = (), on_progress: ProgressCallback | None = None) -> ScoreResult:
     """CLIP's cosine similarity of each image (files, folders or globs) with each prompt. The
-    CLIP and the checks (images found, at least one prompt, none blank) are `classify`'s."""
+    CLIP is chosen and checked as `classify`'s, after the inputs: images found, at least one
+    prompt and none blank, the batch size."""
     from vqclip.tasks.common import check_batch_size, find_images
     from vqclip.tasks.score import check_prompts, score_images
 

@@ -45,11 +45,11 @@ def _progress(description: str, enabled: bool) -> Iterator[Callable[[int, int], 
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=_stderr, transient=True)
-    shown: list[Any] = []  # the bar's task, once the work has started (not while CLIP loads)
+    shown: list[TaskID] = []  # the bar's task, once the work has started (not while CLIP loads)
 
     def update(done: int, total: int) -> None:
         if not shown:
