@@ -96,7 +96,8 @@ def test_second_search_embeds_nothing_and_a_changed_file_is_reembedded(photos, c
 def test_unchanged_files_are_not_even_read(photos, clip_args, tiny_clip, monkeypatch) -> None:
     from vqclip.run.config import build_config
     from vqclip.tasks import index as index_module
-    from vqclip.tasks.common import images_in_folder, load_task_perceptor
+    from vqclip.tasks.clip import load_task_perceptor
+    from vqclip.tasks.common import images_in_folder
 
     cfg, _ = build_config(dotlist=[f"clip.model=local-dir:{tiny_clip}", "clip.pretrained=null",
                                    "device=cpu"])
@@ -202,7 +203,8 @@ def test_classify_probabilities_sum_to_one_and_table_prints(photos, clip_args) -
 
 def test_template_ensemble_is_the_renormalized_mean(tiny_clip) -> None:
     from vqclip.run.config import build_config
-    from vqclip.tasks.common import encode_texts, label_embeddings, load_task_perceptor
+    from vqclip.tasks.clip import load_task_perceptor
+    from vqclip.tasks.common import encode_texts, label_embeddings
 
     cfg, _ = build_config(dotlist=[f"clip.model=local-dir:{tiny_clip}", "clip.pretrained=null",
                                    "device=cpu"])

@@ -6,7 +6,9 @@
     print(result.image, result.final_loss)
 
 `generate` takes the command line's presets and config files and any config key as a keyword
-(`size=[256, 256]` or `size="256x256"`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model by name.
+(`size=[256, 256]` or `size="256x256"`, `clip={"model": "ViT-B-16"}`); the CLIP jobs take a model
+by name, or by the command line's presets, config files and -s items, and check their inputs
+and the CLIP before the model loads.
 
 Each `generate` call loads its models and frees them when it returns. To make many images, load
 them once and hand them to every call:
@@ -33,16 +35,13 @@ from vqclip.run.events import Callback
 from vqclip.run.execute import GenerateResult
 from vqclip.series.items import StopSwitch
 from vqclip.tasks import ClassifyResult, ScoreResult, SearchResult
-from vqclip.tasks.common import load_task_perceptor
+from vqclip.tasks.clip import task_clip
+from vqclip.tasks.common import ProgressCallback
 
 if TYPE_CHECKING:
     from vqclip.run.execute import Run
     from vqclip.run.prepare import RunSpec
     from vqclip.run.resume import ResumePoint
-
-DEFAULT_CLIP = "ViT-B-32-quickgelu"
-DEFAULT_TAG = "openai"  # ignored by registry names (shapes_clip) and local-dir:/hf-hub: models
-
 
 class Observer:
     """What a `generate` or `resume` call tells its caller besides the run's events. Each hook
@@ -198,44 +197,80 @@ def _flags(prompt: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt or None, **settings}
 
 
-def classify(images: Sequence[str | Path], labels: Sequence[str], *, model: str = DEFAULT_CLIP,
-             pretrained: str | None = DEFAULT_TAG, device: str = "auto",
-             templates: Sequence[str] = (), top: int = 5) -> ClassifyResult:
-    """Zero-shot: the `top` most probable of `labels` for each image (0: all of them)."""
-    from vqclip.tasks.classify import check_labels, classify_images
-    from vqclip.tasks.common import check_top
+def classify(images: Sequence[str | Path], labels: Sequence[str] = (), *,
+             labels_file: str | Path | None = None, templates: Sequence[str] = (), top: int = 5,
+             batch_size: int = 32, model: str | None = None, pretrained: str | None = None,
+             device: str | None = None, preset: str | None = None,
+             config_files: Sequence[str | Path] = (), sets: Sequence[str] = (),
+             on_progress: ProgressCallback | None = None) -> ClassifyResult:
+    """Zero-shot: the `top` most probable of `labels` and those of `labels_file` (one a line;
+    blank lines and lines starting with # skipped) for each image (0: all of them); the text
+    embeddings of several `templates` ("a photo of a {}.") are averaged per label.
 
-    check_top(top)  # before the model loads
-    perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
-    return classify_images(perceptor, info, [Path(p) for p in images], check_labels(labels),
-                           templates=templates, top=top)
+    `images` are files, folders (recursive) or globs, as the command takes them. The CLIP is
+    the one its settings name (see `task_clip`: `preset` < `config_files` < `model`,
+    `pretrained`, `device` < `sets`, KEY=VALUE items as -s takes them). The inputs (images
+    found, labels, templates, top, batch size), then the CLIP as its config describes it, are
+    checked before it is loaded or downloaded: the first mistake raises a UsageError
+    (ConfigError, ModelError) naming it. An image that cannot be decoded is skipped (listed in
+    `result.skipped`). `on_progress(done, total)` hears of the images embedded."""
+    from vqclip.tasks.classify import check_labels, classify_images, read_labels_file
+    from vqclip.tasks.common import check_batch_size, check_templates, check_top, find_images
+
+    paths = find_images(images)
+    from_file = read_labels_file(labels_file) if labels_file is not None else []
+    labels = check_labels([*labels, *from_file])
+    templates = check_templates(templates)
+    check_top(top)
+    check_batch_size(batch_size)
+    clip = task_clip(model=model, pretrained=pretrained, device=device, preset=preset,
+                     config_files=config_files, sets=sets, source="vqclip.classify keyword arguments")
+    perceptor, info = clip.load()
+    return classify_images(perceptor, info, paths, labels, templates=templates, top=top,
+                           batch_size=batch_size, on_progress=on_progress)
 
 
 def search(folder: str | Path, *, text: str | None = None, image: str | Path | None = None,
-           model: str = DEFAULT_CLIP, pretrained: str | None = DEFAULT_TAG, device: str = "auto",
-           top: int = 10) -> SearchResult:
-    """The images of `folder` most like `text` or `image`, best first (indexed once, then kept
-    up to date in the folder's .vqclip-index)."""
-    from vqclip.tasks.common import check_top
-    from vqclip.tasks.search import search_folder
+           top: int = 10, sheet: str | Path | None = None, index_dir: str | Path | None = None,
+           batch_size: int = 32, model: str | None = None, pretrained: str | None = None,
+           device: str | None = None, preset: str | None = None,
+           config_files: Sequence[str | Path] = (), sets: Sequence[str] = (),
+           on_progress: ProgressCallback | None = None) -> SearchResult:
+    """The images of `folder` (recursive) most like `text` or `image`, best first (`top` 0:
+    all), indexed once, then kept up to date in `index_dir`/<model-key>/ (by default the
+    folder's .vqclip-index); with `sheet`, their contact sheet is also written there.
 
-    check_top(top)  # before the model loads
-    perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
-    return search_folder(perceptor, info, folder, text=text, image=image, top=top)
+    The CLIP is chosen and checked as `classify`'s, after the inputs: exactly one query, of
+    text that is not blank or of an image file that exists, `top`, a folder that holds images,
+    a `sheet` that is not a folder, the batch size. `on_progress(done, total)` hears of the
+    files read for the index."""
+    from vqclip.tasks.common import check_batch_size
+    from vqclip.tasks.search import check_search, rank_folder
+
+    query = check_search(folder, text=text, image=image, top=top, sheet=sheet)
+    check_batch_size(batch_size)
+    clip = task_clip(model=model, pretrained=pretrained, device=device, preset=preset,
+                     config_files=config_files, sets=sets, source="vqclip.search keyword arguments")
+    perceptor, info = clip.load()
+    return rank_folder(perceptor, info, query, index_dir=index_dir, batch_size=batch_size,
+                       on_progress=on_progress)
 
 
-def score(images: Sequence[str | Path], prompts: Sequence[str], *, model: str = DEFAULT_CLIP,
-          pretrained: str | None = DEFAULT_TAG, device: str = "auto") -> ScoreResult:
-    """CLIP's cosine similarity of each image with each prompt."""
-    from vqclip.tasks.score import score_images
+def score(images: Sequence[str | Path], prompts: Sequence[str], *, batch_size: int = 32,
+          model: str | None = None, pretrained: str | None = None, device: str | None = None,
+          preset: str | None = None, config_files: Sequence[str | Path] = (),
+          sets: Sequence[str] = (), on_progress: ProgressCallback | None = None) -> ScoreResult:
+    """CLIP's cosine similarity of each image (files, folders or globs) with each prompt. The
+    CLIP is chosen and checked as `classify`'s, after the inputs: images found, at least one
+    prompt and none blank, the batch size."""
+    from vqclip.tasks.common import check_batch_size, find_images
+    from vqclip.tasks.score import check_prompts, score_images
 
-    perceptor, info = load_task_perceptor(_clip(model, pretrained), device)
-    return score_images(perceptor, info, [Path(p) for p in images], list(prompts))
-
-
-def _clip(model: str, pretrained: str | None) -> Any:
-    from vqclip.models.sources import SELF_CONTAINED_CLIP
-    from vqclip.run.config import ClipModelConfig
-
-    tag = None if model.startswith(SELF_CONTAINED_CLIP) else pretrained
-    return ClipModelConfig(model=model, pretrained=tag)
+    paths = find_images(images)
+    prompts = check_prompts(prompts)
+    check_batch_size(batch_size)
+    clip = task_clip(model=model, pretrained=pretrained, device=device, preset=preset,
+                     config_files=config_files, sets=sets, source="vqclip.score keyword arguments")
+    perceptor, info = clip.load()
+    return score_images(perceptor, info, paths, prompts, batch_size=batch_size,
+                        on_progress=on_progress)

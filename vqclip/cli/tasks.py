@@ -1,4 +1,6 @@
-"""`vqclip classify`, `vqclip search` and `vqclip score`: thin commands over `vqclip.tasks`."""
+"""`vqclip classify`, `vqclip search` and `vqclip score`: each parses its arguments, makes one
+call of `vqclip.classify`, `vqclip.search` or `vqclip.score` (which check every input and the
+CLIP before it loads) and prints the result, as a table or --json."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vqclip.cli.command import run_command
-from vqclip.cli.options import ConfigFiles, JsonFlag, Preset, Quiet, SetItems, Verbose
+from vqclip.cli.options import ConfigFiles, JsonFlag, Offline, Preset, Quiet, SetItems, Verbose
 from vqclip.errors import UsageError
 
 Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
@@ -36,32 +38,29 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score)
 
 
-def _load_clip(preset: str | None, config: list[Path] | None, set_: list[str] | None,
-               device: str | None) -> tuple[Any, dict[str, Any]]:
-    from vqclip.run.config import build_config
-    from vqclip.tasks.common import load_task_perceptor
-
-    cfg, _ = build_config(preset=preset, config_files=config or [], flags={"device": device},
-                          dotlist=set_ or [])
-    return load_task_perceptor(cfg.clip, cfg.device)
-
-
 @contextmanager
 def _progress(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient rich progress bar on stderr, or None when stderr is not a terminal."""
+    """A transient rich progress bar on stderr, drawn from the first report of the work on, or
+    None when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=_stderr, transient=True) as progress:
-        task = progress.add_task(description, total=None)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=_stderr, transient=True)
+    shown: list[TaskID] = []  # the bar's task, once the work has started (not while CLIP loads)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not shown:
+            progress.start()
+            shown.append(progress.add_task(description, total=total))
+        progress.update(shown[0], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        progress.stop()
 
 
 def _report_skipped(skipped: list[Any], quiet: bool) -> None:
@@ -98,6 +97,7 @@ def classify(
     preset: Preset = None,
     set_: SetItems = None,
     device: Device = None,
+    offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -105,17 +105,13 @@ def classify(
     """Zero-shot classify images: the most probable labels per image (or --json)."""
 
     def body() -> None:
-        from vqclip.tasks.classify import check_labels, classify_images, read_labels_file
-        from vqclip.tasks.common import check_templates, check_top, find_images
+        import vqclip
 
-        paths = find_images(images)
-        labels = check_labels([*(label or []), *(read_labels_file(labels_file) if labels_file else [])])
-        templates = check_templates(template or [])
-        check_top(top)
-        perceptor, info = _load_clip(preset, config, set_, device)
         with _progress("classifying", not quiet) as on_progress:
-            result = classify_images(perceptor, info, paths, labels, templates=templates, top=top,
-                                     batch_size=batch_size, on_progress=on_progress)
+            result = vqclip.classify(images, label or [], labels_file=labels_file,
+                                     templates=template or [], top=top, batch_size=batch_size,
+                                     device=device, preset=preset, config_files=config or [],
+                                     sets=set_ or [], on_progress=on_progress)
         _report_skipped(result.skipped, quiet)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
@@ -129,8 +125,7 @@ def classify(
                               f"{lp.probability:.1%}")
         _print_table(table)
 
-
-    run_command(body, verbose=verbose)
+    run_command(body, verbose=verbose, offline=offline)
 
 
 def search(
@@ -162,6 +157,7 @@ def search(
     preset: Preset = None,
     set_: SetItems = None,
     device: Device = None,
+    offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -174,27 +170,17 @@ def search(
     """
 
     def body() -> None:
-        from vqclip.tasks.common import check_top
-        from vqclip.tasks.search import search_folder, write_hits_sheet
+        import vqclip
 
-        text, directory = query, folder
-        if image is not None:
-            if directory is not None:
-                raise UsageError("with --image give only DIR, not a text QUERY as well")
-            text, directory = None, query
-        if directory is None:
+        # the arguments' order: QUERY DIR, or DIR alone after --image
+        if query is None or (folder is None and image is None):
             raise UsageError("expected QUERY DIR (quote a query of several words) or --image IMAGE DIR")
-        if image is not None and not image.is_file():
-            raise UsageError(f"query image not found: {image}")
-        if not Path(directory).is_dir():
-            raise UsageError(f"folder not found: {directory}")
-        check_top(top)
-        if sheet is not None and sheet.is_dir():
-            raise UsageError(f"--sheet {sheet} is a folder; give a file name such as hits.png")
-        perceptor, info = _load_clip(preset, config, set_, device)
+        text, directory = (None, query) if folder is None else (query, folder)
         with _progress("indexing", not quiet) as on_progress:
-            result = search_folder(perceptor, info, directory, text=text, image=image, top=top,
-                                   index_dir=index_dir, batch_size=batch_size, on_progress=on_progress)
+            result = vqclip.search(directory, text=text, image=image, top=top, sheet=sheet,
+                                   index_dir=index_dir, batch_size=batch_size, device=device,
+                                   preset=preset, config_files=config or [], sets=set_ or [],
+                                   on_progress=on_progress)
         _report_skipped(result.skipped, quiet)
         if not quiet:
             _stderr.print(f"indexed {result.indexed} images: {result.embedded} embedded now, "
@@ -203,22 +189,19 @@ def search(
         if not result.index_saved:
             _stderr.print(f"warning: could not write the index ({result.index_error}); "
                           "the next search embeds these files again", markup=False, soft_wrap=True)
-        data = result.to_json()
-        data["sheet"] = str(write_hits_sheet(result, sheet)) if sheet is not None and result.hits else None
-        if sheet is not None and not result.hits and not quiet:
+        if sheet is not None and result.sheet is None and not quiet:
             _stderr.print("no hits, so no contact sheet was written", markup=False)
         if json_output:
-            typer.echo(json.dumps(data))
+            typer.echo(json.dumps(result.to_json()))
             return
         table = Table("rank", "similarity", "image")
         for hit in result.hits:
             table.add_row(str(hit.rank), f"{hit.similarity:.4f}", escape(str(hit.path)))
         _print_table(table)
-        if data["sheet"] and not quiet:
-            _stderr.print(f"contact sheet: {data['sheet']}", markup=False, soft_wrap=True)
+        if result.sheet is not None and not quiet:
+            _stderr.print(f"contact sheet: {result.sheet}", markup=False, soft_wrap=True)
 
-
-    run_command(body, verbose=verbose)
+    run_command(body, verbose=verbose, offline=offline)
 
 
 def score(
@@ -231,6 +214,7 @@ def score(
     preset: Preset = None,
     set_: SetItems = None,
     device: Device = None,
+    offline: Offline = False,
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -238,18 +222,11 @@ def score(
     """CLIP cosine similarity of every image with every --prompt (a table, or --json)."""
 
     def body() -> None:
-        from vqclip.tasks.common import find_images
-        from vqclip.tasks.score import score_images
+        import vqclip
 
-        paths = find_images(images)
-        prompts = [p.strip() for p in prompt or []]
-        if not prompts:
-            raise UsageError("no prompts: give at least one with -p/--prompt")
-        if not all(prompts):
-            raise UsageError("a prompt is empty")
-        perceptor, info = _load_clip(preset, config, set_, device)
         with _progress("scoring", not quiet) as on_progress:
-            result = score_images(perceptor, info, paths, prompts, batch_size=batch_size,
+            result = vqclip.score(images, prompt or [], batch_size=batch_size, device=device,
+                                  preset=preset, config_files=config or [], sets=set_ or [],
                                   on_progress=on_progress)
         _report_skipped(result.skipped, quiet)
         if json_output:
@@ -260,5 +237,4 @@ def score(
             table.add_row(escape(str(row.image)), *(f"{s:.4f}" for s in row.similarities))
         _print_table(table)
 
-
-    run_command(body, verbose=verbose)
+    run_command(body, verbose=verbose, offline=offline)

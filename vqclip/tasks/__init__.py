@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from vqclip.tasks.classify import ClassifyResult, classify_images
-from vqclip.tasks.common import Skipped, find_images, load_task_perceptor
+from vqclip.tasks.clip import TaskClip, load_task_perceptor, task_clip
+from vqclip.tasks.common import Skipped, find_images
 from vqclip.tasks.score import ScoreResult, score_images
-from vqclip.tasks.search import SearchResult, search_folder
+from vqclip.tasks.search import SearchQuery, SearchResult, check_search, rank_folder, search_folder
 
 __all__ = [
     "ClassifyResult",
     "ScoreResult",
+    "SearchQuery",
     "SearchResult",
     "Skipped",
+    "TaskClip",
+    "check_search",
     "classify_images",
     "find_images",
     "load_task_perceptor",
+    "rank_folder",
     "score_images",
     "search_folder",
+    "task_clip",
 ]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +18,6 @@ from PIL import Image, UnidentifiedImageError
 from vqclip.errors import UsageError, first_line
 from vqclip.images import UnusableImage, open_image, read_image_file
 from vqclip.models.clip import Perceptor
-
-log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 INDEX_DIRNAME = ".vqclip-index"
@@ -50,21 +46,6 @@ class LoadedImage:
     sha256: str | None = None
     pixels: np.ndarray | None = None  # (S, S, 3) uint8, None when not decoded
     error: str | None = None
-
-
-def load_task_perceptor(clip: Any, device: str) -> tuple[Perceptor, dict[str, Any]]:
-    """Load the CLIP that `clip` (a model and its tag, or a `clip` config section) names, on
-    `device` ("auto", "cpu", "cuda:1", ...), with its provenance."""
-    from vqclip.device import resolve_device
-    from vqclip.models.loading import load_clip_model
-
-    ensemble = list(getattr(clip, "models", None) or [])
-    if ensemble:
-        # embeddings of different CLIPs live in different spaces: these jobs use one model
-        clip = ensemble[0]
-        log.warning("the config names a CLIP ensemble (clip.models); using its first member, %s",
-                    clip.model)
-    return load_clip_model(clip, resolve_device(device))
 
 
 def _is_image_name(name: str) -> bool:
@@ -166,8 +147,7 @@ def load_images(
     The next batch is decoded while the caller embeds this one (PIL releases the GIL).
     With `hash_files`, `needs_pixels(sha256)` False skips decoding (already embedded).
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    check_batch_size(batch_size)
     workers = workers or min(4, os.cpu_count() or 1)
     chunks = [list(paths[i:i + batch_size]) for i in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vqclip-load") as pool:
@@ -205,6 +185,8 @@ def embed_files(
     chunks: list[torch.Tensor] = []
     skipped: list[Skipped] = []
     done = 0
+    if on_progress is not None:
+        on_progress(0, len(paths))
     for batch in load_images(paths, perceptor.input_size, batch_size=batch_size):
         good = [item for item in batch if item.pixels is not None]
         skipped.extend(Skipped(item.path, item.error or "unreadable") for item in batch
@@ -219,6 +201,12 @@ def embed_files(
         names = ", ".join(str(s.path) for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         raise UsageError(f"none of the images could be read: {names}")
     return used, torch.cat(chunks), skipped
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a --batch-size below 1."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
 
 
 def check_top(top: int) -> None:

@@ -195,6 +195,8 @@ def update_index(
 
     embedded = 0
     done = 0
+    if on_progress is not None:
+        on_progress(0, len(to_read))
     for batch in load_images(to_read, perceptor.input_size, batch_size=batch_size, hash_files=True,
                              needs_pixels=lambda digest: digest not in store.vectors):
         fresh = [item for item in batch if item.pixels is not None and item.sha256 not in store.vectors]

@@ -42,6 +42,16 @@ class ScoreResult:
         }
 
 
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """The prompts stripped; none, or an empty one, is a UsageError."""
+    cleaned = [prompt.strip() for prompt in prompts]
+    if not cleaned:
+        raise UsageError("no prompts: give at least one with -p/--prompt")
+    if not all(cleaned):
+        raise UsageError("a prompt is empty")
+    return cleaned
+
+
 def score_images(
     perceptor: Perceptor,
     model: dict[str, Any],
@@ -52,11 +62,7 @@ def score_images(
     on_progress: ProgressCallback | None = None,
 ) -> ScoreResult:
     """Cosine similarity between each image and each prompt's CLIP embedding."""
-    prompts = [prompt.strip() for prompt in prompts]
-    if not prompts:
-        raise UsageError("no prompts: give at least one with -p/--prompt")
-    if any(not prompt for prompt in prompts):
-        raise UsageError("a prompt is empty")
+    prompts = check_prompts(prompts)
     text = encode_texts(perceptor, prompts)
     used, embeddings, skipped = embed_files(perceptor, images, batch_size=batch_size,
                                             on_progress=on_progress)
