@@ -46,7 +46,7 @@ def error_line(args: list[str], places: dict[str, str]) -> str:
     (["classify", "{img}", "-l", "a", "-l", "b", "-s", "clip.model=ViT-Q-99"], UNKNOWN_MODEL),
     (["search", "a cat", "{dir}", "-s", "clip.model=ViT-Q-99"], UNKNOWN_MODEL),
     (["score", "{img}", "-p", "a", "-s", "clip.model=ViT-B-32", "-s", "clip.pretrained=nosuch"],
-     "clip.pretrained=nosuch: open_clip has no pretrained weights ViT-B-32/nosuch; tags of ViT-B-32: "),
+     "clip.pretrained='nosuch': unknown name; valid: openai, "),
     (["classify", "{img}"], "no labels: give at least one with -l/--label or --labels-file"),
     (["classify", "{img}", "-l", "a", "--top", "-1"], "--top -1: must be 0 (all) or more"),
     (["search", "a cat", "{dir}", "--top", "-1"], "--top -1: must be 0 (all) or more"),
