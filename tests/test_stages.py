@@ -49,7 +49,7 @@ def test_a_bad_run_exits_2_before_any_model_loads(no_model_loads, tmp_path, args
 
 
 def test_the_spec_is_read_only_and_the_memory_plan_makes_a_new_one() -> None:
-    cfg, provenance = build_config(dotlist=["prompt=a cat", "seed=4", "batch_size=2"])
+    cfg, provenance = build_config(preset="shapes", dotlist=["prompt=a cat", "seed=4", "batch_size=2"])
     spec = prepare(cfg, provenance)
     assert spec.seeds == (4, 5)
     with pytest.raises(Exception, match="read-only"):

@@ -15,7 +15,7 @@ from vqclip.files import not_a_file
 from vqclip.models.catalog import load_registry, resolve_clip
 from vqclip.models.checkpoint import safetensors_shapes
 from vqclip.models.facts import ClipFacts
-from vqclip.models.sources import HF_HUB, LOCAL_DIR
+from vqclip.models.sources import HF_HUB, LOCAL_DIR, SELF_CONTAINED_CLIP
 from vqclip.suggest import unknown_name
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -63,7 +63,7 @@ def clip_facts(key: str, name: str, pretrained: str | None) -> ClipFacts:
 def check_clip_tag(facts: ClipFacts) -> None:
     """An open_clip tag must name weights open_clip knows for the model; this imports open_clip
     (seconds), so it runs after every quicker check."""
-    if not facts.pretrained or _is_path(facts.pretrained) or facts.model.startswith((LOCAL_DIR, HF_HUB)):
+    if not facts.pretrained or _is_path(facts.pretrained) or facts.model.startswith(SELF_CONTAINED_CLIP):
         return
     from vqclip.models.clip_cache import pretrained_cfg
 

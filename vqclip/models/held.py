@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from vqclip.models.sources import clip_sections
+
 if TYPE_CHECKING:
     import torch
 
@@ -67,7 +69,7 @@ class Models:
         CLIP) on `device`, as its runs will ask for them; returns itself."""
         if cfg.generator == "vqgan":
             self.vqgan(cfg.vqgan, device, cfg.compile)
-        for section in cfg.clip.models or [cfg.clip]:
+        for _, section in clip_sections(cfg):
             self.clip(section, device, cfg.compile)
         return self
 

@@ -10,7 +10,7 @@ import torch
 from vqclip.errors import ModelError
 from vqclip.files import cached_sha256, not_a_file
 from vqclip.models.clip import Perceptor, load_perceptor
-from vqclip.models.sources import SELF_CONTAINED_CLIP
+from vqclip.models.sources import SELF_CONTAINED_CLIP, clip_sections
 from vqclip.models.vqgan import VQGAN, load_vqgan
 
 
@@ -89,7 +89,7 @@ def check_offline(cfg: Any) -> None:
         from vqclip.models.store import check_on_this_machine
 
         check_on_this_machine(get_entry(cfg.vqgan.model, kind="vqgan"), Cache.default())
-    for section in cfg.clip.models or [cfg.clip]:
+    for _, section in clip_sections(cfg):
         model_name, pretrained = _open_clip_names(section)
         if pretrained and not Path(pretrained).is_file():
             _cached_clip_weights(model_name, pretrained)
@@ -160,6 +160,5 @@ def describe_models(cfg: Any) -> str:
     """Which models a run loads, their size and whether they are bundled, cached or to download,
     read from the catalog and the cache without loading anything (for a status line)."""
     parts = [_vqgan_status(cfg.vqgan)] if cfg.generator == "vqgan" else []
-    members = cfg.clip.models or [cfg.clip]
-    parts += [_clip_status(member.model, member.pretrained) for member in members]
+    parts += [_clip_status(member.model, member.pretrained) for _, member in clip_sections(cfg)]
     return ", ".join(parts)

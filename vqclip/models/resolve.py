@@ -21,6 +21,7 @@ from vqclip.models.clip_config import clip_facts
 from vqclip.models.download import is_url
 from vqclip.models.entry import ModelEntry
 from vqclip.models.facts import ClipFacts, ModelFacts, VQGANFacts
+from vqclip.models.sources import clip_sections
 from vqclip.models.vqgan import VQGANSpec, read_spec
 
 __all__ = ["ClipFacts", "ModelFacts", "VQGANFacts", "resolve_models", "vqgan_facts"]
@@ -29,12 +30,8 @@ __all__ = ["ClipFacts", "ModelFacts", "VQGANFacts", "resolve_models", "vqgan_fac
 def resolve_models(cfg: Any) -> ModelFacts:
     """What the run `cfg` describes would load: its VQGAN (when it draws with one) and CLIPs."""
     vqgan = vqgan_facts(cfg.vqgan) if cfg.generator == "vqgan" else None
-    if cfg.clip.models:
-        members = [(f"clip.models.{i}", member) for i, member in enumerate(cfg.clip.models)]
-    else:
-        members = [("clip", cfg.clip)]
     return ModelFacts(vqgan, tuple(clip_facts(key, member.model, member.pretrained)
-                                   for key, member in members))
+                                   for key, member in clip_sections(cfg)))
 
 
 def vqgan_facts(section: Any) -> VQGANFacts:

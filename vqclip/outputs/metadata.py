@@ -11,6 +11,7 @@ from PIL import PngImagePlugin, UnidentifiedImageError
 
 from vqclip.errors import UsageError
 from vqclip.images import UnusableImage, open_image, read_image_file
+from vqclip.models.sources import clip_label
 from vqclip.version import __version__
 
 CHUNK = "vqclip"
@@ -51,10 +52,7 @@ def _setting(value: Any) -> str:
 def _model_label(model: Any, fallback: str = "?") -> str:
     """A recorded model's short name (`fallback` without one): a local-dir: CLIP by its folder,
     an hf-hub: one by its repository."""
-    name = str(model.get("name", fallback)) if isinstance(model, dict) else fallback
-    if name.startswith("local-dir:"):
-        return Path(name.removeprefix("local-dir:")).name
-    return name.removeprefix("hf-hub:")
+    return clip_label(str(model.get("name", fallback)) if isinstance(model, dict) else fallback)
 
 
 def a1111_parameters(record: dict[str, Any]) -> str:

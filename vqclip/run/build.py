@@ -15,6 +15,7 @@ from vqclip.device import allow_tf32, autocast_dtype, resolve_device, step_weigh
 from vqclip.images import init_canvas
 from vqclip.models.clip import Perceptor
 from vqclip.models.held import Models
+from vqclip.models.sources import clip_sections
 from vqclip.run.capture import CapturedStep
 from vqclip.run.engine import Engine
 from vqclip.run.execute import Run
@@ -133,13 +134,6 @@ def start_images(cfg: DictConfig, rngs: list[torch.Generator]) -> torch.Tensor |
     return torch.cat([canvas(width, height, rng) for rng in rngs])
 
 
-def clip_sections(cfg: DictConfig) -> list[tuple[Any, float]]:
-    """(model section, weight) of each CLIP: `clip.models` for an ensemble, else `clip` itself."""
-    if cfg.clip.models:
-        return [(item, item.weight) for item in cfg.clip.models]
-    return [(cfg.clip, 1.0)]
-
-
 def build_judges(spec: RunSpec, models: Models, device: torch.device
                  ) -> tuple[list[Judge], list[dict[str, Any]], list[tuple[list[PromptLoss], Perceptor]]]:
     """One judge per CLIP model: its own cutout size, normalization and prompt embeddings, and
@@ -149,7 +143,8 @@ def build_judges(spec: RunSpec, models: Models, device: torch.device
     cfg = spec.config
     step_dtype = step_weights_dtype(cfg.precision, device, cfg.low_memory)
     judges, infos, image_prompts = [], [], []
-    for section, weight in clip_sections(cfg):
+    for _, section in clip_sections(cfg):
+        weight = section.get("weight", 1.0)  # an ensemble member's; `clip` alone has none
         perceptor, info = models.clip(section, device, cfg.compile)
         cutouts = Cutouts(perceptor.input_size, cfg.cutn, method=cfg.cut_method,
                           cut_pow=cfg.cut_pow, cut_min=cfg.cut_min, cut_full=cfg.cut_full,

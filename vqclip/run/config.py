@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import FloatNode
 
 from vqclip.errors import ConfigError, first_line
-from vqclip.models.sources import SELF_CONTAINED_CLIP
+from vqclip.models.sources import SELF_CONTAINED_CLIP, clip_sections
 from vqclip.steer.prompts import plan_prompts
 from vqclip.suggest import KEY_ALIASES, unknown_name
 
@@ -489,10 +489,8 @@ def _check_stages(plan: Any, cfg: DictConfig, provenance: dict[str, str]) -> Non
 
 def _check_clip_tags(cfg: DictConfig, provenance: dict[str, str]) -> None:
     """A `local-dir:` or `hf-hub:` CLIP carries its own weights: a tag set for it would be ignored."""
-    members = [(f"clip.models.{i}", m.model, m.pretrained) for i, m in enumerate(cfg.clip.models)]
-    if not members:
-        members = [("clip", cfg.clip.model, cfg.clip.pretrained)]
-    for key, model, tag in members:
+    for key, member in clip_sections(cfg):
+        model, tag = member.model, member.pretrained
         if tag is not None and str(model).startswith(SELF_CONTAINED_CLIP):
             scheme = str(model).split(":")[0]
             raise _bad(f"{key}.pretrained", tag, f"a {scheme}: CLIP ({model}) carries its own weights; "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from vqclip.models.clip import Perceptor
+from vqclip.models.sources import clip_label
 from vqclip.tasks.common import (
     INDEX_DIRNAME,
     ProgressCallback,
@@ -61,9 +62,7 @@ def model_key(perceptor: Perceptor, info: dict[str, Any]) -> str:
         sample = flat[::step][:SAMPLES_PER_TENSOR].float().cpu().numpy()
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(sample.tobytes())
-    name = str(info.get("name") or perceptor.name).rstrip("/")
-    if name.startswith("local-dir:"):
-        name = Path(name.removeprefix("local-dir:")).name
+    name = clip_label(str(info.get("name") or perceptor.name).rstrip("/"))
     if info.get("pretrained") and not Path(str(info["pretrained"])).is_file():
         name = f"{name}-{info['pretrained']}"
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:48] or "clip"
