@@ -254,3 +254,18 @@ def test_batch_takes_device_offline_and_video_like_generate(tiny_sets, tmp_path,
         assert video_frame_count(Path(item["video"])) >= 3  # frames 0 and 1, then the final image
         assert "device: cpu" in (Path(item["run_dir"]) / "config.yaml").read_text()
     assert os.environ["VQCLIP_OFFLINE"] == "1"
+
+
+def test_batch_video_has_two_seconds_unless_save_every_is_given(tiny_sets, tmp_path) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a red circle --seed 1\na blue square --seed 2 --save-every 24\n")
+    app = typer.Typer()
+    register(app)
+    args = [item for s in [*tiny_sets, "size=[32,32]", "cutn=1"] for item in ("-s", s)]
+    result = runner.invoke(app, ["batch", str(batch), "-o", str(tmp_path / "out"), "--steps", "48",
+                                 "--video", "gif", "--json", *args])
+    assert result.exit_code == 0, result.output
+    items = sorted(json.loads(result.stdout.splitlines()[-1])["items"], key=lambda item: item["index"])
+    # steps 0..46 every 2nd (2 s at 12 fps) and the final image; every 24th step and the final image
+    assert [len(list((Path(item["run_dir"]) / "frames").iterdir())) + 1 for item in items] == [25, 3]
+    assert all(Path(item["video"]).is_file() for item in items)

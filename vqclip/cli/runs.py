@@ -100,47 +100,13 @@ def batch(
     from vqclip.cli.generate import say_how_to_continue, series_progress, stopped_run
 
     def body() -> int:
-        from vqclip.errors import UsageError
-        from vqclip.outputs.run_folder import slugify
-        from vqclip.run.config import build_config
-        from vqclip.run.flags import LINE_FLAGS, as_overrides, flag_values
-        from vqclip.series.batch import (
-            BatchSettings,
-            load_batch,
-            parse_batch,
-            parse_shard,
-            run_batch,
-            shard_from_env,
-        )
+        from vqclip.run.flags import LINE_FLAGS, flag_values
+        from vqclip.series import batch as series
         from vqclip.series.items import StopSwitch
-        from vqclip.series.pool import plan_workers
 
-        if video is not None:
-            from vqclip.outputs.video import check_video
-
-            check_video(video, fps)
-        if ray:
-            from vqclip.series.ray_pool import plan_ray
-
-            if workers is not None or devices is not None:
-                raise UsageError("--ray runs the items in Ray actors: give --ray or --workers/--devices, "
-                                 "not both")
-            engine = plan_ray(address=ray_address, actors=ray_actors, threads=threads)
-        elif ray_address is not None or ray_actors is not None:
-            raise UsageError("--ray-address and --ray-actors go with --ray")
-        else:
-            engine = plan_workers(workers=workers, devices=devices, threads=threads)
-        items = parse_batch(sys.stdin.read()) if file == "-" else load_batch(file)
-        if not items:
-            raise UsageError(f"batch {file}: no items (blank lines and # comments are skipped)")
-        chosen_shard = parse_shard(shard) if shard is not None else shard_from_env()
-        flags = flag_values(ctx.params, LINE_FLAGS)  # every line's defaults; --out is the batch's
-        # A bad flag is blamed on the flags here; then they join --set, below every line's own flags.
-        build_config(preset=preset, config_files=config or [], flags=flags, dotlist=set_ or [])
-        sets = [*as_overrides(flags), *(set_ or [])]
-        settings = BatchSettings(preset=preset, config_files=config or [], sets=sets)
-        name = "stdin" if file == "-" else slugify(Path(file).stem)
-        folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{name}"
+        engine = series.plan_engine(ray=ray, ray_address=ray_address, ray_actors=ray_actors,
+                                    workers=workers, devices=devices, threads=threads)
+        items = series.parse_batch(sys.stdin.read()) if file == "-" else series.load_batch(file)
 
         def report(record: dict[str, Any]) -> None:
             position = record["index"] + 1
@@ -158,17 +124,13 @@ def batch(
         elsewhere = engine is not None  # no per-step progress from other processes
         with (stop_on_first_interrupt(stop.request) as interruption,
               series_progress(quiet or elsewhere, f"item 1/{len(items)}") as (callbacks, name)):
-            result = run_batch(items, folder, settings, shard=chosen_shard, report=report, stop=stop,
-                               callbacks=callbacks, engine=engine)
-        if video is not None:
-            from vqclip.outputs.video import progress_videos
-
-            for record, path in zip(result.ok, progress_videos([Path(r["run_dir"]) for r in result.ok],
-                                                                video, fps), strict=True):
-                record["video"] = str(path)
+            result = series.batch(items, name="stdin" if file == "-" else file, preset=preset,
+                                  config_files=config or [], flags=flag_values(ctx.params, LINE_FLAGS),
+                                  sets=set_ or [], out=out, shard=shard, video=video, fps=fps,
+                                  callbacks=callbacks, report=report, stop=stop, engine=engine)
         if json_output:
             typer.echo(json.dumps(result.to_json()))
-        shard_text = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
+        shard_text = f" (shard {result.shard[0]}/{result.shard[1]})" if result.shard else ""
         _say(f"batch{shard_text}: {len(result.ok)} ok, {len(result.failed)} failed, "
              f"{len(result.skipped)} skipped as done; manifest {result.manifest}", quiet)
         if result.interrupted:

@@ -16,6 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from vqclip.errors import UsageError, VqclipError, first_line
+from vqclip.outputs.video import frame_interval
 from vqclip.run.config import build_config
 from vqclip.run.flags import LINE_FLAGS
 from vqclip.run.prepare import check_aim
@@ -220,22 +221,30 @@ def select_shard(items: list[BatchItem], shard: tuple[int, int] | None) -> list[
 
 
 class BatchSettings:
-    """The batch-wide settings (preset, --config files, --set) and each item's config on top."""
+    """The batch-wide settings (preset, --config files, --set) and each item's config on top.
+
+    With `video_fps` (the batch writes each item's video), an item for which neither the batch
+    (its --set, -c files) nor its line chooses save_every saves enough frames for a video of at
+    least MIN_VIDEO_SECONDS at that rate, as generate --video does."""
 
     def __init__(self, *, preset: str | None = None, config_files: Iterable[str | Path] = (),
-                 sets: Iterable[str] = ()) -> None:
+                 sets: Iterable[str] = (), video_fps: float | None = None) -> None:
         self.preset = preset
         self.config_files = list(config_files)
         self.sets = list(sets)
+        self.video_fps = video_fps
         self._bases: dict[str | None, dict[str, Any]] = {}
+        self._chosen: dict[str | None, bool] = {}  # whether the batch's own settings set save_every
         self.base()  # a bad batch-wide setting is a usage error now, not N failed items later
 
     def base(self, preset: str | None = None) -> dict[str, Any]:
         """The batch config (with the item's preset instead of the batch's, if it has one)."""
         preset = preset or self.preset
         if preset not in self._bases:
-            cfg, _ = build_config(preset=preset, config_files=self.config_files, dotlist=self.sets)
+            cfg, provenance = build_config(preset=preset, config_files=self.config_files, dotlist=self.sets)
             self._bases[preset] = OmegaConf.to_container(cfg, resolve=True)
+            source = provenance["save_every"]
+            self._chosen[preset] = source != "defaults" and not source.startswith("preset ")
         return self._bases[preset]
 
     def config(self, item: BatchItem) -> DictConfig:
@@ -247,6 +256,10 @@ class BatchSettings:
         except VqclipError as err:  # the source label build_config gives to this layer
             raise type(err)(str(err).replace("command-line flags", "the item's settings")) from None
         check_aim(cfg)
+        chosen = (self._chosen[item.preset or self.preset] or "save_every" in item.values
+                  or any(entry.startswith("save_every=") for entry in item.sets))
+        if self.video_fps is not None and not chosen:
+            cfg.save_every = frame_interval(cfg.steps, self.video_fps)
         return cfg
 
 
@@ -263,6 +276,73 @@ class BatchResult(SeriesResult):
         data["shard"] = f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
         data["total"] = self.total
         return data
+
+
+def plan_engine(*, ray: bool = False, ray_address: str | None = None, ray_actors: int | None = None,
+                workers: int | None = None, devices: str | None = None,
+                threads: int | None = None) -> SeriesEngine | None:
+    """What runs a batch's items: Ray actors (`ray`), local worker processes (`workers`,
+    `devices`), or this process (None); a mix of the two kinds is a UsageError."""
+    if ray:
+        from vqclip.series.ray_pool import plan_ray
+
+        if workers is not None or devices is not None:
+            raise UsageError("--ray runs the items in Ray actors: give --ray or --workers/--devices, "
+                             "not both")
+        return plan_ray(address=ray_address, actors=ray_actors, threads=threads)
+    if ray_address is not None or ray_actors is not None:
+        raise UsageError("--ray-address and --ray-actors go with --ray")
+    from vqclip.series.pool import plan_workers
+
+    return plan_workers(workers=workers, devices=devices, threads=threads)
+
+
+def batch(
+    items: list[BatchItem],
+    *,
+    name: str,
+    preset: str | None = None,
+    config_files: Iterable[str | Path] = (),
+    flags: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    out: Path | None = None,
+    shard: str | None = None,
+    video: str | None = None,
+    fps: float = 12.0,
+    callbacks: Iterable[Callback] = (),
+    report: Callable[[dict[str, Any]], None] | None = None,
+    stop: StopSwitch | None = None,
+    engine: SeriesEngine | None = None,
+) -> BatchResult:
+    """The items of a prompt file (`name`: the file's, in messages and in the default folder
+    `<out>/batch-<name>`) run as `vqclip batch` runs them. `flags` (config values, as the
+    command's per-run flags give them) and `sets` apply to every item below its own settings;
+    `shard` is "I/N", by default from SLURM_ARRAY_TASK_* or RANK/WORLD_SIZE, else every item.
+    With `video`, each finished item's frames also become `progress.<video>` in its run folder
+    at `fps` (each record's `video`). A bad setting, shard or video format is a UsageError
+    before any item runs."""
+    from vqclip.outputs.run_folder import slugify
+    from vqclip.outputs.video import check_video, progress_videos
+    from vqclip.run.flags import as_overrides
+
+    if video is not None:
+        check_video(video, fps)
+    if not items:
+        raise UsageError(f"batch {name}: no items (blank lines and # comments are skipped)")
+    chosen = parse_shard(shard) if shard is not None else shard_from_env()
+    flags, sets = dict(flags or {}), list(sets)
+    # A bad flag is blamed on the flags here; then they join the sets, below every item's own.
+    build_config(preset=preset, config_files=list(config_files), flags=flags, dotlist=sets)
+    settings = BatchSettings(preset=preset, config_files=config_files, sets=[*as_overrides(flags), *sets],
+                             video_fps=fps if video is not None else None)
+    folder = out if out is not None else Path(settings.base()["out"]) / f"batch-{slugify(Path(name).stem)}"
+    result = run_batch(items, folder, settings, shard=chosen, callbacks=callbacks, report=report,
+                       stop=stop, engine=engine)
+    if video is not None:
+        made = progress_videos([Path(record["run_dir"]) for record in result.ok], video, fps)
+        for record, path in zip(result.ok, made, strict=True):
+            record["video"] = str(path)
+    return result
 
 
 def run_batch(
