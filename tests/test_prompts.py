@@ -45,3 +45,35 @@ def test_empty_sets_are_refused(spec: str) -> None:
 def test_weight_without_text_is_refused() -> None:
     with pytest.raises(UsageError, match="no text"):
         parse_prompt(":2")
+
+
+def test_the_text_template_holds_every_text_prompt_and_negative_but_not_the_labels() -> None:
+    from vqclip.run.config import build_config
+    from vqclip.steer.prompts import plan_prompts
+
+    cfg, _ = build_config(flags={"prompt": "a red square:2 | {x}", "negative": "a blob"},
+                          dotlist=["text_template=a large {}"])
+    plan = plan_prompts(cfg)
+    assert [(p.text, p.weight) for p in plan.stages[0].prompts] == [("a large a red square", 2.0),
+                                                                     ("a large {x}", 1.0)]
+    assert [p.text for p in plan.negatives] == ["a large a blob"]
+    assert plan.stages[0].label == "a red square:2 | {x}"  # as written, for the log
+
+
+@pytest.mark.parametrize("template", ["a large", "{} and {}"])
+def test_a_template_without_one_place_for_the_prompt_is_refused(template: str) -> None:
+    from vqclip.errors import ConfigError
+    from vqclip.run.config import build_config
+
+    with pytest.raises(ConfigError, match=r"text_template=.*must hold \{\} once"):
+        build_config(flags={"prompt": "a cat"}, dotlist=[f"text_template='{template}'"])
+
+
+def test_a_set_value_that_is_not_yaml_is_one_line_naming_it() -> None:
+    from vqclip.errors import ConfigError
+    from vqclip.run.config import build_config
+
+    with pytest.raises(ConfigError) as caught:
+        build_config(flags={"prompt": "a cat"}, dotlist=["steps=3", "negative={} and {}"])
+    assert str(caught.value).startswith("--set 'negative={} and {}': the value is not valid YAML (")
+    assert str(caught.value).endswith("quote it: negative='{} and {}'") and "\n" not in str(caught.value)

@@ -104,6 +104,7 @@ class GenerateConfig:
     noise_prompts: list[str] = field(default_factory=list)
     story: list[StoryItem] = field(default_factory=list)
     switch_every: int = 0
+    text_template: str = "{}"  # CLIP embeds each text prompt (negatives too) with it in place of {}
     size: list[int] = field(default_factory=lambda: [384, 384])
     steps: int = 300
     seed: int | None = None
@@ -236,6 +237,14 @@ def _dotlist_layer(items: list[str], source: str = "--set") -> tuple[str, DictCo
     for item in items:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
+        try:
+            OmegaConf.from_dotlist([item])
+        except Exception as err:  # yaml.YAMLError: the value is read as YAML
+            if isinstance(err, OmegaConfBaseException):
+                continue  # named below, with the merged items
+            key, value = item.split("=", 1)
+            raise ConfigError(f"{source} {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                              f"quote it: {key}='{value}'") from None
     try:
         layer = OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=False)
     except OmegaConfBaseException as err:
@@ -448,6 +457,7 @@ def _check_values(cfg: DictConfig, provenance: dict[str, str]) -> None:
         ("save_every", cfg.save_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
         ("switch_every", cfg.switch_every >= 0, "must be 0 (split the steps evenly) or more"),
         ("switch_every", cfg.switch_every <= MAX_STEPS, f"must be at most {MAX_STEPS}"),
+        ("text_template", cfg.text_template.count("{}") == 1, "must hold {} once, where the prompt goes"),
     ]
     for key, ok, why in checks:
         if not ok:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vqclip.errors import UsageError
@@ -86,12 +86,17 @@ class PromptPlan:
 
 
 def plan_prompts(cfg: DictConfig) -> PromptPlan:
-    """Parse and check every prompt of the config; a UsageError names the first bad one."""
-    stages = tuple(StagePlan(start, text.strip(), tuple(parse_prompt_sets(text)[0]))
+    """Parse and check every prompt of the config; a UsageError names the first bad one. Each
+    text prompt's text (negatives too) is put into `text_template`, as CLIP will embed it."""
+
+    def templated(prompts: list[Prompt]) -> tuple[Prompt, ...]:
+        return tuple(replace(p, text=cfg.text_template.replace("{}", p.text)) for p in prompts)
+
+    stages = tuple(StagePlan(start, text.strip(), templated(parse_prompt_sets(text)[0]))
                    for start, text in story_sets(cfg))
     images = tuple(parse_prompt(spec) for spec in cfg.image_prompts)
     noise = tuple(noise_prompt(spec) for spec in cfg.noise_prompts)
-    return PromptPlan(stages, tuple(negative_prompts(cfg.negative)), images, noise)
+    return PromptPlan(stages, templated(negative_prompts(cfg.negative)), images, noise)
 
 
 def negative_prompts(spec: str) -> list[Prompt]:
