@@ -70,7 +70,7 @@ def prepare(cfg: DictConfig, provenance: dict[str, str] | None = None, *, availa
     check_input_images(cfg, prompts)
     models = check_models(cfg)
     if available:
-        from vqclip.models.loading import check_offline  # torch: only for a config that is sound
+        from vqclip.models.loading import check_offline  # the model code: once the config is sound
 
         check_offline(cfg)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
