@@ -126,3 +126,20 @@ def test_negative_prompt_lowers_similarity_to_that_text(tmp_path) -> None:
     scores = score_images(perceptor, info, [plain.image, pushed.image], ["a red circle"])
     without, with_negative = (r.similarities[0] for r in scores.results)
     assert with_negative < without - 0.02
+
+
+def test_the_vivid_loss_falls_as_a_shape_brightens_and_leaves_the_dark_ground_alone() -> None:
+    from vqclip.steer.losses import VividOptions, vivid
+
+    bright = draw_shape("square", "yellow", radius=0.2, as_tensor=True)[None]
+
+    def loss(image) -> float:
+        return float(vivid(LossContext(image, [], []), VividOptions()))
+
+    assert loss(bright * 0.6) > loss(bright * 0.8) > loss(bright) >= 0
+    assert loss(bright * 0.2) == 0.0  # nothing lit: a dark image is left alone
+    image = (bright * 0.6).requires_grad_(True)
+    vivid(LossContext(image, [], []), VividOptions()).sum().backward()
+    shape = bright.amax(dim=1, keepdim=True).expand_as(bright) > 0
+    assert (image.grad[shape] <= 0).all() and image.grad[shape].min() < 0  # brighter lowers it
+    assert (image.grad[~shape] == 0).all()  # the black ground gets no pull

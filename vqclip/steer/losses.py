@@ -97,6 +97,25 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
     return dx + dy
 
 
+@dataclass
+class VividOptions:
+    """`vivid`'s option: the brightness (of a pixel's brightest channel) above which it counts
+    as lit."""
+
+    lit: float = 0.35
+
+
+@REGULARIZERS.register("vivid", options=VividOptions)
+def vivid(ctx: LossContext, options: VividOptions) -> torch.Tensor:
+    """How far the lit pixels (brightest channel above `lit`) fall short of full brightness, on
+    average: a positive weight brings a shape on a dark ground to its full color, where a dim
+    one reads as another (dim yellow as green, dim white as gray). The dark pixels are left
+    alone. In fp32, as `saturation`."""
+    value = ctx.image.float().amax(dim=1)
+    lit = (value > options.lit).float()
+    return (lit * (1 - value)).flatten(1).sum(dim=1) / lit.flatten(1).sum(dim=1).clamp(min=1)
+
+
 BORDER_SHARE = 1 / 16  # the `border` band's width, as a share of each side
 
 
