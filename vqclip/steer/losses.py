@@ -97,6 +97,21 @@ def total_variation(ctx: LossContext) -> torch.Tensor:
     return dx + dy
 
 
+BORDER_SHARE = 1 / 16  # the `border` band's width, as a share of each side
+
+
+@REGULARIZERS.register("border")
+def border(ctx: LossContext) -> torch.Tensor:
+    """Mean brightness of a band along the image's edges (1/16 of each side): a positive
+    weight keeps a subject on a dark ground inside the frame."""
+    image = ctx.image.float()
+    height, width = image.shape[-2:]
+    band_y, band_x = max(1, round(height * BORDER_SHARE)), max(1, round(width * BORDER_SHARE))
+    inside = torch.zeros((height, width), dtype=torch.bool, device=image.device)
+    inside[band_y:height - band_y, band_x:width - band_x] = True
+    return image.masked_fill(inside, 0).flatten(1).sum(dim=1) / (~inside).sum() / image.shape[1]
+
+
 @dataclass
 class VividOptions:
     """`vivid`'s option: the brightness (of a pixel's brightest channel) above which it counts
@@ -114,21 +129,6 @@ def vivid(ctx: LossContext, options: VividOptions) -> torch.Tensor:
     value = ctx.image.float().amax(dim=1)
     lit = (value > options.lit).float()
     return (lit * (1 - value)).flatten(1).sum(dim=1) / lit.flatten(1).sum(dim=1).clamp(min=1)
-
-
-BORDER_SHARE = 1 / 16  # the `border` band's width, as a share of each side
-
-
-@REGULARIZERS.register("border")
-def border(ctx: LossContext) -> torch.Tensor:
-    """Mean brightness of a band along the image's edges (1/16 of each side): a positive
-    weight keeps a subject on a dark ground inside the frame."""
-    image = ctx.image.float()
-    height, width = image.shape[-2:]
-    band_y, band_x = max(1, round(height * BORDER_SHARE)), max(1, round(width * BORDER_SHARE))
-    inside = torch.zeros((height, width), dtype=torch.bool, device=image.device)
-    inside[band_y:height - band_y, band_x:width - band_x] = True
-    return image.masked_fill(inside, 0).flatten(1).sum(dim=1) / (~inside).sum() / image.shape[1]
 
 
 # A regularizer's weight over the run: (step, steps, until) -> fraction of its weight, where
