@@ -35,7 +35,8 @@ def unknown_name(key: str, name: object, valid: Iterable[str], aliases: Mapping[
     matches = close_names(str(name), valid, aliases)
     meant = "did you mean " + " or ".join(repr(prefix + m) for m in matches) + "? " if matches else ""
     listed = listed or ", ".join(prefix + m for m in valid)
-    return f"{key}={prefix + str(name)!r}: unknown name; {meant}valid: {listed}"
+    shown = f"{prefix}{name}" if prefix else name
+    return f"{key}={shown!r}: unknown name; {meant}valid: {listed}"
 
 
 def unknown_option(key: str, option: object, valid: Iterable[str], owner: str) -> str:

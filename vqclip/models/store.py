@@ -95,8 +95,8 @@ def ensure_vqgan(
     found = cache.converted_files(entry.name)
     if found and _source_matches(cache.manifest(entry.name), entry, cache):
         return found
-    if offline:
-        check_on_this_machine(entry, cache)
+    if offline and not local and not _sources_present(entry, cache):
+        raise _not_here_offline(entry, cache)
     with cache.model_lock(entry.name):
         found = cache.converted_files(entry.name)  # another process may have finished it
         if found and _source_matches(cache.manifest(entry.name), entry, cache):
@@ -119,10 +119,13 @@ def check_on_this_machine(entry: ModelEntry, cache: Cache) -> None:
     found = cache.converted_files(entry.name)
     if found and _source_matches(cache.manifest(entry.name), entry, cache):
         return
-    if _sources_present(entry, cache):
-        return
-    raise ModelError(f"model {entry.name!r} is not in the cache ({cache.model_dir(entry.name)}) "
-                     f"and offline mode is on; {_how_to_get(entry.name)}")
+    if not _sources_present(entry, cache):
+        raise _not_here_offline(entry, cache)
+
+
+def _not_here_offline(entry: ModelEntry, cache: Cache) -> ModelError:
+    return ModelError(f"model {entry.name!r} is not in the cache ({cache.model_dir(entry.name)}) "
+                      f"and offline mode is on; {_how_to_get(entry.name)}")
 
 
 def _sources_present(entry: ModelEntry, cache: Cache) -> bool:

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import FloatNode
@@ -239,9 +240,9 @@ def _dotlist_layer(items: list[str], source: str = "--set") -> tuple[str, DictCo
             raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
         try:
             OmegaConf.from_dotlist([item])
-        except Exception as err:  # yaml.YAMLError: the value is read as YAML
-            if isinstance(err, OmegaConfBaseException):
-                continue  # named below, with the merged items
+        except OmegaConfBaseException:
+            pass  # named below, with the merged items
+        except yaml.YAMLError as err:  # the value is read as YAML
             key, value = item.split("=", 1)
             raise ConfigError(f"{source} {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
                               f"quote it: {key}='{value}'") from None

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vqclip.models.facts import ClipFacts
-
 if TYPE_CHECKING:
     from vqclip.models.clip import Perceptor
 
@@ -19,12 +17,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TaskClip:
-    """A CLIP checked for a task: its config section (one model and its tag), the device it
-    runs on and what its config says of it."""
+    """A CLIP checked for a task: its config section (one model and its tag) and the device it
+    runs on."""
 
     section: Any
     device: str
-    facts: ClipFacts
 
     def load(self) -> tuple[Perceptor, dict[str, Any]]:
         """Load it (bundled, cached, or downloaded unless offline), with its provenance."""
@@ -54,7 +51,7 @@ def task_clip(*, model: str | None = None, pretrained: str | None = None, device
     facts = clip_facts(key, section.model, section.pretrained)
     resolve_device(cfg.device)
     check_clip_tag(facts)
-    return TaskClip(section, cfg.device, facts)
+    return TaskClip(section, cfg.device)
 
 
 def task_member(clip: Any) -> tuple[str, Any]:
