@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from vqclip.shapes.steered import SteeredNegatives
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 CLIP_DIR = "shapes_clip"
 VQGAN_DIR = "shapes_vqgan"
@@ -21,30 +23,6 @@ def _train(args: argparse.Namespace) -> dict:
     """Train the requested models, save them under args.out and return their metrics."""
     out = Path(args.out)
     metrics: dict = {}
-    if args.only in (None, "clip"):
-        from vqclip.shapes.evaluate import zero_shot_accuracy
-        from vqclip.shapes.train_clip import (
-            ClipTrainConfig,
-            load_clip,
-            log_progress,
-            normalize,
-            save_clip,
-            train_clip,
-        )
-
-        spoil = args.hard_negatives
-        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
-                              cut_fraction=spoil, blur_fraction=spoil,
-                              **({"lr": args.clip_lr} if args.clip_lr else {}))
-        begin = load_clip(args.clip_from)[0] if args.clip_from else None
-        start = time.perf_counter()
-        model = train_clip(cfg, start=begin, on_step=log_progress(args.log_every))
-        minutes = (time.perf_counter() - start) / 60
-        save_clip(model, out / CLIP_DIR)
-        model, tokenizer = load_clip(out / CLIP_DIR)  # measure what was saved (fp16)
-        acc = zero_shot_accuracy(model, tokenizer, normalize, n=args.n)
-        metrics["clip"] = {"config": asdict(cfg), "from": args.clip_from, "minutes": round(minutes, 1),
-                           **asdict(acc)}
     if args.only in (None, "vqgan"):
         from vqclip.shapes.evaluate import reconstruction_quality
         from vqclip.shapes.train_vqgan import (
@@ -63,7 +41,42 @@ def _train(args: argparse.Namespace) -> dict:
         model = load_shapes_vqgan(out / VQGAN_DIR)
         rec = reconstruction_quality(model, n=args.n)
         metrics["vqgan"] = {"config": asdict(cfg), "minutes": round(minutes, 1), **asdict(rec)}
+    if args.only in (None, "clip"):
+        from vqclip.shapes.evaluate import zero_shot_accuracy
+        from vqclip.shapes.train_clip import (
+            ClipTrainConfig,
+            load_clip,
+            log_progress,
+            normalize,
+            save_clip,
+            train_clip,
+        )
+        from vqclip.shapes.train_vqgan import load_shapes_vqgan
+
+        spoil = args.hard_negatives
+        cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
+                              cut_fraction=spoil, blur_fraction=spoil,
+                              steered=SteeredNegatives(per_step=args.steered,
+                                                       refresh_every=args.steer_every,
+                                                       steps=args.steer_steps),
+                              **({"lr": args.clip_lr} if args.clip_lr else {}))
+        begin = load_clip(args.clip_from)[0] if args.clip_from else None
+        # Steered negatives are drawn with the VQGAN trained above, or else the bundled one.
+        vqgan = load_shapes_vqgan(_vqgan_dir(out)) if args.steered else None
+        start = time.perf_counter()
+        model = train_clip(cfg, start=begin, vqgan=vqgan, on_step=log_progress(args.log_every))
+        minutes = (time.perf_counter() - start) / 60
+        save_clip(model, out / CLIP_DIR)
+        model, tokenizer = load_clip(out / CLIP_DIR)  # measure what was saved (fp16)
+        acc = zero_shot_accuracy(model, tokenizer, normalize, n=args.n)
+        metrics["clip"] = {"config": asdict(cfg), "from": args.clip_from, "minutes": round(minutes, 1),
+                           **asdict(acc)}
     return metrics
+
+
+def _vqgan_dir(out: Path) -> Path:
+    """The shapes VQGAN under `out` if there is one, else the bundled one."""
+    return out / VQGAN_DIR if (out / VQGAN_DIR / "config.json").is_file() else WEIGHTS_DIR / VQGAN_DIR
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
@@ -103,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
                        help="the share of one-shape images made a blob, and again cut off by "
                             "the frame, and again blurred (default 0: as the shipped CLIP)")
+    train.add_argument("--steered", type=int, default=0, metavar="N",
+                       help="images in each CLIP training batch drawn by steering the shapes "
+                            "VQGAN with the CLIP being trained, captioned as blobs, each beside "
+                            "a clean render of its prompt (default 0: as the shipped CLIP)")
+    train.add_argument("--steer-every", type=int, default=SteeredNegatives.refresh_every,
+                       metavar="K", help="training steps between two rounds of steering "
+                                         "(default %(default)s)")
+    train.add_argument("--steer-steps", type=int, default=SteeredNegatives.steps, metavar="S",
+                       help="steering steps of each round's images (default %(default)s)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

@@ -16,7 +16,17 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from vqclip.shapes.data import HardNegatives, ShapeBatch, make_batch
+from vqclip.models.vqgan import VQGAN
+from vqclip.shapes.data import BLOB, Claim, HardNegatives, ShapeBatch, article, make_batch
+from vqclip.shapes.evaluate import reconstruct
+from vqclip.shapes.steered import (
+    Steered,
+    SteeredNegatives,
+    blob_claim,
+    clean_twin,
+    steer_round,
+    twin_images,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,10 @@ class ClipTrainConfig:
     cut_fraction: float = 0.0
     blur_fraction: float = 0.0
     max_noise: float = 0.1
+    # With steered negatives: the share of the clean images seen through the VQGAN (encoded,
+    # snapped to its codebook, decoded), so its texture alone does not tell them apart.
+    reconstructed: float = 0.5
+    steered: SteeredNegatives = SteeredNegatives()
     seed: int = 0
 
 
@@ -119,32 +133,49 @@ def train_clip(
     *,
     model_cfg: dict | None = None,
     start: open_clip.CLIP | None = None,
+    vqgan: VQGAN | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> open_clip.CLIP:
     """Train the small CLIP contrastively on fresh shapes batches, from scratch or on from
-    `start` (a model of `model_cfg`, trained further in place); returns it in eval mode."""
+    `start` (a model of `model_cfg`, trained further in place); returns it in eval mode.
+    `cfg.steered` needs the `vqgan` to steer (steered.py)."""
+    if cfg.steered and vqgan is None:
+        raise ValueError("steered negatives need the shapes VQGAN to steer")
     model_cfg = model_cfg or clip_model_config()
     model = build_clip(model_cfg, cfg.seed) if start is None else start.float()
     tokenizer = open_clip.SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(cfg.seed)
     seeds = np.random.SeedSequence([cfg.seed, 1]).spawn(cfg.steps)
+    steering = np.random.default_rng([cfg.seed, 2])
+    pool: list[Steered] = []
+    if vqgan is not None:
+        vqgan.eval().requires_grad_(False)
     model.train()
     for step in range(cfg.steps):
         lr = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch: ShapeBatch = make_batch(cfg.batch_size, np.random.default_rng(seeds[step]),
+        if cfg.steered and step % cfg.steered.refresh_every == 0:
+            pool = (pool + steer_round(model, vqgan, cfg.steered, steering, gen, normalize)
+                    )[-cfg.steered.pool:]
+        rng = np.random.default_rng(seeds[step])
+        batch: ShapeBatch = make_batch(cfg.batch_size - 2 * cfg.steered.per_step, rng,
                                        multi_fraction=cfg.multi_fraction, augment=True,
                                        shape_pairs=cfg.shape_pairs,
                                        dark_fraction=cfg.dark_fraction,
                                        hard_negatives=HardNegatives(cfg.blob_fraction,
                                                                     cfg.cut_fraction,
                                                                     cfg.blur_fraction))
-        images = normalize(add_noise(batch.images, cfg.max_noise, gen))
+        if cfg.steered:
+            picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
+            seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
+        else:
+            seen = _Batch(batch.images, batch.captions, batch.positives())
+        images = normalize(add_noise(seen.images, cfg.max_noise, gen))
         img = model.encode_image(images, normalize=True)
-        txt = model.encode_text(tokenizer(batch.captions), normalize=True)
-        loss = multi_positive_loss(img, txt, batch.positives(), model.logit_scale.exp())
+        txt = model.encode_text(tokenizer(seen.captions), normalize=True)
+        loss = multi_positive_loss(img, txt, seen.positives, model.logit_scale.exp())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -154,6 +185,39 @@ def train_clip(
         if on_step is not None:
             on_step(step, float(loss.detach()))
     return model.eval()
+
+
+@dataclass
+class _Batch:
+    """What one training step sees: images, captions and which captions are true of which."""
+
+    images: torch.Tensor
+    captions: list[str]
+    positives: torch.Tensor
+
+
+def with_steered(batch: ShapeBatch, steered: list[Steered], rng: np.random.Generator,
+                 vqgan: VQGAN, reconstructed: float, gen: torch.Generator) -> _Batch:
+    """The batch with each steered image, captioned as a blob of its color, and a clean twin of
+    what it was steered toward, captioned as such; `reconstructed` of the clean images (twins
+    included) go through the VQGAN."""
+    twins = [clean_twin(item, rng) for item in steered]
+    clean = torch.cat([batch.images, twin_images(twins, batch.images.shape[-1])])
+    through = torch.rand(clean.shape[0], generator=gen) < reconstructed
+    if through.any():
+        clean[through] = reconstruct(vqgan, clean[through])
+    claims = (list(batch.claims)
+              + [Claim(count=1, shape=t.objects[0].shape, color=t.objects[0].color, dark=False)
+                 for t in twins]
+              + [Claim(count=1, shape=BLOB, color=item.color) for item in steered])
+    captions = (list(batch.captions)
+                + [f"{article(t.objects[0].color)} {t.objects[0].color} {t.objects[0].shape}"
+                   for t in twins]
+                + [f"{article(item.color)} {item.color} {BLOB}" for item in steered])
+    rows = [[c.matches(s) for c in claims] for s in list(batch.scenes) + twins]
+    rows += [[blob_claim(c, item.color) for c in claims] for item in steered]
+    images = torch.cat([clean, torch.stack([item.image for item in steered])])
+    return _Batch(images, captions, torch.tensor(rows))
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:

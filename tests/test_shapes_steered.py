@@ -1,0 +1,79 @@
+"""Steered negatives: images the CLIP in training steers the shapes VQGAN to, as blob captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqclip.shapes.data import BLOB, make_batch
+from vqclip.shapes.steered import Steered, SteeredNegatives, steer
+from vqclip.shapes.train_clip import ClipTrainConfig, load_clip, normalize, train_clip, with_steered
+from vqclip.shapes.train_vqgan import load_shapes_vqgan
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "vqclip" / "weights"
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple:
+    clip, tokenizer = load_clip(WEIGHTS / "shapes_clip")
+    vqgan = load_shapes_vqgan(WEIGHTS / "shapes_vqgan").requires_grad_(False)
+    return clip, tokenizer, vqgan
+
+
+def _similarity(clip, tokenizer, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    with torch.no_grad():
+        image = clip.encode_image(normalize(images), normalize=True)
+        text = clip.encode_text(tokenizer(prompts), normalize=True)
+    return (image * text).sum(-1)
+
+
+def test_steering_draws_toward_the_prompt_and_leaves_the_clip_alone(models: tuple) -> None:
+    clip, tokenizer, vqgan = models
+    prompts = ["a red circle", "a blue square"]
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    images = steer(clip, vqgan, prompts, SteeredNegatives(steps=15, views=2),
+                   torch.Generator().manual_seed(0), normalize)
+    assert images.shape == (2, 3, 64, 64)
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    black = ((vqgan.decode(vqgan.quantize_latent(vqgan.encode(torch.full_like(images, -1.0)))[0])
+              + 1) / 2).clamp(0, 1)
+    assert (_similarity(clip, tokenizer, images, prompts)
+            > _similarity(clip, tokenizer, black, prompts) + 0.05).all()
+    assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
+
+
+def test_a_steered_image_is_true_only_of_blob_captions_of_its_color(models: tuple) -> None:
+    _, _, vqgan = models
+    rng = np.random.default_rng(0)
+    batch = make_batch(8, rng)
+    steered = [Steered(torch.rand(3, 64, 64), "red", "star"),
+               Steered(torch.rand(3, 64, 64), "blue", "cross")]
+    seen = with_steered(batch, steered, rng, vqgan, 0.5, torch.Generator().manual_seed(0))
+    assert seen.images.shape == (12, 3, 64, 64)
+    assert seen.captions[8:] == ["a red star", "a blue cross", "a red blob", "a blue blob"]
+    assert torch.equal(seen.images[10], steered[0].image)
+    steered_rows = seen.positives[10:]
+    assert steered_rows[0].nonzero().flatten().tolist() == [10]
+    assert steered_rows[1].nonzero().flatten().tolist() == [11]
+    # The clean twin of "a red star" is one, and no other image is a blob.
+    assert seen.positives[8, 8] and not seen.positives[:10, 10:].any()
+    assert seen.positives.any(dim=0).all() and seen.positives.any(dim=1).all()
+    assert BLOB not in " ".join(seen.captions[:10])
+
+
+def test_training_on_steered_negatives(models: tuple) -> None:
+    clip, _, vqgan = models
+    start, _ = load_clip(WEIGHTS / "shapes_clip")
+    steered = SteeredNegatives(per_step=2, refresh_every=2, images=2, steps=2, views=1)
+    cfg = ClipTrainConfig(steps=3, batch_size=12, lr=3e-4, steered=steered)
+    with pytest.raises(ValueError, match="VQGAN"):
+        train_clip(cfg, start=start)
+    losses: list[float] = []
+    trained = train_clip(cfg, start=start, vqgan=vqgan, on_step=lambda _, loss: losses.append(loss))
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    changed = [not torch.equal(a, b.float()) for a, b in
+               zip(trained.state_dict().values(), clip.state_dict().values(), strict=True)]
+    assert any(changed)

@@ -1,0 +1,148 @@
+"""Negatives drawn by steering: what the shapes VQGAN makes when the CLIP in training steers it.
+
+A CLIP trained on clean renders alone rates some of the ragged blobs that generation falls into
+as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
+"a red star" from a black start (flip, shift and rotation, noise, a border prior: as the shapes
+preset does). The images it ends with are captioned "a red blob" and put beside a clean render
+of a red star captioned "a red star", so the caption learns to prefer the clean shape to what
+steering drew for it; as the CLIP changes, the next images find its new weak spots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from vqclip.models.vqgan import VQGAN
+from vqclip.shapes.data import (
+    BLOB,
+    COLORS,
+    PALETTE,
+    SHAPES,
+    Claim,
+    Scene,
+    ShapeObject,
+    article,
+    random_single_scene,
+    render_scene,
+    to_tensor,
+)
+
+BORDER_WEIGHT = 3.0  # the shapes preset's border prior
+BORDER_BAND = 4  # pixels of a 64-pixel image: 1/16 of the side, as the preset's
+
+
+@dataclass(frozen=True)
+class SteeredNegatives:
+    """How many steered images a training step sees, and how they are drawn."""
+
+    per_step: int = 0  # steered images (each with a clean twin) in every training batch; 0: none
+    refresh_every: int = 25  # training steps between two rounds of steering
+    images: int = 24  # images one round draws
+    steps: int = 50  # steering steps per round
+    lr: float = 0.2
+    views: int = 3  # augmented views of each image per steering step
+    pool: int = 128  # the newest images kept to draw batches from
+
+    def __bool__(self) -> bool:
+        return self.per_step > 0
+
+
+@dataclass(frozen=True)
+class Steered:
+    """One steered image and the prompt it was drawn for."""
+
+    image: torch.Tensor  # (3, H, W) in [0, 1]
+    color: str
+    shape: str
+
+
+def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """`count` views of each image: mirrored half the time, rotated up to 7.5 degrees, shifted up
+    to a quarter of the side (black past the edge), with Gaussian noise up to 0.1."""
+    batch = images.shape[0]
+    stacked = images.repeat(count, 1, 1, 1)
+    n = stacked.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(7.5)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * 0.25
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * mirror, -sin, shift[:, 0]], -1),
+                         torch.stack([sin * mirror, cos, shift[:, 1]], -1)], 1)
+    grid = F.affine_grid(theta, list(stacked.shape), align_corners=False)
+    moved = F.grid_sample(stacked, grid, padding_mode="zeros", align_corners=False)
+    sigma = torch.rand(n, 1, 1, 1, generator=gen) * 0.1
+    noisy = moved + sigma * torch.randn(moved.shape, generator=gen)
+    return noisy.clamp(0, 1).view(count, batch, *images.shape[1:]).flatten(0, 1)
+
+
+def _border(images: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean brightness of the band along the edges."""
+    inside = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    inside[BORDER_BAND:-BORDER_BAND, BORDER_BAND:-BORDER_BAND] = True
+    return images.masked_fill(inside, 0).flatten(1).sum(1) / (~inside).sum() / images.shape[1]
+
+
+def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
+          gen: torch.Generator, normalize) -> torch.Tensor:
+    """Draw one image per prompt by steering the VQGAN's latent from a black start toward the
+    CLIP's embedding of the prompt; returns (B, 3, H, W) in [0, 1]. The CLIP is not changed."""
+    size = clip.visual.image_size
+    side = size[0] if isinstance(size, tuple) else size
+    tokenizer = open_clip.SimpleTokenizer(context_length=clip.context_length)
+    with torch.no_grad():
+        text = clip.encode_text(tokenizer(prompts), normalize=True)
+        black = torch.full((len(prompts), 3, side, side), -1.0)
+        latent = vqgan.encode(black)
+    latent = (latent + 0.01 * torch.randn(latent.shape, generator=gen)).requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=cfg.lr)
+    for _ in range(cfg.steps):
+        images = ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
+        emb = clip.encode_image(normalize(_views(images, cfg.views, gen)), normalize=True)
+        similarity = (emb.view(cfg.views, len(prompts), -1) * text).sum(-1).mean(0)
+        loss = (1 - similarity).sum() + BORDER_WEIGHT * _border(images).sum()
+        (grad,) = torch.autograd.grad(loss, [latent])
+        opt.zero_grad(set_to_none=True)
+        latent.grad = grad
+        opt.step()
+    with torch.no_grad():
+        return ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
+
+
+def steer_round(clip: open_clip.CLIP, vqgan: VQGAN, cfg: SteeredNegatives,
+                rng: np.random.Generator, gen: torch.Generator, normalize) -> list[Steered]:
+    """One round: `cfg.images` random "a COLOR SHAPE" prompts, each drawn by `steer`."""
+    kinds = [(COLORS[rng.integers(len(COLORS))], SHAPES[rng.integers(len(SHAPES))])
+             for _ in range(cfg.images)]
+    prompts = [f"{article(color)} {color} {shape}" for color, shape in kinds]
+    images = steer(clip, vqgan, prompts, cfg, gen, normalize)
+    return [Steered(image, color, shape) for image, (color, shape) in zip(images, kinds, strict=True)]
+
+
+def blob_claim(claim: Claim, color: str) -> bool:
+    """Whether a caption's claim is true of an image steered toward `color`: only captions that
+    name a blob of that color (or of no color), and nothing of size, place or background."""
+    return (claim.shape == BLOB and claim.color in (None, color) and claim.count in (None, 1)
+            and claim.objects is None and claim.size is None and claim.position is None
+            and claim.background is None and claim.dark is not True)
+
+
+def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
+    """A clean render of what `item` was steered toward: the asked shape and color, whole, on
+    black, at a random size and place."""
+    scene = random_single_scene(rng)
+    obj = scene.objects[0]
+    margin = min(obj.radius + 0.02, 0.5)
+    cx, cy = rng.uniform(margin, 1 - margin, size=2)
+    twin = ShapeObject(item.shape, item.color, PALETTE[item.color], float(cx), float(cy), obj.radius)
+    return Scene("black", (twin,))
+
+
+def twin_images(scenes: list[Scene], size: int) -> torch.Tensor:
+    """Render the clean twins."""
+    return torch.stack([to_tensor(render_scene(s, size)) for s in scenes])
