@@ -34,14 +34,14 @@ def test_steering_draws_toward_the_prompt_and_leaves_the_clip_alone(models: tupl
     clip, tokenizer, vqgan = models
     prompts = ["a red circle", "a blue square"]
     before = {k: v.clone() for k, v in clip.state_dict().items()}
-    images = steer(clip, vqgan, prompts, SteeredNegatives(steps=15, views=2),
+    images = steer(clip, vqgan, prompts, SteeredNegatives(steps=30, views=2),
                    torch.Generator().manual_seed(0), normalize)
     assert images.shape == (2, 3, 64, 64)
     assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     black = ((vqgan.decode(vqgan.quantize_latent(vqgan.encode(torch.full_like(images, -1.0)))[0])
               + 1) / 2).clamp(0, 1)
     assert (_similarity(clip, tokenizer, images, prompts)
-            > _similarity(clip, tokenizer, black, prompts) + 0.05).all()
+            > _similarity(clip, tokenizer, black, prompts) + 0.1).all()
     assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
 
 

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steered", type=int, default=0, metavar="N",
                        help="images in each CLIP training batch drawn by steering the shapes "
                             "VQGAN with the CLIP being trained, captioned as blobs, each beside "
-                            "a clean render of its prompt (default 0: as the shipped CLIP)")
+                            "a clean render of its prompt (default 0: none)")
     train.add_argument("--steer-every", type=int, default=SteeredNegatives.refresh_every,
                        metavar="K", help="training steps between two rounds of steering "
                                          "(default %(default)s)")
