@@ -11,6 +11,7 @@ steering drew for it; as the CLIP changes, the next images find its new weak spo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from vqclip.shapes.data import (
     to_tensor,
 )
 
+Normalize = Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images to the CLIP's input
 BORDER_WEIGHT = 3.0  # the shapes preset's border prior
 BORDER_BAND = 4  # pixels of a 64-pixel image: 1/16 of the side, as the preset's
 
@@ -63,9 +65,9 @@ class Steered:
 
 
 def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
-    """`count` views of each image: mirrored half the time, rotated up to 7.5 degrees, shifted up
-    to a quarter of the side (black past the edge), with Gaussian noise up to 0.1."""
-    batch = images.shape[0]
+    """`count` views of each image, view-major ((count * B, 3, H, W)): mirrored half the time,
+    rotated up to 7.5 degrees, shifted up to a quarter of the side (black past the edge), with
+    Gaussian noise up to 0.1."""
     stacked = images.repeat(count, 1, 1, 1)
     n = stacked.shape[0]
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(7.5)
@@ -77,8 +79,7 @@ def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tens
     grid = F.affine_grid(theta, list(stacked.shape), align_corners=False)
     moved = F.grid_sample(stacked, grid, padding_mode="zeros", align_corners=False)
     sigma = torch.rand(n, 1, 1, 1, generator=gen) * 0.1
-    noisy = moved + sigma * torch.randn(moved.shape, generator=gen)
-    return noisy.clamp(0, 1).view(count, batch, *images.shape[1:]).flatten(0, 1)
+    return (moved + sigma * torch.randn(moved.shape, generator=gen)).clamp(0, 1)
 
 
 def _border(images: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ def _border(images: torch.Tensor) -> torch.Tensor:
 
 
 def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
-          gen: torch.Generator, normalize) -> torch.Tensor:
+          gen: torch.Generator, normalize: Normalize) -> torch.Tensor:
     """Draw one image per prompt by steering the VQGAN's latent from a black start toward the
     CLIP's embedding of the prompt; returns (B, 3, H, W) in [0, 1]. The CLIP is not changed."""
     size = clip.visual.image_size
@@ -115,7 +116,8 @@ def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNe
 
 
 def steer_round(clip: open_clip.CLIP, vqgan: VQGAN, cfg: SteeredNegatives,
-                rng: np.random.Generator, gen: torch.Generator, normalize) -> list[Steered]:
+                rng: np.random.Generator, gen: torch.Generator, normalize: Normalize
+                ) -> list[Steered]:
     """One round: `cfg.images` random "a COLOR SHAPE" prompts, each drawn by `steer`."""
     kinds = [(COLORS[rng.integers(len(COLORS))], SHAPES[rng.integers(len(SHAPES))])
              for _ in range(cfg.images)]
