@@ -77,3 +77,14 @@ def test_training_on_steered_negatives(models: tuple) -> None:
     changed = [not torch.equal(a, b.float()) for a, b in
                zip(trained.state_dict().values(), clip.state_dict().values(), strict=True)]
     assert any(changed)
+
+
+@pytest.mark.parametrize("option", [["--steer-every", "0"], ["--steered", "64"], ["--steer-steps", "x"]])
+def test_train_refuses_a_bad_steering_option_before_training(option: list[str], tmp_path, capsys) -> None:
+    from vqclip.shapes.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--only", "clip", "--steered", "4", *option, "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert option[0] in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

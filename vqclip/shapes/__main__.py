@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -101,6 +102,21 @@ def _evaluate(args: argparse.Namespace) -> dict:
             "clip_prefers_whole_sharp_single": prefers, "vqgan": asdict(rec)}
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, print its metrics as JSON on stdout."""
     parser = argparse.ArgumentParser(prog="python -m vqclip.shapes", description=__doc__)
@@ -116,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
                        help="the share of one-shape images made a blob, and again cut off by "
                             "the frame, and again blurred (default 0: as the shipped CLIP)")
-    train.add_argument("--steered", type=int, default=0, metavar="N",
+    train.add_argument("--steered", type=_at_least(0), default=0, metavar="N",
                        help="images in each CLIP training batch drawn by steering the shapes "
                             "VQGAN with the CLIP being trained, captioned as blobs, each beside "
                             "a clean render of its prompt (default 0: none)")
-    train.add_argument("--steer-every", type=int, default=SteeredNegatives.refresh_every,
+    train.add_argument("--steer-every", type=_at_least(1), default=SteeredNegatives.refresh_every,
                        metavar="K", help="training steps between two rounds of steering "
                                          "(default %(default)s)")
-    train.add_argument("--steer-steps", type=int, default=SteeredNegatives.steps, metavar="S",
+    train.add_argument("--steer-steps", type=_at_least(1), default=SteeredNegatives.steps, metavar="S",
                        help="steering steps of each round's images (default %(default)s)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
@@ -136,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in (train, evaluate):
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.command == "train" and args.steered:
+        from vqclip.shapes.train_clip import ClipTrainConfig
+
+        room = (ClipTrainConfig.batch_size - 1) // 2
+        if args.steered > room:
+            parser.error(f"--steered {args.steered}: a batch of {ClipTrainConfig.batch_size} holds "
+                         f"at most {room} steered images beside their clean twins")
     # open_clip logs its loading steps at INFO on the root logger: keep those quiet.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("vqclip").setLevel(logging.INFO)

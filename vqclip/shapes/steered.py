@@ -4,8 +4,8 @@ A CLIP trained on clean renders alone rates some of the ragged blobs that genera
 as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
 "a red star" from a black start (flip, shift and rotation, noise, a border prior: as the shapes
 preset does). The images it ends with are captioned "a red blob" and put beside a clean render
-of a red star captioned "a red star", so the caption learns to prefer the clean shape to what
-steering drew for it; as the CLIP changes, the next images find its new weak spots.
+of a red star captioned "a red star", so the caption is trained to prefer the clean shape to
+what steering drew for it; the next rounds are steered by the CLIP as it has changed since.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from vqclip.shapes.data import (
     render_scene,
     to_tensor,
 )
+from vqclip.steer.losses import LossContext, border
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images to the CLIP's input
 BORDER_WEIGHT = 3.0  # the shapes preset's border prior
-BORDER_BAND = 4  # pixels of a 64-pixel image: 1/16 of the side, as the preset's
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,9 @@ def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tens
     return (moved + sigma * torch.randn(moved.shape, generator=gen)).clamp(0, 1)
 
 
-def _border(images: torch.Tensor) -> torch.Tensor:
-    """Per image: the mean brightness of the band along the edges."""
-    inside = torch.zeros(images.shape[-2:], dtype=torch.bool)
-    inside[BORDER_BAND:-BORDER_BAND, BORDER_BAND:-BORDER_BAND] = True
-    return images.masked_fill(inside, 0).flatten(1).sum(1) / (~inside).sum() / images.shape[1]
+def _decoded(vqgan: VQGAN, latent: torch.Tensor) -> torch.Tensor:
+    """The latent snapped to the codebook and decoded, as [0, 1] images."""
+    return ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
 
 
 def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
@@ -103,16 +101,16 @@ def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNe
     latent = (latent + 0.01 * torch.randn(latent.shape, generator=gen)).requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=cfg.lr)
     for _ in range(cfg.steps):
-        images = ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
+        images = _decoded(vqgan, latent)
         emb = clip.encode_image(normalize(_views(images, cfg.views, gen)), normalize=True)
         similarity = (emb.view(cfg.views, len(prompts), -1) * text).sum(-1).mean(0)
-        loss = (1 - similarity).sum() + BORDER_WEIGHT * _border(images).sum()
-        (grad,) = torch.autograd.grad(loss, [latent])
-        opt.zero_grad(set_to_none=True)
-        latent.grad = grad
+        edges = border(LossContext(images, [latent], []))
+        loss = (1 - similarity).sum() + BORDER_WEIGHT * edges.sum()
+        # The gradient of the latent alone: the CLIP's own gradients stay untouched.
+        (latent.grad,) = torch.autograd.grad(loss, [latent])
         opt.step()
     with torch.no_grad():
-        return ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
+        return _decoded(vqgan, latent)
 
 
 def steer_round(clip: open_clip.CLIP, vqgan: VQGAN, cfg: SteeredNegatives,
