@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,8 +28,11 @@ from vqclip.shapes.data import (
     random_multi_scene,
     random_single_scene,
     render_mask,
+    render_scene,
+    softened,
     view_scene,
 )
+from vqclip.shapes.pixel_judge import judge
 
 
 def test_same_seed_same_batch() -> None:
@@ -142,6 +146,34 @@ def test_hard_negatives_are_untrue_of_the_plain_caption(make) -> None:
             assert caption.startswith("a blurry picture of ") and "picture of a picture" not in caption
         if make is blobbed:
             assert negative.objects[0].shape == BLOB and (BLOB in caption or "shape" in caption)
+
+
+@pytest.mark.parametrize("shape", ["square", "triangle", "star", "cross"])
+def test_a_softened_shape_is_a_blob_the_pixel_judge_no_longer_calls_that_shape(shape: str) -> None:
+    rng = np.random.default_rng(10)
+    for _ in range(15):
+        scene = random_single_scene(rng)
+        cx, cy = rng.uniform(0.4, 0.6, size=2)
+        obj = replace(scene.objects[0], shape=shape, radius=float(rng.uniform(0.17, 0.38)),
+                      cx=float(cx), cy=float(cy))
+        scene = replace(scene, objects=(obj,), background="black", second_background=None)
+        negative = softened(scene, rng)
+        assert negative.objects[0].shape == BLOB
+        assert not Claim(count=1, shape=shape, color=obj.color).matches(negative)
+        caption, claim = caption_scene(negative, rng)
+        assert claim.matches(negative), caption
+        assert (np.asarray(render_mask(negative)) > 127).sum() >= 50
+        assert judge(render_scene(scene), obj.color, shape).shape
+        assert not judge(render_scene(negative), obj.color, shape).shape
+
+
+def test_softening_leaves_circles_and_small_shapes_as_they_are() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        scene = random_single_scene(rng)
+        obj = scene.objects[0]
+        kept = obj.shape == "circle" or obj.size_word == "small"
+        assert (softened(scene, rng) == scene) == kept
 
 
 def test_without_hard_negatives_captions_are_as_the_shipped_clip_learned_them() -> None:

@@ -88,3 +88,16 @@ def test_train_refuses_a_bad_steering_option_before_training(option: list[str], 
     assert stop.value.code == 2
     assert option[0] in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [["--soft-negatives", "1.5"], ["--hard-negatives", "-0.1"],
+                                    ["--hard-negatives", "0.3", "--soft-negatives", "0.2"]])
+def test_train_refuses_bad_negative_fractions_before_training(option: list[str], tmp_path,
+                                                               capsys) -> None:
+    from vqclip.shapes.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--only", "clip", *option, "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert option[-2] in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -57,6 +57,7 @@ def _train(args: argparse.Namespace) -> dict:
         spoil = args.hard_negatives
         cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
                               cut_fraction=spoil, blur_fraction=spoil,
+                              soft_fraction=args.soft_negatives,
                               steered=SteeredNegatives(per_step=args.steered,
                                                        refresh_every=args.steer_every,
                                                        steps=args.steer_steps),
@@ -117,6 +118,17 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, print its metrics as JSON on stdout."""
     parser = argparse.ArgumentParser(prog="python -m vqclip.shapes", description=__doc__)
@@ -129,9 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--clip-from", help="train the CLIP on from this saved shapes CLIP folder "
                        "instead of from scratch")
     train.add_argument("--clip-lr", type=float, help="the CLIP's peak learning rate (default 1e-3)")
-    train.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
+    train.add_argument("--hard-negatives", type=_fraction, default=0.0, metavar="FRACTION",
                        help="the share of one-shape images made a blob, and again cut off by "
                             "the frame, and again blurred (default 0: as the shipped CLIP)")
+    train.add_argument("--soft-negatives", type=_fraction, default=0.0, metavar="FRACTION",
+                       help="the share of one-shape images whose shape is softened past where "
+                            "the pixel judge calls it that shape, captioned as a blob "
+                            "(default 0: none)")
     train.add_argument("--steered", type=_at_least(0), default=0, metavar="N",
                        help="images in each CLIP training batch drawn by steering the shapes "
                             "VQGAN with the CLIP being trained, captioned as blobs, each beside "
@@ -152,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     for p in (train, evaluate):
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.command == "train" and 3 * args.hard_negatives + args.soft_negatives > 1:
+        total = 3 * args.hard_negatives + args.soft_negatives
+        parser.error(f"--hard-negatives {args.hard_negatives} three times (blobs, cut off, "
+                     f"blurred) plus --soft-negatives {args.soft_negatives} is {total:g} of the "
+                     "one-shape images: at most 1")
     if args.command == "train" and args.steered:
         from vqclip.shapes.train_clip import ClipTrainConfig
 

@@ -41,6 +41,10 @@ BACKGROUND_WEIGHTS: dict[str, float] = {"black": 0.5, "dark gray": 0.2, "gray": 
 TWO_TONE_FRACTION = 0.2
 DARK_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
 BLUR_RANGE = (1.0, 3.0)  # Gaussian blur radii (pixels of a 64-pixel image) of blurry scenes
+# Softening blur radii per shape, as fractions of its radius (see `softened`).
+SOFTEN_RANGE: dict[str, tuple[float, float]] = {
+    "square": (0.4, 0.55), "triangle": (0.2, 0.35), "star": (0.12, 0.25), "cross": (0.3, 0.45),
+}
 
 SIZE_WORDS = ("small", "medium", "large")
 # Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
@@ -75,6 +79,11 @@ class ShapeObject:
     dark: bool = False
     # A blob's outline: radius factors (1 + sum a_k cos(k*angle + phase_k)) as (a_k, phase_k).
     wobble: tuple[tuple[float, float], ...] = ()
+    # A blob may instead trace this shape's outline, softened: blurred by a Gaussian of radius
+    # `soften` (a fraction of the side) and cut sharp again, which rounds its corners and
+    # fills its notches.
+    traced: str | None = None
+    soften: float = 0.0
 
     @property
     def whole(self) -> bool:
@@ -221,7 +230,7 @@ def _outline(obj: ShapeObject) -> list[tuple[float, float]]:
         r = obj.radius
         return [(obj.cx - r, obj.cy), (obj.cx + r, obj.cy), (obj.cx, obj.cy - r), (obj.cx, obj.cy + r)]
     if obj.shape == BLOB:
-        return _blob(obj)
+        return _polygon(obj.traced, obj.cx, obj.cy, obj.radius) if obj.traced else _blob(obj)
     return _polygon(obj.shape, obj.cx, obj.cy, obj.radius)
 
 
@@ -233,6 +242,15 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, px: int, fill: obj
         draw.ellipse(box, fill=fill)
     else:
         draw.polygon([(x * px, y * px) for x, y in _outline(obj)], fill=fill)
+
+
+def _draw_softened(img: Image.Image, obj: ShapeObject, px: int, fill: object) -> None:
+    """Draw a softened shape: its outline blurred by obj.soften, then thresholded at half."""
+    outline = Image.new("L", img.size, 0)
+    _draw_object(ImageDraw.Draw(outline), obj, px, 255)
+    cut = outline.filter(ImageFilter.GaussianBlur(obj.soften * px)).point(
+        lambda v: 255 if v >= 128 else 0)
+    img.paste(fill, (0, 0, *img.size), cut)
 
 
 def _draw(scene: Scene, size: int, supersample: int, mask: bool) -> Image.Image:
@@ -247,7 +265,10 @@ def _draw(scene: Scene, size: int, supersample: int, mask: bool) -> Image.Image:
         draw.polygon([(x * px, y * px) for x, y in scene.split],
                      fill=BACKGROUNDS[scene.second_background])
     for obj in scene.objects:
-        _draw_object(draw, obj, px, 255 if mask else obj.rgb)
+        if obj.soften:
+            _draw_softened(img, obj, px, 255 if mask else obj.rgb)
+        else:
+            _draw_object(draw, obj, px, 255 if mask else obj.rgb)
     if scene.blur and not mask:
         img = img.filter(ImageFilter.GaussianBlur(scene.blur * px))
     return img.resize((size, size), Image.Resampling.BOX) if supersample > 1 else img
@@ -433,6 +454,18 @@ def blobbed(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, objects=(replace(obj, shape=BLOB, wobble=wobble),))
 
 
+def softened(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The one-shape scene with its shape's outline softened by a random amount in SOFTEN_RANGE
+    (times its radius), rounded past where the pixel judge still calls it that shape: "a red
+    blob", not "a red square". Circles and small shapes are left as they are: softening leaves
+    a circle, and makes a small shape one."""
+    obj = scene.objects[0]
+    if obj.shape not in SOFTEN_RANGE or obj.size_word == "small":
+        return scene
+    soften = float(rng.uniform(*SOFTEN_RANGE[obj.shape])) * obj.radius
+    return replace(scene, objects=(replace(obj, shape=BLOB, traced=obj.shape, soften=soften),))
+
+
 @dataclass(frozen=True)
 class HardNegatives:
     """Fractions of one-shape scenes turned into hard negatives of their plain caption."""
@@ -440,12 +473,13 @@ class HardNegatives:
     blob: float = 0.0
     cut: float = 0.0
     blur: float = 0.0
+    soft: float = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.blob or self.cut or self.blur)
+        return bool(self.blob or self.cut or self.blur or self.soft)
 
     def apply(self, scene: Scene, rng: np.random.Generator) -> Scene:
-        """At most one of: a blob, cut off by the frame, blurred (by the fractions)."""
+        """At most one of: a blob, cut off by the frame, blurred, softened (by the fractions)."""
         pick = rng.random()
         if pick < self.blob:
             return blobbed(scene, rng)
@@ -453,6 +487,8 @@ class HardNegatives:
             return cut_off(scene, rng)
         if pick < self.blob + self.cut + self.blur:
             return blurred(scene, rng)
+        if pick < self.blob + self.cut + self.blur + self.soft:
+            return softened(scene, rng)
         return scene
 
 
@@ -553,8 +589,8 @@ def make_batch(
     shape_pairs: the fraction of one-shape scenes followed by a twin of another shape.
     dark_fraction: the fraction of one-shape scenes on plain black (a shape not white) whose
         shape is darkened.
-    hard_negatives: fractions of one-shape scenes made into a blob, cut off by the frame or
-        blurred (each untrue of the plain caption "a red square"); with any of them, captions
+    hard_negatives: fractions of one-shape scenes made into a blob, cut off by the frame,
+        blurred or softened (each untrue of the plain caption "a red square"); with any of them, captions
         also say when a crop cut a shape off ("part of a red square").
     """
     scenes: list[Scene] = []

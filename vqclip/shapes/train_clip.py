@@ -75,6 +75,7 @@ class ClipTrainConfig:
     blob_fraction: float = 0.0
     cut_fraction: float = 0.0
     blur_fraction: float = 0.0
+    soft_fraction: float = 0.0
     max_noise: float = 0.1
     # With steered negatives: the share of the clean images seen through the VQGAN (encoded,
     # snapped to its codebook, decoded), so its texture alone does not tell them apart.
@@ -166,7 +167,8 @@ def train_clip(
                                        dark_fraction=cfg.dark_fraction,
                                        hard_negatives=HardNegatives(cfg.blob_fraction,
                                                                     cfg.cut_fraction,
-                                                                    cfg.blur_fraction))
+                                                                    cfg.blur_fraction,
+                                                                    cfg.soft_fraction))
         if cfg.steered:
             picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
             seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
