@@ -414,7 +414,7 @@ def random_view(scene: Scene, rng: np.random.Generator, min_side: float = 0.5) -
 def darkened(scene: Scene, rng: np.random.Generator) -> Scene:
     """The scene with every shape darkened by one random factor in DARK_RANGE ("dark red").
 
-    Generation starts from black and brightens its shapes step by step. A CLIP that has seen
+    Generation starts from a dark canvas and brightens its shapes step by step. A CLIP that has seen
     dark shapes tells their hue, so its gradient points to the asked color from the first
     steps; and as "a red circle" is not true of a dark red one, it still asks for brightness.
     """

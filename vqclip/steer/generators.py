@@ -221,14 +221,17 @@ def gradient_noise(width: int, height: int, rng: torch.Generator) -> torch.Tenso
     return (ends[0] * (1 - ramp) + ends[1] * ramp).unsqueeze(0)
 
 
-SPOT_RADIUS, SPOT_EDGE, SPOT_GRAY = 0.2, 0.06, 40 / 255  # of the short side; brightness
+# Radius and soft edge as shares of the short side; the gray's brightness. The shapes VQGAN
+# decodes a gray of 40 with a green tint (47, 55, 50) that the shapes CLIP kept as green where
+# pink was asked; 20 decodes neutral (BENCHMARKS.md, "A spot start with the steered CLIP").
+SPOT_RADIUS, SPOT_EDGE, SPOT_GRAY = 0.2, 0.06, 20 / 255
 
 
 def centre_spot(width: int, height: int, rng: torch.Generator) -> torch.Tensor:
     """A (1, 3, H, W) black start with a dim gray disk in the centre (soft-edged), where a
     subject on a dark ground can grow as one object. The same for every seed (`rng` is not
-    drawn from). On the shapes world it gave one object more often and the asked color less
-    often (BENCHMARKS.md, "The shapes demo: one whole shape inside the frame")."""
+    drawn from). The shapes preset starts from it (BENCHMARKS.md, "A spot start with the
+    steered CLIP")."""
     device = rng.device
     ys = (torch.arange(height, device=device) - (height - 1) / 2).view(-1, 1)
     xs = (torch.arange(width, device=device) - (width - 1) / 2).view(1, -1)
