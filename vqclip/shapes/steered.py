@@ -3,9 +3,10 @@
 A CLIP trained on clean renders alone rates some of the ragged blobs that generation falls into
 as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
 "a red star" from a black start (flip, shift and rotation, noise, a border prior: as the shapes
-preset does, though the preset now starts from a dim gray spot on black). The images it ends with are captioned "a red blob" and put beside a clean render
-of a red star captioned "a red star", so the caption is trained to prefer the clean shape to
-what steering drew for it; the next rounds are steered by the CLIP as it has changed since.
+preset does, though the preset now starts from a dim gray spot on black). The images it ends
+with are captioned "a red blob" and put beside a clean render of a red star captioned "a red
+star", so the caption is trained to prefer the clean shape to what steering drew for it; the
+next rounds are steered by the CLIP as it has changed since.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ class ClipTrainConfig:
     blob_fraction: float = 0.0
     cut_fraction: float = 0.0
     blur_fraction: float = 0.0
+    # One-shape scenes whose shape is softened into a blob (data.softened); off by default too.
     soft_fraction: float = 0.0
     max_noise: float = 0.1
     # With steered negatives: the share of the clean images seen through the VQGAN (encoded,
