@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in (train, evaluate):
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.command == "train" and 3 * args.hard_negatives + args.soft_negatives > 1:
-        total = 3 * args.hard_negatives + args.soft_negatives
+    total = 3 * args.hard_negatives + args.soft_negatives if args.command == "train" else 0
+    if total > 1:
         parser.error(f"--hard-negatives {args.hard_negatives} three times (blobs, cut off, "
                      f"blurred) plus --soft-negatives {args.soft_negatives} is {total:g} of the "
                      "one-shape images: at most 1")

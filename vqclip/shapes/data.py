@@ -456,9 +456,10 @@ def blobbed(scene: Scene, rng: np.random.Generator) -> Scene:
 
 def softened(scene: Scene, rng: np.random.Generator) -> Scene:
     """The one-shape scene with its shape's outline softened by a random amount in SOFTEN_RANGE
-    (times its radius), rounded past where the pixel judge still calls it that shape: "a red
-    blob", not "a red square". Circles and small shapes are left as they are: softening leaves
-    a circle, and makes a small shape one."""
+    (times its radius), rounded past where the pixel judge still calls it that shape (as the
+    test checks for medium and large shapes on black): "a red blob", not "a red square".
+    Circles and small shapes are left as they are: softening leaves a circle, and makes a
+    small shape one."""
     obj = scene.objects[0]
     if obj.shape not in SOFTEN_RANGE or obj.size_word == "small":
         return scene
