@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from vqclip.shapes.data import BLOB, make_batch
-from vqclip.shapes.steered import Steered, SteeredNegatives, steer
+from vqclip.shapes.steered import STARTS, Steered, SteeredNegatives, start_images, steer
 from vqclip.shapes.train_clip import ClipTrainConfig, load_clip, normalize, train_clip, with_steered
 from vqclip.shapes.train_vqgan import load_shapes_vqgan
 
@@ -43,6 +44,20 @@ def test_steering_draws_toward_the_prompt_and_leaves_the_clip_alone(models: tupl
     assert (_similarity(clip, tokenizer, images, prompts)
             > _similarity(clip, tokenizer, black, prompts) + 0.1).all()
     assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
+
+
+def test_steering_can_start_from_the_presets_spot(models: tuple) -> None:
+    from vqclip.steer.generators import INIT_NOISE
+
+    clip, _, vqgan = models
+    spot = INIT_NOISE["spot"](64, 64, torch.Generator())
+    assert torch.equal(start_images("spot", 2, 64), spot.expand(2, -1, -1, -1))
+    standing = SteeredNegatives(steps=1, views=1, lr=0.0)  # Adam at lr 0: the start, decoded
+    drawn = {start: steer(clip, vqgan, ["a red circle"], replace(standing, start=start),
+                          torch.Generator().manual_seed(0), normalize)[0]
+             for start in STARTS}
+    centre = (slice(None), slice(28, 36), slice(28, 36))
+    assert float(drawn["spot"][centre].mean()) > float(drawn["black"][centre].mean()) + 0.03
 
 
 def test_a_steered_image_is_true_only_of_blob_captions_of_its_color(models: tuple) -> None:
@@ -79,7 +94,8 @@ def test_training_on_steered_negatives(models: tuple) -> None:
     assert any(changed)
 
 
-@pytest.mark.parametrize("option", [["--steer-every", "0"], ["--steered", "64"], ["--steer-steps", "x"]])
+@pytest.mark.parametrize("option", [["--steer-every", "0"], ["--steered", "64"], ["--steer-steps", "x"],
+                                    ["--steer-start", "white"]])
 def test_train_refuses_a_bad_steering_option_before_training(option: list[str], tmp_path, capsys) -> None:
     from vqclip.shapes.__main__ import main
 

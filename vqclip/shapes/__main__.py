@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from vqclip.shapes.steered import SteeredNegatives
+from vqclip.shapes.steered import STARTS, SteeredNegatives
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 CLIP_DIR = "shapes_clip"
@@ -60,7 +60,8 @@ def _train(args: argparse.Namespace) -> dict:
                               soft_fraction=args.soft_negatives,
                               steered=SteeredNegatives(per_step=args.steered,
                                                        refresh_every=args.steer_every,
-                                                       steps=args.steer_steps),
+                                                       steps=args.steer_steps,
+                                                       start=args.steer_start),
                               **({"lr": args.clip_lr} if args.clip_lr else {}))
         begin = load_clip(args.clip_from)[0] if args.clip_from else None
         # Steered negatives are drawn with the VQGAN trained above, or else the bundled one.
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "(default %(default)s)")
     train.add_argument("--steer-steps", type=_at_least(1), default=SteeredNegatives.steps, metavar="S",
                        help="steering steps of each round's images (default %(default)s)")
+    train.add_argument("--steer-start", choices=STARTS, default=SteeredNegatives.start,
+                       help="what steering starts from: black, or the shapes preset's dim gray "
+                            "spot (default %(default)s)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

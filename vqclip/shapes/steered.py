@@ -2,8 +2,8 @@
 
 A CLIP trained on clean renders alone rates some of the ragged blobs that generation falls into
 as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
-"a red star" from a black start (flip, shift and rotation, noise, a border prior: as the shapes
-preset does, though the preset now starts from a dim gray spot on black). The images it ends
+"a red star" from a black start, or from the dim gray spot the shapes preset starts from (flip,
+shift and rotation, noise, a border prior: as the preset does). The images it ends
 with are captioned "a red blob" and put beside a clean render of a red star captioned "a red
 star", so the caption is trained to prefer the clean shape to what steering drew for it; the
 next rounds are steered by the CLIP as it has changed since.
@@ -34,6 +34,7 @@ from vqclip.shapes.data import (
     render_scene,
     to_tensor,
 )
+from vqclip.steer.generators import centre_spot
 from vqclip.steer.losses import LossContext, border
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images to the CLIP's input
@@ -51,6 +52,7 @@ class SteeredNegatives:
     lr: float = 0.2
     views: int = 3  # augmented views of each image per steering step
     pool: int = 128  # the newest images kept to draw batches from
+    start: str = "black"  # what steering starts from: "black", or "spot" (the shapes preset's)
 
     def __bool__(self) -> bool:
         return self.per_step > 0
@@ -83,6 +85,17 @@ def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tens
     return (moved + sigma * torch.randn(moved.shape, generator=gen)).clamp(0, 1)
 
 
+STARTS = ("black", "spot")
+
+
+def start_images(start: str, count: int, side: int) -> torch.Tensor:
+    """`count` start images in [0, 1], (count, 3, side, side): black, or black with the shapes
+    preset's gray spot in the centre."""
+    if start == "spot":
+        return centre_spot(side, side, torch.Generator()).expand(count, -1, -1, -1)
+    return torch.zeros(count, 3, side, side)
+
+
 def _decoded(vqgan: VQGAN, latent: torch.Tensor) -> torch.Tensor:
     """The latent snapped to the codebook and decoded, as [0, 1] images."""
     return ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
@@ -90,15 +103,14 @@ def _decoded(vqgan: VQGAN, latent: torch.Tensor) -> torch.Tensor:
 
 def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
           gen: torch.Generator, normalize: Normalize) -> torch.Tensor:
-    """Draw one image per prompt by steering the VQGAN's latent from a black start toward the
+    """Draw one image per prompt by steering the VQGAN's latent from `cfg.start` toward the
     CLIP's embedding of the prompt; returns (B, 3, H, W) in [0, 1]. The CLIP is not changed."""
     size = clip.visual.image_size
     side = size[0] if isinstance(size, tuple) else size
     tokenizer = open_clip.SimpleTokenizer(context_length=clip.context_length)
     with torch.no_grad():
         text = clip.encode_text(tokenizer(prompts), normalize=True)
-        black = torch.full((len(prompts), 3, side, side), -1.0)
-        latent = vqgan.encode(black)
+        latent = vqgan.encode(start_images(cfg.start, len(prompts), side) * 2 - 1)
     latent = (latent + 0.01 * torch.randn(latent.shape, generator=gen)).requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=cfg.lr)
     for _ in range(cfg.steps):
