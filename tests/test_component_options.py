@@ -58,6 +58,28 @@ def test_the_schema_gathers_sections_from_the_components() -> None:
         {"at": 0.5}
 
 
+def test_a_schedule_named_above_a_preset_drops_the_presets_schedule_options(tmp_path) -> None:
+    """Another schedule asked for over the shapes preset's cosine runs without the preset's
+    floor; the cosine, asked for again or left as it is, keeps it."""
+    def schedule(*items: str, files: tuple = ()) -> dict:
+        cfg, _ = build_config(preset="shapes", config_files=files,
+                              flags={"prompt": "a red star"}, dotlist=list(items))
+        return OmegaConf.to_container(cfg)["lr_schedule"]
+
+    assert schedule() == {"name": "cosine", "options": {"floor": 0.3}}
+    assert schedule("lr_schedule.name=constant") == {"name": "constant", "options": {}}
+    assert schedule("lr_schedule.name=step", "lr_schedule.options.at=0.5") == \
+        {"name": "step", "options": {"at": 0.5}}
+    assert schedule("lr_schedule.name=cosine") == {"name": "cosine", "options": {"floor": 0.3}}
+    assert schedule("lr_schedule.options.floor=0.1") == {"name": "cosine", "options": {"floor": 0.1}}
+    step_file = tmp_path / "step.yaml"
+    step_file.write_text("lr_schedule: {name: step, options: {factor: 0.5}}\n")
+    assert schedule("lr_schedule.name=cosine", files=(step_file,)) == \
+        {"name": "cosine", "options": {"floor": 0.3}}
+    with pytest.raises(ConfigError, match="lr_schedule.options.floor"):
+        schedule("lr_schedule.name=step", "lr_schedule.options.floor=0.1")
+
+
 @pytest.mark.parametrize(("items", "message"), [
     (["pixel.scle=2"], "--set: key='pixel.scle': unknown name; did you mean 'pixel.scale'?"),
     (["augment.nosie=0.2"], "--set: key='augment.nosie': unknown name; did you mean 'augment.noise'"),

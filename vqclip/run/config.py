@@ -354,6 +354,7 @@ def build_config(
     if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
             order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
         merged.clip.pretrained = None
+    _drop_other_schedules_options(merged, own, provenance, core.lr_schedule.name)
     _check_resolves(merged, provenance)
     _check_values(merged, provenance)
     schema = config_schema()
@@ -367,6 +368,24 @@ def build_config(
     _spell_out_losses(merged, provenance)
     _check_components(merged, provenance)
     return merged, provenance
+
+
+def _drop_other_schedules_options(merged: DictConfig, layers: list[tuple[str, DictConfig]],
+                                  provenance: dict[str, str], default: str) -> None:
+    """Drop each `lr_schedule.options` key set in a layer under a schedule other than the one
+    the merged config names (a preset's cosine floor where the command line asks for `step`)."""
+    name = default  # the schedule in force at each layer, going up
+    in_force = {"defaults": name}
+    for source, layer in layers:
+        schedule = layer.get("lr_schedule") or {}
+        if "name" in schedule:
+            name = schedule["name"]
+        in_force[source] = name
+    for key in list(merged.lr_schedule.options):
+        full = f"lr_schedule.options.{key}"
+        if in_force.get(provenance.get(full, "defaults")) != merged.lr_schedule.name:
+            del merged.lr_schedule.options[key]
+            provenance.pop(full, None)
 
 
 def _merge_layers(merged: DictConfig, schema: DictConfig, layers: list[tuple[str, DictConfig]],
