@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: FIRST .. FIRST+SEEDS-1")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, help="steps of every run (default: the preset's)")
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[25, 50, 75],
                         help="steps (multiples of their greatest common divisor) judged before the last")
     parser.add_argument("--colors", nargs="+", default=list(COLORS))
@@ -108,6 +108,8 @@ def main() -> None:
         print_tables(lines, f"from {', '.join(args.tables)}")
         return
     torch.set_num_threads(args.threads)
+    if args.steps is None:
+        args.steps = build_config(preset="shapes", dotlist=args.sets)[0].steps
 
     checkpoints = sorted({*(s for s in args.checkpoints if 0 < s < args.steps), args.steps})
     every = math.gcd(*checkpoints[:-1]) if len(checkpoints) > 1 else args.steps
