@@ -80,6 +80,25 @@ def test_a_schedule_named_above_a_preset_drops_the_presets_schedule_options(tmp_
         schedule("lr_schedule.name=step", "lr_schedule.options.floor=0.1")
 
 
+def test_an_optimizer_named_above_a_config_file_drops_the_files_optimizer_options(tmp_path) -> None:
+    """A config file's sgd momentum goes with sgd: `-s optimizer.name=adam` over it runs adam
+    with its own defaults; sgd named again, in any case, keeps the momentum."""
+    sgd_file = tmp_path / "sgd.yaml"
+    sgd_file.write_text("optimizer: {name: sgd, options: {momentum: 0.9}}\n")
+
+    def optimizer(*items: str) -> dict:
+        cfg, _ = build_config(config_files=(sgd_file,), flags={"prompt": "a cat"}, dotlist=list(items))
+        return OmegaConf.to_container(cfg)["optimizer"]
+
+    assert optimizer() == {"name": "sgd", "options": {"momentum": 0.9}}
+    assert optimizer("optimizer.name=adam") == {"name": "adam", "options": {}}
+    assert optimizer("optimizer.name=adamw", "optimizer.options.weight_decay=0.1") == \
+        {"name": "adamw", "options": {"weight_decay": 0.1}}
+    assert optimizer("optimizer.name=SGD") == {"name": "SGD", "options": {"momentum": 0.9}}
+    with pytest.raises(ConfigError, match="optimizer.options.momentum"):
+        optimizer("optimizer.name=adam", "optimizer.options.momentum=0.5")
+
+
 @pytest.mark.parametrize(("items", "message"), [
     (["pixel.scle=2"], "--set: key='pixel.scle': unknown name; did you mean 'pixel.scale'?"),
     (["augment.nosie=0.2"], "--set: key='augment.nosie': unknown name; did you mean 'augment.noise'"),

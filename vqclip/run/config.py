@@ -354,7 +354,8 @@ def build_config(
     if str(merged.clip.model).startswith(SELF_CONTAINED_CLIP) and \
             order.index(provenance["clip.pretrained"]) < order.index(provenance["clip.model"]):
         merged.clip.pretrained = None
-    _drop_other_schedules_options(merged, own, provenance, core.lr_schedule.name)
+    for section in ("lr_schedule", "optimizer"):
+        _drop_options_of_other_names(merged, own, provenance, section, core[section].name)
     _check_resolves(merged, provenance)
     _check_values(merged, provenance)
     schema = config_schema()
@@ -370,21 +371,23 @@ def build_config(
     return merged, provenance
 
 
-def _drop_other_schedules_options(merged: DictConfig, layers: list[tuple[str, DictConfig]],
-                                  provenance: dict[str, str], default: str) -> None:
-    """Drop each `lr_schedule.options` key set in a layer under a schedule other than the one
-    the merged config names (a preset's cosine floor where the command line asks for `step`)."""
-    name = default  # the schedule in force at each layer, going up
+def _drop_options_of_other_names(merged: DictConfig, layers: list[tuple[str, DictConfig]],
+                                 provenance: dict[str, str], section: str, default: str) -> None:
+    """Drop each `SECTION.options` key (of `lr_schedule` or `optimizer`) set in a layer under a
+    name other than the one the merged config gives: a preset's cosine floor where the command
+    line asks for `step`, a config file's sgd momentum where it asks for `adam`."""
+    name = default  # the name in force at each layer, going up
     in_force = {"defaults": name}
     for source, layer in layers:
-        schedule = layer.get("lr_schedule") or {}
-        if "name" in schedule:
-            name = schedule["name"]
+        chosen = layer.get(section) or {}
+        if "name" in chosen:
+            name = chosen["name"]
         in_force[source] = name
-    for key in list(merged.lr_schedule.options):
-        full = f"lr_schedule.options.{key}"
-        if in_force.get(provenance.get(full, "defaults")) != merged.lr_schedule.name:
-            del merged.lr_schedule.options[key]
+    options = merged[section].options
+    for key in list(options):
+        full = f"{section}.options.{key}"
+        if str(in_force.get(provenance.get(full, "defaults"))).lower() != str(merged[section].name).lower():
+            del options[key]
             provenance.pop(full, None)
 
 
