@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from vqclip.shapes.data import COLORS, PALETTE, SHAPES, Scene, ShapeObject, draw_shape, render_scene
-from vqclip.shapes.pixel_judge import judge
+from vqclip.shapes.pixel_judge import judge, shape_of
 
 
 def test_drawn_single_shapes_of_every_kind_size_and_place_are_judged_right() -> None:
@@ -22,11 +23,34 @@ def test_drawn_single_shapes_of_every_kind_size_and_place_are_judged_right() -> 
     assert len(wrong) <= 6, wrong  # 98 %
 
 
-@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "star"])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_each_shape_is_told_from_the_others(shape) -> None:
     image = draw_shape(shape, "red", radius=0.3)
     assert judge(image, "red", shape).shape
     assert not any(judge(image, "red", other).shape for other in SHAPES if other != shape)
+
+
+def test_a_bar_a_four_pointed_star_and_a_notched_blob_are_none_of_the_shapes_they_resemble() -> None:
+    """Fill and solidity alone once called these a square, a star and a cross."""
+    bar = np.zeros((64, 64), dtype=bool)
+    bar[20:44, 24:36] = True
+    assert shape_of(bar) != "square"
+
+    angles = np.radians(np.arange(8) * 45.0 - 90)
+    radii = np.where(np.arange(8) % 2 == 0, 18.0, 6.0)
+    four_points = [(32 + r * np.cos(a), 32 + r * np.sin(a)) for r, a in zip(radii, angles, strict=True)]
+    assert shape_of(_polygon_region(four_points)) not in ("star", "cross")
+
+    notched = np.zeros((64, 64), dtype=bool)
+    notched[18:46, 18:46] = True
+    notched[28:38, 32:46] = False
+    assert shape_of(notched) != "cross"
+
+
+def _polygon_region(points: list[tuple[float, float]]) -> np.ndarray:
+    canvas = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(canvas).polygon(points, fill=255)
+    return np.asarray(canvas) >= 128
 
 
 def test_wrong_color_two_objects_and_a_cut_shape_fail_their_criteria() -> None:

@@ -9,13 +9,16 @@ import open_clip
 import pytest
 import torch
 
+from vqclip.images import pil_to_tensor, tensor_to_pil
 from vqclip.models.vqgan import load_vqgan
+from vqclip.shapes.data import COLORS, SHAPES, draw_shape
 from vqclip.shapes.evaluate import (
     preference_accuracy,
     reconstruct,
     reconstruction_quality,
     zero_shot_accuracy,
 )
+from vqclip.shapes.pixel_judge import judge
 from vqclip.shapes.train_clip import CLIP_MEAN, CLIP_STD
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "vqclip" / "weights"
@@ -118,6 +121,20 @@ def test_vqgan_reconstructs_held_out_images(vqgan: torch.nn.Module) -> None:
     result = reconstruction_quality(vqgan, n=64, seed=HELD_OUT_SEED)
     assert result.psnr >= PSNR_FLOOR, result
     assert result.color_error <= COLOR_ERROR_CEILING, result
+
+
+@torch.no_grad()
+def test_vqgan_redraws_clean_shapes_as_shapes_the_pixel_judge_still_names(vqgan: torch.nn.Module) -> None:
+    """The judge's MATCH_FLOOR and outlines hold for what the VQGAN can draw: every shape of every
+    color, at a size it carries (radius 0.25), is still judged that shape after a round trip."""
+    wrong = []
+    for shape in SHAPES:
+        for color in COLORS:
+            clean = draw_shape(shape, color, radius=0.25, center=(0.45, 0.55))
+            redrawn = tensor_to_pil(reconstruct(vqgan, pil_to_tensor(clean))[0])
+            if not judge(redrawn, color, shape).right:
+                wrong.append(f"{color} {shape}")
+    assert not wrong, wrong
 
 
 def test_vqgan_decodes_a_black_canvas_cleanly(vqgan: torch.nn.Module) -> None:

@@ -43,7 +43,7 @@ DARK_RANGE = (0.15, 0.6)  # brightness factors of dark shapes (see `darkened`)
 BLUR_RANGE = (1.0, 3.0)  # Gaussian blur radii (pixels of a 64-pixel image) of blurry scenes
 # Softening blur radii per shape, as fractions of its radius (see `softened`).
 SOFTEN_RANGE: dict[str, tuple[float, float]] = {
-    "square": (0.4, 0.55), "triangle": (0.2, 0.35), "star": (0.12, 0.25), "cross": (0.3, 0.45),
+    "square": (0.4, 0.55), "triangle": (0.3, 0.45), "star": (0.15, 0.3), "cross": (0.3, 0.45),
 }
 
 SIZE_WORDS = ("small", "medium", "large")

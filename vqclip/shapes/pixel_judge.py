@@ -2,19 +2,20 @@
 
 Used by the quality tests and benchmarks: the dominant color of the bright pixels, how round
 the largest region of the asked color is (its overlap with a disk versus a square of the same
-area), which shape its geometry says it is, how many objects the image holds and whether the
-object lies inside the frame. Shapes are drawn upright (data.py), so the box around a region
-is the shape's own box.
+area), which shape's clean outline it overlaps most when fitted to its box, how many objects
+the image holds and whether the object lies inside the frame. Shapes are drawn upright
+(data.py), so the box around a region is the shape's own box.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image
 
-from vqclip.shapes.data import PALETTE
+from vqclip.shapes.data import PALETTE, SHAPES, Scene, ShapeObject, render_mask
 
 BRIGHT = 60  # a pixel whose brightest channel is below this counts as background
 
@@ -103,53 +104,67 @@ def roundness(region: np.ndarray) -> float:
 MIN_OBJECT_PIXELS = 20  # bright specks smaller than this are noise, not objects
 
 
-def _hull_area(points: np.ndarray) -> float:
-    """Area of the convex hull of (N, 2) points (monotone chain, then the shoelace formula)."""
-    pts = sorted(set(map(tuple, points.tolist())))
-    if len(pts) < 3:
-        return 0.0
-
-    def half(sequence: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        chain: list[tuple[float, float]] = []
-        for p in sequence:
-            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
-                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
-                chain.pop()
-            chain.append(p)
-        return chain
-
-    hull = np.array(half(pts)[:-1] + half(pts[::-1])[:-1])
-    x, y = hull[:, 0], hull[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+# How far an outline is moved while it is fitted to a region: its size (times the size that gives
+# it the region's box area) and its centre (pixels each way).
+FIT_SCALES = (0.9, 1.0, 1.1)
+FIT_SHIFTS = (-1.0, 0.0, 1.0)
+# The least overlap a region needs with its best-fitting outline to be that shape: below the
+# least (0.73) of the shapes VQGAN's reconstructions of clean shapes of radius 0.18 and above
+# (benchmarks/vqgan_ceiling.py --features).
+MATCH_FLOOR = 0.7
 
 
-def shape_features(region: np.ndarray) -> tuple[float, float]:
-    """(fill, solidity) of a region: its share of its bounding box and of its convex hull.
+@cache
+def _outline_box(shape: str) -> tuple[float, float, float, float]:
+    """A shape's box as drawn at radius 1: width, height and its centre's offset from the shape's."""
+    side, radius = 1000, 0.4
+    drawn = np.asarray(render_mask(_alone(shape, 0.5, 0.5, radius), size=side)) >= 128
+    width, height, box_x, box_y = _box(drawn)
+    scale = radius * side
+    return width / scale, height / scale, (box_x - side / 2) / scale, (box_y - side / 2) / scale
 
-    Pixels count as unit squares (their four corners go into the hull), so a solid square
-    has both near 1: a circle fills about pi/4 of its box, a triangle half; a star and a
-    cross fill much less of their hull than convex shapes do.
-    """
+
+def _box(region: np.ndarray) -> tuple[int, int, float, float]:
+    """Width, height and centre (x, y) of a non-empty region's box, pixels as unit squares."""
     ys, xs = np.nonzero(region)
-    if len(xs) == 0:
-        return 0.0, 0.0
-    area = float(len(xs))
-    box = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1))
-    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
-    return area / box, area / max(_hull_area(corners), area)
+    return (int(xs.max() + 1 - xs.min()), int(ys.max() + 1 - ys.min()),
+            (xs.max() + 1 + xs.min()) / 2, (ys.max() + 1 + ys.min()) / 2)
+
+
+def _alone(shape: str, cx: float, cy: float, radius: float) -> Scene:
+    return Scene("black", (ShapeObject(shape, "white", PALETTE["white"], cx, cy, radius),))
+
+
+def shape_match(region: np.ndarray, shape: str) -> float:
+    """How well a region is `shape`: its IoU with the shape's clean outline, drawn upright as
+    data.py draws it, at the proportions it is drawn with, fitted to the region's box (the best
+    of a few sizes around the one whose box has the region's box area, and of shifts of a pixel).
+    0 for an empty region. The region is a square image's."""
+    if not region.any():
+        return 0.0
+    width, height, off_x, off_y = _outline_box(shape)
+    box_w, box_h, box_x, box_y = _box(region)
+    side = region.shape[1]
+    best = 0.0
+    for scale in FIT_SCALES:
+        radius = scale * float(np.sqrt(box_w * box_h / (width * height)))
+        for dx in FIT_SHIFTS:
+            for dy in FIT_SHIFTS:
+                scene = _alone(shape, (box_x - off_x * radius + dx) / side,
+                               (box_y - off_y * radius + dy) / side, radius / side)
+                outline = np.asarray(render_mask(scene, size=side)) >= 128
+                best = max(best, float((region & outline).sum() / (region | outline).sum()))
+    return best
 
 
 def shape_of(region: np.ndarray) -> str | None:
-    """The shape a region's geometry says it is: circle, square, triangle, star or cross."""
-    fill, solidity = shape_features(region)
-    if fill == 0:
+    """The shape whose fitted outline a region overlaps most (shape_match), if by MATCH_FLOOR or
+    more; None for an empty region or a ragged one that no outline fits."""
+    if not region.any():
         return None
-    # Thresholds halfway between the ranges drawn shapes of every size fall in (the test checks them).
-    if solidity < 0.84:
-        return "star" if fill < 0.51 else "cross"
-    if fill > 0.9:
-        return "square"
-    return "circle" if fill > 0.65 else "triangle"
+    matches = {shape: shape_match(region, shape) for shape in SHAPES}
+    best = max(matches, key=matches.__getitem__)
+    return best if matches[best] >= MATCH_FLOOR else None
 
 
 @dataclass(frozen=True)
