@@ -5,12 +5,11 @@ shapes preset's VQGAN (encode, snap to the codebook, decode), and the pixel judg
 the reconstruction is still "a COLOR SHAPE". A shape the VQGAN cannot reconstruct is one no
 prompt can steer it to; one it can is within reach of a latent, whatever the steering finds.
 
-`--features` prints, instead, where the shapes fall on the judge's two features (the largest
-region's fill of its box and its solidity) and on three that could tell a star from a cross:
-the region's overlap (IoU) with its up-down and with its left-right mirror in its box, and the
-share of it in the four corner ninths of its box. Each cell is the range over the colors, for
-the clean renders, their reconstructions and, with `--runs`, the final images of
-`quality_bench.py --out RUNS` whose prompt asks for the shape.
+`--features` prints, instead, how well the largest region of the asked color matches each
+shape's outline (the judge's `shape_match`: its IoU with the clean outline fitted to its box).
+Each cell is the range over the colors, for clean renders (centred, and at a random place),
+their reconstructions and, with `--runs`, the final images of `quality_bench.py --out RUNS`
+whose prompt asks for the shape.
 
     python benchmarks/vqgan_ceiling.py --radii 0.2 0.25 0.3
     python benchmarks/vqgan_ceiling.py --features --shapes star cross --radii 0.15 0.2 0.3 --runs RUNS
@@ -29,9 +28,7 @@ from vqclip.images import pil_to_tensor, tensor_to_pil
 from vqclip.models.held import Models
 from vqclip.run.config import build_config
 from vqclip.shapes.data import COLORS, SHAPES, draw_shape
-from vqclip.shapes.pixel_judge import color_mask, judge, largest_region, shape_features
-
-FEATURES = ("fill", "solidity", "up-down", "left-right", "corners")
+from vqclip.shapes.pixel_judge import color_mask, judge, largest_region, shape_match
 
 
 def reconstruct(vqgan, image: Image.Image) -> Image.Image:
@@ -42,31 +39,16 @@ def reconstruct(vqgan, image: Image.Image) -> Image.Image:
 
 
 def features(image: Image.Image, color: str) -> tuple[float, ...]:
-    """FEATURES of the largest region of `color` (zeros when there is none)."""
+    """How well the largest region of `color` matches each of SHAPES (zeros when there is none)."""
     region = largest_region(color_mask(image, color))
-    ys, xs = np.nonzero(region)
-    if len(xs) == 0:
-        return (0.0,) * len(FEATURES)
-    box = region[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    third_y, third_x = box.shape[0] // 3, box.shape[1] // 3
-    corners = np.zeros_like(box)
-    if third_y and third_x:
-        for rows in (slice(None, third_y), slice(-third_y, None)):
-            for cols in (slice(None, third_x), slice(-third_x, None)):
-                corners[rows, cols] = True
-
-    def mirror_iou(mirrored: np.ndarray) -> float:
-        return float((box & mirrored).sum() / (box | mirrored).sum())
-
-    return (*shape_features(region), mirror_iou(box[::-1]), mirror_iou(box[:, ::-1]),
-            float((box & corners).sum() / box.sum()))
+    return tuple(shape_match(region, shape) for shape in SHAPES)
 
 
 def feature_row(label: str, judged: list[tuple[Image.Image, str, str]]) -> str:
     """A table row: how many of (image, color, shape) the judge calls right, each feature's range."""
     values = np.array([features(image, color) for image, color, _ in judged])
     right = sum(judge(image, color, shape).right for image, color, shape in judged)
-    ranges = " | ".join(f"{values[:, i].min():.2f}–{values[:, i].max():.2f}" for i in range(len(FEATURES)))
+    ranges = " | ".join(f"{values[:, i].min():.2f}–{values[:, i].max():.2f}" for i in range(len(SHAPES)))
     return f"| {label} | {right}/{len(judged)} | {ranges} |"
 
 
@@ -85,7 +67,7 @@ def main() -> None:
     parser.add_argument("--radii", type=float, nargs="+", default=[0.2, 0.25, 0.3])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument("--features", action="store_true",
-                        help="print the shapes' feature ranges instead of the counts")
+                        help="print each shape's match with every outline instead of the counts")
     parser.add_argument("--runs", type=Path, help="with --features: also the drawn images of "
                                                   "quality_bench.py --out RUNS")
     parser.add_argument("--threads", type=int, default=2)
@@ -96,13 +78,16 @@ def main() -> None:
     vqgan, _ = Models().vqgan(cfg.vqgan, torch.device("cpu"))
     size = int(cfg.size[0])
     if args.features:
-        print(f"feature ranges over the {len(COLORS)} colors (shapes preset's VQGAN, {size}x{size})")
-        print("| shape, images | judged right | " + " | ".join(FEATURES) + " |")
-        print("|---" * (len(FEATURES) + 2) + "|")
+        print(f"match with each shape's outline, ranges over {len(COLORS)} colors, each centred "
+              f"and at a random place (shapes preset's VQGAN, {size}x{size})")
+        print("| shape, images | judged right | " + " | ".join(SHAPES) + " |")
+        print("|---" * (len(SHAPES) + 2) + "|")
+        rng = np.random.default_rng(0)
         for shape in args.shapes:
             for radius in args.radii:
-                clean = [(draw_shape(shape, color, size=size, radius=radius), color, shape)
-                         for color in COLORS]
+                clean = [(draw_shape(shape, color, size=size, radius=radius, center=place), color, shape)
+                         for color in COLORS
+                         for place in ((0.5, 0.5), tuple(rng.uniform(radius + 0.04, 0.96 - radius, 2)))]
                 print(feature_row(f"{shape}, clean, radius {radius:g}", clean))
                 rebuilt = [(reconstruct(vqgan, image), color, shape) for image, color, shape in clean]
                 print(feature_row(f"{shape}, reconstructed, radius {radius:g}", rebuilt))

@@ -109,7 +109,7 @@ MIN_OBJECT_PIXELS = 20  # bright specks smaller than this are noise, not objects
 FIT_SCALES = (0.9, 1.0, 1.1)
 FIT_SHIFTS = (-1.0, 0.0, 1.0)
 # The least overlap a region needs with its best-fitting outline to be that shape: below the
-# least (0.73) of the shapes VQGAN's reconstructions of clean shapes of radius 0.18 and above
+# least (0.72) of the shapes VQGAN's reconstructions of clean shapes of radius 0.18 and above
 # (benchmarks/vqgan_ceiling.py --features).
 MATCH_FLOOR = 0.7
 
