@@ -10,6 +10,7 @@ seconds an image takes to reach it, so the rows together are the "time to right"
     python benchmarks/quality_bench.py --seeds 2 --set cutn=8         # one setting changed
     python benchmarks/quality_bench.py --seeds 1 --first-seed 1 --verdicts s1.jsonl   # one seed
     python benchmarks/quality_bench.py --tables s0.jsonl s1.jsonl     # seeds run side by side
+    python benchmarks/quality_bench.py --tables s0.jsonl --judge-again RUNS   # today's judge on them
 """
 
 from __future__ import annotations
@@ -60,6 +61,29 @@ def image_at(run_dir: Path, step: int, steps: int) -> Image.Image:
     return Image.open(run_dir / "final.png" if step == steps else run_dir / "frames" / f"{step:06d}.png")
 
 
+def judged_again(lines: list[dict], runs: list[Path]) -> list[dict]:
+    """`lines` with each verdict made again, by today's judge, on the image it was made on: the
+    frames and final images kept in the run folders under `runs` (quality_bench.py --out)."""
+    folders = {}
+    for final in (final for root in runs for final in root.glob("*/*/final.png")):
+        _, seed, slug = final.parent.name.split("-", 2)
+        folders[(int(seed), slug)] = final.parent
+    last = {}
+    for line in lines:
+        key = (line["seed"], line["prompt"])
+        last[key] = max(last.get(key, 0), line["step"])
+    again = []
+    for line in lines:
+        run_dir = folders.get((line["seed"], line["prompt"].replace(" ", "-")))
+        if run_dir is None:
+            raise SystemExit(f"no run folder of seed {line['seed']} for {line['prompt']!r} under "
+                             f"{', '.join(map(str, runs))}")
+        color, shape = line["prompt"].split()[-2:]
+        verdict = judge(image_at(run_dir, line["step"], last[(line["seed"], line["prompt"])]), color, shape)
+        again.append({**line, **{key: bool(value) for key, value in asdict(verdict).items()}})
+    return again
+
+
 def rates(lines: list[dict]) -> str:
     """The share of `lines` (verdicts) passing each criterion, as table cells."""
     return " | ".join(f"{sum(line[name] for line in lines) / len(lines):.0%}" for name in CRITERIA)
@@ -100,12 +124,20 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", metavar="VERDICTS",
                         help="run nothing: print the tables of --verdicts files written before "
                              "(e.g. one per seed, run side by side)")
+    parser.add_argument("--judge-again", nargs="+", type=Path, metavar="RUNS",
+                        help="with --tables: judge the images again, from the run folders these "
+                             "runs kept (--out RUNS)")
     args = parser.parse_args()
+    if args.judge_again and not args.tables:
+        parser.error("--judge-again judges the verdicts of --tables again; give both")
     if args.tables:
         lines = [json.loads(line) for path in args.tables for line in Path(path).read_text().splitlines()]
+        if args.judge_again:
+            lines = judged_again(lines, args.judge_again)
         for line in lines:
             line["right"] = all(line[name] for name in CRITERIA[:-1])
-        print_tables(lines, f"from {', '.join(args.tables)}")
+        judged = f", judged again on {', '.join(map(str, args.judge_again))}" if args.judge_again else ""
+        print_tables(lines, f"from {', '.join(args.tables)}{judged}")
         return
     torch.set_num_threads(args.threads)
     if args.steps is None:
