@@ -4,7 +4,9 @@ Every prompt "a COLOR SHAPE" of the grid (colors x shapes x seeds) runs once wit
 few steps; the frames at the checkpoint steps and the final image are judged by
 vqclip.shapes.pixel_judge (color, shape, exactly one object, inside the frame), which never
 asks the CLIP that steers. Each row is a step count with the pass rates there and the mean
-seconds an image takes to reach it, so the rows together are the "time to right" curve.
+seconds an image takes to reach it, so the rows together are the "time to right" curve. The
+table by shape adds the mean and the highest outline match (pixel_judge.outline_match: the
+judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
 
     python benchmarks/quality_bench.py --seeds 2                      # the preset as it is
     python benchmarks/quality_bench.py --seeds 2 --set cutn=8         # one setting changed
@@ -33,7 +35,7 @@ from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
 from vqclip.shapes.data import COLORS, SHAPES, article
-from vqclip.shapes.pixel_judge import judge
+from vqclip.shapes.pixel_judge import judge, outline_match
 
 CRITERIA = ("color", "shape", "single", "inside", "right")
 
@@ -61,6 +63,13 @@ def image_at(run_dir: Path, step: int, steps: int) -> Image.Image:
     return Image.open(run_dir / "final.png" if step == steps else run_dir / "frames" / f"{step:06d}.png")
 
 
+def verdict_of(image: Image.Image, color: str, shape: str) -> dict:
+    """The judge's verdict on one image as a verdicts-file entry, with its outline match."""
+    verdict = judge(image, color, shape)
+    return {**{key: bool(value) for key, value in asdict(verdict).items()}, "right": verdict.right,
+            "outline": round(outline_match(image, color, shape), 3)}
+
+
 def judged_again(lines: list[dict], runs: list[Path]) -> list[dict]:
     """`lines` with each verdict made again, by today's judge, on the image it was made on: the
     frames and final images kept in the run folders under `runs` (quality_bench.py --out)."""
@@ -79,8 +88,8 @@ def judged_again(lines: list[dict], runs: list[Path]) -> list[dict]:
             raise SystemExit(f"no run folder of seed {line['seed']} for {line['prompt']!r} under "
                              f"{', '.join(map(str, runs))}")
         color, shape = line["prompt"].split()[-2:]
-        verdict = judge(image_at(run_dir, line["step"], last[(line["seed"], line["prompt"])]), color, shape)
-        again.append({**line, **{key: bool(value) for key, value in asdict(verdict).items()}})
+        image = image_at(run_dir, line["step"], last[(line["seed"], line["prompt"])])
+        again.append({**line, **verdict_of(image, color, shape)})
     return again
 
 
@@ -101,11 +110,18 @@ def print_tables(lines: list[dict], header: str) -> None:
         at = [line for line in lines if line["step"] == step]
         print(f"| {step} | {per_image * step / steps[-1]:.1f} | {rates(at)} |")
     print(f"\nstep {steps[-1]}, by shape:\n")
-    print("| shape | images | " + " | ".join(CRITERIA) + " |")
-    print("|---" * (len(CRITERIA) + 2) + "|")
+    # Verdicts files written before the outline match was recorded lack it (--judge-again adds it).
+    matched = all("outline" in line for line in last)
+    columns = [*CRITERIA, "outline match, mean (highest)"] if matched else list(CRITERIA)
+    print("| shape | images | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
     for shape in dict.fromkeys(line["prompt"].split()[-1] for line in last):
         of_shape = [line for line in last if line["prompt"].split()[-1] == shape]
-        print(f"| {shape} | {len(of_shape)} | {rates(of_shape)} |")
+        match = ""
+        if matched:
+            outline = [line["outline"] for line in of_shape]
+            match = f" {sum(outline) / len(outline):.2f} ({max(outline):.2f}) |"
+        print(f"| {shape} | {len(of_shape)} | {rates(of_shape)} |{match}")
 
 
 def main() -> None:
@@ -153,10 +169,8 @@ def main() -> None:
                     prompt = f"{article(color)} {color} {shape}"
                     run_dir, took = run_one(prompt, seed, args.steps, every, args.sets, out)
                     for step in checkpoints:
-                        verdict = judge(image_at(run_dir, step, args.steps), color, shape)
-                        lines.append({"seed": seed, "prompt": prompt, "step": step,
-                                      "seconds": round(took, 2), "right": bool(verdict.right),
-                                      **{key: bool(value) for key, value in asdict(verdict).items()}})
+                        lines.append({"seed": seed, "prompt": prompt, "step": step, "seconds": round(took, 2),
+                                      **verdict_of(image_at(run_dir, step, args.steps), color, shape)})
     if args.verdicts:
         Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
     print_tables(lines, f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1} x "

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from vqclip.shapes.data import COLORS, PALETTE, SHAPES, Scene, ShapeObject, draw_shape, render_scene
-from vqclip.shapes.pixel_judge import judge, shape_of
+from vqclip.shapes.pixel_judge import MATCH_FLOOR, judge, outline_match, shape_of
 
 
 def test_drawn_single_shapes_of_every_kind_size_and_place_are_judged_right() -> None:
@@ -28,6 +28,13 @@ def test_each_shape_is_told_from_the_others(shape) -> None:
     image = draw_shape(shape, "red", radius=0.3)
     assert judge(image, "red", shape).shape
     assert not any(judge(image, "red", other).shape for other in SHAPES if other != shape)
+
+
+def test_outline_match_is_high_for_the_drawn_shape_low_for_another_color_or_shape() -> None:
+    star = draw_shape("star", "green", radius=0.25)
+    assert outline_match(star, "green", "star") >= 0.85
+    assert outline_match(star, "green", "cross") < MATCH_FLOOR
+    assert outline_match(star, "red", "star") == 0.0
 
 
 def test_a_bar_a_four_pointed_star_and_a_notched_blob_are_none_of_the_shapes_they_resemble() -> None:

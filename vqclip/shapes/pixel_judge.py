@@ -182,10 +182,21 @@ class Verdict:
         return self.color and self.shape and self.single and self.inside
 
 
+def _asked_region(nearest: np.ndarray, bright: np.ndarray, color: str) -> np.ndarray:
+    """The largest region of bright pixels nearest the asked color."""
+    return largest_region(bright & (nearest == list(PALETTE).index(color)))
+
+
+def outline_match(image: Image.Image, color: str, shape: str) -> float:
+    """How near an image's largest region of the asked color is to the asked shape
+    (shape_match): the judge calls it that shape from MATCH_FLOOR, if no other shape fits better."""
+    return shape_match(_asked_region(*nearest_colors(image), color), shape)
+
+
 def judge(image: Image.Image, color: str, shape: str) -> Verdict:
     """Judge one image against "a COLOR SHAPE" by its pixels alone."""
     nearest, bright = nearest_colors(image)
-    region = largest_region(bright & (nearest == list(PALETTE).index(color)))
+    region = _asked_region(nearest, bright, color)
     _, sizes = regions(bright)
     ys, xs = np.nonzero(region)
     inside = bool(len(xs)) and xs.min() > 0 and ys.min() > 0 \
