@@ -25,6 +25,7 @@ from vqclip.shapes.data import (
     darkened,
     draw_shape,
     make_batch,
+    ragged,
     random_multi_scene,
     random_single_scene,
     render_mask,
@@ -167,13 +168,33 @@ def test_a_softened_shape_is_a_blob_the_pixel_judge_no_longer_calls_that_shape(s
         assert not judge(render_scene(negative), obj.color, shape).shape
 
 
-def test_softening_leaves_circles_and_small_shapes_as_they_are() -> None:
+@pytest.mark.parametrize("shape", ["square", "triangle", "star", "cross"])
+def test_a_ragged_shape_is_a_blob_the_pixel_judge_mostly_no_longer_calls_that_shape(shape: str) -> None:
+    rng = np.random.default_rng(12)
+    judged_shape = 0
+    for _ in range(20):
+        scene = random_single_scene(rng)
+        obj = replace(scene.objects[0], shape=shape, radius=float(rng.uniform(0.17, 0.3)), cx=0.5, cy=0.5)
+        scene = replace(scene, objects=(obj,), background="black", second_background=None)
+        negative = ragged(scene, rng)
+        assert negative.objects[0].shape == BLOB and negative.objects[0].traced == shape
+        assert not Claim(count=1, shape=shape, color=obj.color).matches(negative)
+        caption, claim = caption_scene(negative, rng)
+        assert claim.matches(negative), caption
+        assert (np.asarray(render_mask(negative)) > 127).sum() >= 50
+        assert judge(render_scene(scene), obj.color, shape).shape
+        judged_shape += judge(render_scene(negative), obj.color, shape).shape
+    assert judged_shape <= 8
+
+
+@pytest.mark.parametrize("spoil", [softened, ragged])
+def test_softening_or_ragging_leaves_circles_and_small_shapes_as_they_are(spoil) -> None:
     rng = np.random.default_rng(11)
     for _ in range(30):
         scene = random_single_scene(rng)
         obj = scene.objects[0]
         kept = obj.shape == "circle" or obj.size_word == "small"
-        assert (softened(scene, rng) == scene) == kept
+        assert (spoil(scene, rng) == scene) == kept
 
 
 def test_without_hard_negatives_captions_are_as_the_shipped_clip_learned_them() -> None:

@@ -107,7 +107,8 @@ def test_train_refuses_a_bad_steering_option_before_training(option: list[str], 
 
 
 @pytest.mark.parametrize("option", [["--soft-negatives", "1.5"], ["--hard-negatives", "-0.1"],
-                                    ["--hard-negatives", "0.3", "--soft-negatives", "0.2"]])
+                                    ["--hard-negatives", "0.3", "--soft-negatives", "0.2"],
+                                    ["--soft-negatives", "0.6", "--ragged-negatives", "0.6"]])
 def test_train_refuses_bad_negative_fractions_before_training(option: list[str], tmp_path,
                                                                capsys) -> None:
     from vqclip.shapes.__main__ import main

@@ -58,6 +58,7 @@ def _train(args: argparse.Namespace) -> dict:
         cfg = ClipTrainConfig(steps=args.clip_steps, seed=args.seed, blob_fraction=spoil,
                               cut_fraction=spoil, blur_fraction=spoil,
                               soft_fraction=args.soft_negatives,
+                              ragged_fraction=args.ragged_negatives,
                               steered=SteeredNegatives(per_step=args.steered,
                                                        refresh_every=args.steer_every,
                                                        steps=args.steer_steps,
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="the share of one-shape images whose shape is softened past where "
                             "the pixel judge calls it that shape, captioned as a blob "
                             "(default 0: none)")
+    train.add_argument("--ragged-negatives", type=_fraction, default=0.0, metavar="FRACTION",
+                       help="the share of one-shape images whose shape's outline is made ragged, "
+                            "captioned as a blob (default 0: none)")
     train.add_argument("--steered", type=_at_least(0), default=0, metavar="N",
                        help="images in each CLIP training batch drawn by steering the shapes "
                             "VQGAN with the CLIP being trained, captioned as blobs, each beside "
@@ -172,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     for p in (train, evaluate):
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
-    total = 3 * args.hard_negatives + args.soft_negatives if args.command == "train" else 0
+    total = (3 * args.hard_negatives + args.soft_negatives + args.ragged_negatives
+             if args.command == "train" else 0)
     if total > 1:
         parser.error(f"--hard-negatives {args.hard_negatives} three times (blobs, cut off, "
-                     f"blurred) plus --soft-negatives {args.soft_negatives} is {total:g} of the "
-                     "one-shape images: at most 1")
+                     f"blurred) plus --soft-negatives {args.soft_negatives} and --ragged-negatives "
+                     f"{args.ragged_negatives} is {total:g} of the one-shape images: at most 1")
     if args.command == "train" and args.steered:
         from vqclip.shapes.train_clip import ClipTrainConfig
 

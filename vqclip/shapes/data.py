@@ -45,6 +45,10 @@ BLUR_RANGE = (1.0, 3.0)  # Gaussian blur radii (pixels of a 64-pixel image) of b
 SOFTEN_RANGE: dict[str, tuple[float, float]] = {
     "square": (0.4, 0.55), "triangle": (0.3, 0.45), "star": (0.15, 0.3), "cross": (0.3, 0.45),
 }
+# A ragged shape's outline (see `ragged`): this many harmonics of the angle, each of an amplitude
+# (a fraction of the distance from the centre) drawn from RAGGED_AMPLITUDE.
+RAGGED_HARMONICS = 5
+RAGGED_AMPLITUDE = (0.1, 0.2)
 
 SIZE_WORDS = ("small", "medium", "large")
 # Radius (fraction of the side) ranges per size class; the gaps keep the classes apart.
@@ -81,7 +85,8 @@ class ShapeObject:
     wobble: tuple[tuple[float, float], ...] = ()
     # A blob may instead trace this shape's outline, softened: blurred by a Gaussian of radius
     # `soften` (a fraction of the side) and cut sharp again, which rounds its corners and
-    # fills its notches.
+    # fills its notches; or, with a wobble, made ragged: each point of the outline moved
+    # toward or away from the centre by the wobble's harmonics of its angle.
     traced: str | None = None
     soften: float = 0.0
 
@@ -213,14 +218,37 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     raise ValueError(unknown_name("shape", shape, SHAPES))
 
 
+def _wobble(obj: ShapeObject, angle: float) -> float:
+    """The factor (1 + sum a_k cos(k*angle + phase_k)), k from 2, of a blob's outline at an angle."""
+    return 1 + sum(amp * math.cos((h + 2) * angle + phase) for h, (amp, phase) in enumerate(obj.wobble))
+
+
 def _blob(obj: ShapeObject, points: int = 48) -> list[tuple[float, float]]:
     """The outline of a blob: a circle whose radius wobbles with a few low harmonics."""
     outline = []
     for k in range(points):
         a = 2 * math.pi * k / points
-        rad = obj.radius * (1 + sum(amp * math.cos((h + 2) * a + phase)
-                                    for h, (amp, phase) in enumerate(obj.wobble)))
+        rad = obj.radius * _wobble(obj, a)
         outline.append((obj.cx + rad * math.cos(a), obj.cy + rad * math.sin(a)))
+    return outline
+
+
+def _ragged(obj: ShapeObject, points: int = 96) -> list[tuple[float, float]]:
+    """The traced shape's outline, walked at `points` even steps, each moved from the centre by
+    the wobble factor at its angle."""
+    corners = _polygon(obj.traced, obj.cx, obj.cy, obj.radius)
+    edges = list(zip(corners, corners[1:] + corners[:1], strict=True))
+    lengths = [math.dist(a, b) for a, b in edges]
+    step = sum(lengths) / points
+    outline, walked = [], 0.0
+    for (a, b), length in zip(edges, lengths, strict=True):
+        while walked < length:
+            t = walked / length
+            x, y = a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
+            factor = _wobble(obj, math.atan2(y - obj.cy, x - obj.cx))
+            outline.append((obj.cx + factor * (x - obj.cx), obj.cy + factor * (y - obj.cy)))
+            walked += step
+        walked -= length
     return outline
 
 
@@ -229,8 +257,10 @@ def _outline(obj: ShapeObject) -> list[tuple[float, float]]:
     if obj.shape == "circle":
         r = obj.radius
         return [(obj.cx - r, obj.cy), (obj.cx + r, obj.cy), (obj.cx, obj.cy - r), (obj.cx, obj.cy + r)]
+    if obj.shape == BLOB and obj.traced:
+        return _ragged(obj) if obj.wobble else _polygon(obj.traced, obj.cx, obj.cy, obj.radius)
     if obj.shape == BLOB:
-        return _polygon(obj.traced, obj.cx, obj.cy, obj.radius) if obj.traced else _blob(obj)
+        return _blob(obj)
     return _polygon(obj.shape, obj.cx, obj.cy, obj.radius)
 
 
@@ -467,6 +497,19 @@ def softened(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, objects=(replace(obj, shape=BLOB, traced=obj.shape, soften=soften),))
 
 
+def ragged(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The one-shape scene with its shape's outline made ragged by RAGGED_HARMONICS random
+    harmonics, most often past where the pixel judge still calls it that shape (a test counts
+    how often, for medium and large shapes on black): "a red blob", not "a red star". Circles
+    and small shapes are left as they are (a ragged circle is a blob, and `blobbed` draws those)."""
+    obj = scene.objects[0]
+    if obj.shape == "circle" or obj.size_word == "small":
+        return scene
+    wobble = tuple((float(rng.uniform(*RAGGED_AMPLITUDE)), float(rng.uniform(0, 2 * math.pi)))
+                   for _ in range(RAGGED_HARMONICS))
+    return replace(scene, objects=(replace(obj, shape=BLOB, traced=obj.shape, wobble=wobble),))
+
+
 @dataclass(frozen=True)
 class HardNegatives:
     """Fractions of one-shape scenes turned into hard negatives of their plain caption."""
@@ -475,12 +518,14 @@ class HardNegatives:
     cut: float = 0.0
     blur: float = 0.0
     soft: float = 0.0
+    ragged: float = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.blob or self.cut or self.blur or self.soft)
+        return bool(self.blob or self.cut or self.blur or self.soft or self.ragged)
 
     def apply(self, scene: Scene, rng: np.random.Generator) -> Scene:
-        """At most one of: a blob, cut off by the frame, blurred, softened (by the fractions)."""
+        """At most one of: a blob, cut off by the frame, blurred, softened, made ragged (by the
+        fractions)."""
         pick = rng.random()
         if pick < self.blob:
             return blobbed(scene, rng)
@@ -490,6 +535,8 @@ class HardNegatives:
             return blurred(scene, rng)
         if pick < self.blob + self.cut + self.blur + self.soft:
             return softened(scene, rng)
+        if pick < self.blob + self.cut + self.blur + self.soft + self.ragged:
+            return ragged(scene, rng)
         return scene
 
 

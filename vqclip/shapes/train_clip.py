@@ -75,8 +75,10 @@ class ClipTrainConfig:
     blob_fraction: float = 0.0
     cut_fraction: float = 0.0
     blur_fraction: float = 0.0
-    # One-shape scenes whose shape is softened into a blob (data.softened); off by default too.
+    # One-shape scenes whose shape is softened into a blob (data.softened), or made ragged
+    # (data.ragged); off by default too.
     soft_fraction: float = 0.0
+    ragged_fraction: float = 0.0
     max_noise: float = 0.1
     # With steered negatives: the share of the clean images seen through the VQGAN (encoded,
     # snapped to its codebook, decoded), so its texture alone does not tell them apart.
@@ -169,7 +171,8 @@ def train_clip(
                                        hard_negatives=HardNegatives(cfg.blob_fraction,
                                                                     cfg.cut_fraction,
                                                                     cfg.blur_fraction,
-                                                                    cfg.soft_fraction))
+                                                                    cfg.soft_fraction,
+                                                                    cfg.ragged_fraction))
         if cfg.steered:
             picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
             seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
