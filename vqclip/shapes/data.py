@@ -638,8 +638,8 @@ def make_batch(
     dark_fraction: the fraction of one-shape scenes on plain black (a shape not white) whose
         shape is darkened.
     hard_negatives: fractions of one-shape scenes made into a blob, cut off by the frame,
-        blurred or softened (each untrue of the plain caption "a red square"); with any of them, captions
-        also say when a crop cut a shape off ("part of a red square").
+        blurred, softened or made ragged (each untrue of the plain caption "a red square"); with
+        any of them, captions also say when a crop cut a shape off ("part of a red square").
     """
     scenes: list[Scene] = []
     while len(scenes) < n:
