@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -520,23 +521,21 @@ class HardNegatives:
     soft: float = 0.0
     ragged: float = 0.0
 
+    def _spoilers(self) -> tuple[tuple[float, Callable[[Scene, np.random.Generator], Scene]], ...]:
+        return ((self.blob, blobbed), (self.cut, cut_off), (self.blur, blurred),
+                (self.soft, softened), (self.ragged, ragged))
+
     def __bool__(self) -> bool:
-        return bool(self.blob or self.cut or self.blur or self.soft or self.ragged)
+        return any(fraction for fraction, _ in self._spoilers())
 
     def apply(self, scene: Scene, rng: np.random.Generator) -> Scene:
         """At most one of: a blob, cut off by the frame, blurred, softened, made ragged (by the
         fractions)."""
-        pick = rng.random()
-        if pick < self.blob:
-            return blobbed(scene, rng)
-        if pick < self.blob + self.cut:
-            return cut_off(scene, rng)
-        if pick < self.blob + self.cut + self.blur:
-            return blurred(scene, rng)
-        if pick < self.blob + self.cut + self.blur + self.soft:
-            return softened(scene, rng)
-        if pick < self.blob + self.cut + self.blur + self.soft + self.ragged:
-            return ragged(scene, rng)
+        pick, below = rng.random(), 0.0
+        for fraction, spoil in self._spoilers():
+            below += fraction
+            if pick < below:
+                return spoil(scene, rng)
         return scene
 
 
