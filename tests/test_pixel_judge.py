@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -28,6 +31,13 @@ def test_each_shape_is_told_from_the_others(shape) -> None:
     image = draw_shape(shape, "red", radius=0.3)
     assert judge(image, "red", shape).shape
     assert not any(judge(image, "red", other).shape for other in SHAPES if other != shape)
+
+
+def test_a_right_verdict_is_plain_bools_that_a_verdicts_file_can_hold() -> None:
+    verdict = judge(draw_shape("cross", "blue", radius=0.25), "blue", "cross")
+    assert verdict.right
+    line = json.loads(json.dumps({**asdict(verdict), "right": verdict.right}))
+    assert line == {"color": True, "shape": True, "single": True, "inside": True, "right": True}
 
 
 def test_outline_match_is_high_for_the_drawn_shape_low_for_another_color_or_shape() -> None:

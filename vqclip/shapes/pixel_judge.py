@@ -199,7 +199,7 @@ def judge(image: Image.Image, color: str, shape: str) -> Verdict:
     region = _asked_region(nearest, bright, color)
     _, sizes = regions(bright)
     ys, xs = np.nonzero(region)
-    inside = bool(len(xs)) and xs.min() > 0 and ys.min() > 0 \
-        and xs.max() < region.shape[1] - 1 and ys.max() < region.shape[0] - 1
+    inside = bool(len(xs) and xs.min() > 0 and ys.min() > 0
+                  and xs.max() < region.shape[1] - 1 and ys.max() < region.shape[0] - 1)
     return Verdict(color=_dominant(nearest, bright) == color, shape=shape_of(region) == shape,
                    single=sum(size >= MIN_OBJECT_PIXELS for size in sizes) == 1, inside=inside)
