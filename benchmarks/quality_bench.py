@@ -13,6 +13,11 @@ judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
     python benchmarks/quality_bench.py --seeds 1 --first-seed 1 --verdicts s1.jsonl   # one seed
     python benchmarks/quality_bench.py --tables s0.jsonl s1.jsonl     # seeds run side by side
     python benchmarks/quality_bench.py --tables s0.jsonl --judge-again RUNS   # today's judge on them
+    python benchmarks/quality_bench.py --seeds 1 --from-shape         # does the preset keep a right shape?
+
+With --from-shape every run starts from a clean render of the asked shape (radius 0.25, in the
+centre), which the judge calls right, instead of the preset's start: the rows then say how much
+of a right image the preset's objective keeps, apart from whether it can reach one.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from PIL import Image
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
-from vqclip.shapes.data import COLORS, SHAPES, article
+from vqclip.shapes.data import COLORS, SHAPES, article, draw_shape
 from vqclip.shapes.pixel_judge import judge, outline_match
 
 CRITERIA = ("color", "shape", "single", "inside", "right")
@@ -135,6 +140,8 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-shape", action="store_true",
+                        help="start every run from a clean render of the asked shape")
     parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--tables", nargs="+", metavar="VERDICTS",
@@ -167,7 +174,13 @@ def main() -> None:
             for color in args.colors:
                 for shape in args.shapes:
                     prompt = f"{article(color)} {color} {shape}"
-                    run_dir, took = run_one(prompt, seed, args.steps, every, args.sets, out)
+                    sets = args.sets
+                    if args.from_shape:
+                        start = Path(out) / f"start-{color}-{shape}.png"
+                        start.parent.mkdir(parents=True, exist_ok=True)
+                        draw_shape(shape, color).save(start)
+                        sets = [*sets, f"init_image={start}"]
+                    run_dir, took = run_one(prompt, seed, args.steps, every, sets, out)
                     for step in checkpoints:
                         lines.append({"seed": seed, "prompt": prompt, "step": step, "seconds": round(took, 2),
                                       **verdict_of(image_at(run_dir, step, args.steps), color, shape)})
@@ -175,7 +188,8 @@ def main() -> None:
         Path(args.verdicts).write_text("".join(json.dumps(line) + "\n" for line in lines))
     print_tables(lines, f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1} x "
                         f"{len(args.colors)} colors x {len(args.shapes)} shapes, {args.steps} steps, "
-                        f"sets {args.sets or 'none'}, {args.threads} threads, {cpu_name()}")
+                        f"sets {args.sets or 'none'}{', from the shape' if args.from_shape else ''}, "
+                        f"{args.threads} threads, {cpu_name()}")
 
 
 if __name__ == "__main__":
