@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vqclip.shapes.data import BLOB, make_batch
-from vqclip.shapes.steered import STARTS, Steered, SteeredNegatives, start_images, steer
+from vqclip.shapes.steered import Steered, SteeredNegatives, start_images, steer, steer_round
 from vqclip.shapes.train_clip import ClipTrainConfig, load_clip, normalize, train_clip, with_steered
 from vqclip.shapes.train_vqgan import load_shapes_vqgan
 
@@ -55,9 +55,19 @@ def test_steering_can_start_from_the_presets_spot(models: tuple) -> None:
     standing = SteeredNegatives(steps=1, views=1, lr=0.0)  # Adam at lr 0: the start, decoded
     drawn = {start: steer(clip, vqgan, ["a red circle"], replace(standing, start=start),
                           torch.Generator().manual_seed(0), normalize)[0]
-             for start in STARTS}
+             for start in ("black", "spot")}
     centre = (slice(None), slice(28, 36), slice(28, 36))
     assert float(drawn["spot"][centre].mean()) > float(drawn["black"][centre].mean()) + 0.03
+
+
+def test_a_round_keeps_only_what_the_judge_does_not_call_the_asked_shape(models: tuple) -> None:
+    clip, _, vqgan = models
+    standing = SteeredNegatives(images=6, steps=1, views=1, lr=0.0)  # the starts, decoded
+    kept = {start: steer_round(clip, vqgan, replace(standing, start=start), np.random.default_rng(3),
+                               torch.Generator().manual_seed(0), normalize)
+            for start in ("black", "shape")}
+    assert len(kept["black"]) == 6  # black is no shape: every image is a negative
+    assert kept["shape"] == []  # a clean shape through the VQGAN is still that shape
 
 
 def test_a_steered_image_is_true_only_of_blob_captions_of_its_color(models: tuple) -> None:

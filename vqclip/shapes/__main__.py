@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steer-steps", type=_at_least(1), default=SteeredNegatives.steps, metavar="S",
                        help="steering steps of each round's images (default %(default)s)")
     train.add_argument("--steer-start", choices=STARTS, default=SteeredNegatives.start,
-                       help="what steering starts from: black, or the shapes preset's dim gray "
-                            "spot (default %(default)s)")
+                       help="what steering starts from: black, the shapes preset's dim gray "
+                            "spot, or a clean render of the asked shape (default %(default)s)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

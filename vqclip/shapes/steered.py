@@ -2,11 +2,12 @@
 
 A CLIP trained on clean renders alone rates some of the ragged blobs that generation falls into
 as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
-"a red star" from a black start, or from the dim gray spot the shapes preset starts from (flip,
-shift and rotation, noise, a border prior: as the preset does). The images it ends
-with are captioned "a red blob" and put beside a clean render of a red star captioned "a red
-star", so the caption is trained to prefer the clean shape to what steering drew for it; the
-next rounds are steered by the CLIP as it has changed since.
+"a red star" from a black start, from the dim gray spot the shapes preset starts from, or from
+a clean red star (flip, shift and rotation, noise, a border prior: as the preset does). The
+images it ends with that the pixel judge does not call a star are captioned "a red blob" and put
+beside a clean render of a red star captioned "a red star", so the caption is trained to prefer
+the clean shape to what steering drew for it; the next rounds are steered by the CLIP as it has
+changed since.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from vqclip.images import tensor_to_pil
 from vqclip.models.vqgan import VQGAN
 from vqclip.shapes.data import (
     BLOB,
@@ -34,6 +36,7 @@ from vqclip.shapes.data import (
     render_scene,
     to_tensor,
 )
+from vqclip.shapes.pixel_judge import judge
 from vqclip.steer.generators import centre_spot
 from vqclip.steer.losses import LossContext, border
 
@@ -52,7 +55,8 @@ class SteeredNegatives:
     lr: float = 0.2
     views: int = 3  # augmented views of each image per steering step
     pool: int = 128  # the newest images kept to draw batches from
-    start: str = "black"  # what steering starts from: "black", or "spot" (the shapes preset's)
+    start: str = "black"  # what steering starts from: "black", "spot" (the shapes preset's) or
+    # "shape" (a clean render of the asked shape)
 
     def __bool__(self) -> bool:
         return self.per_step > 0
@@ -85,12 +89,12 @@ def _views(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tens
     return (moved + sigma * torch.randn(moved.shape, generator=gen)).clamp(0, 1)
 
 
-STARTS = ("black", "spot")
+STARTS = ("black", "spot", "shape")
 
 
 def start_images(start: str, count: int, side: int) -> torch.Tensor:
     """`count` start images in [0, 1], (count, 3, side, side): black, or black with the shapes
-    preset's gray spot in the centre."""
+    preset's gray spot in the centre ("shape" starts differ by prompt: `steer_round` draws them)."""
     if start == "spot":
         return centre_spot(side, side, torch.Generator()).expand(count, -1, -1, -1)
     return torch.zeros(count, 3, side, side)
@@ -101,16 +105,24 @@ def _decoded(vqgan: VQGAN, latent: torch.Tensor) -> torch.Tensor:
     return ((vqgan.decode(vqgan.quantize_latent(latent)[0]) + 1) / 2).clamp(0, 1)
 
 
-def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
-          gen: torch.Generator, normalize: Normalize) -> torch.Tensor:
-    """Draw one image per prompt by steering the VQGAN's latent from `cfg.start` toward the
-    CLIP's embedding of the prompt; returns (B, 3, H, W) in [0, 1]. The CLIP is not changed."""
+def clip_side(clip: open_clip.CLIP) -> int:
+    """The side of the CLIP's square input, in pixels."""
     size = clip.visual.image_size
-    side = size[0] if isinstance(size, tuple) else size
+    return size[0] if isinstance(size, tuple) else size
+
+
+def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNegatives,
+          gen: torch.Generator, normalize: Normalize, starts: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    """Draw one image per prompt by steering the VQGAN's latent from `starts` (one [0, 1] image
+    per prompt; by default `cfg.start`'s) toward the CLIP's embedding of the prompt; returns
+    (B, 3, H, W) in [0, 1]. The CLIP is not changed."""
     tokenizer = open_clip.SimpleTokenizer(context_length=clip.context_length)
+    if starts is None:
+        starts = start_images(cfg.start, len(prompts), clip_side(clip))
     with torch.no_grad():
         text = clip.encode_text(tokenizer(prompts), normalize=True)
-        latent = vqgan.encode(start_images(cfg.start, len(prompts), side) * 2 - 1)
+        latent = vqgan.encode(starts * 2 - 1)
     latent = (latent + 0.01 * torch.randn(latent.shape, generator=gen)).requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=cfg.lr)
     for _ in range(cfg.steps):
@@ -129,12 +141,19 @@ def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNe
 def steer_round(clip: open_clip.CLIP, vqgan: VQGAN, cfg: SteeredNegatives,
                 rng: np.random.Generator, gen: torch.Generator, normalize: Normalize
                 ) -> list[Steered]:
-    """One round: `cfg.images` random "a COLOR SHAPE" prompts, each drawn by `steer`."""
+    """One round: `cfg.images` random "a COLOR SHAPE" prompts, each drawn by `steer` (from a
+    clean render of that shape when `cfg.start` is "shape"). Only the images the pixel judge
+    does not call the asked shape are returned: the others would make "a COLOR blob" untrue."""
     kinds = [(COLORS[rng.integers(len(COLORS))], SHAPES[rng.integers(len(SHAPES))])
              for _ in range(cfg.images)]
     prompts = [f"{article(color)} {color} {shape}" for color, shape in kinds]
-    images = steer(clip, vqgan, prompts, cfg, gen, normalize)
-    return [Steered(image, color, shape) for image, (color, shape) in zip(images, kinds, strict=True)]
+    starts = None
+    if cfg.start == "shape":
+        starts = twin_images([clean_scene(color, shape, rng) for color, shape in kinds],
+                             clip_side(clip))
+    images = steer(clip, vqgan, prompts, cfg, gen, normalize, starts)
+    drawn = [Steered(image, color, shape) for image, (color, shape) in zip(images, kinds, strict=True)]
+    return [item for item in drawn if not judge(tensor_to_pil(item.image), item.color, item.shape).shape]
 
 
 def blob_claim(claim: Claim, color: str) -> bool:
@@ -145,15 +164,18 @@ def blob_claim(claim: Claim, color: str) -> bool:
             and claim.background is None and claim.dark is not True)
 
 
-def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
-    """A clean render of what `item` was steered toward: the asked shape and color, whole, on
-    black, at a random size and place."""
+def clean_scene(color: str, shape: str, rng: np.random.Generator) -> Scene:
+    """One whole shape of that color on black, at a random size and place."""
     scene = random_single_scene(rng)
     obj = scene.objects[0]
     margin = min(obj.radius + 0.02, 0.5)
     cx, cy = rng.uniform(margin, 1 - margin, size=2)
-    twin = ShapeObject(item.shape, item.color, PALETTE[item.color], float(cx), float(cy), obj.radius)
-    return Scene("black", (twin,))
+    return Scene("black", (ShapeObject(shape, color, PALETTE[color], float(cx), float(cy), obj.radius),))
+
+
+def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
+    """A clean render of what `item` was steered toward."""
+    return clean_scene(item.color, item.shape, rng)
 
 
 def twin_images(scenes: list[Scene], size: int) -> torch.Tensor:

@@ -173,7 +173,7 @@ def train_clip(
                                                                     cfg.blur_fraction,
                                                                     cfg.soft_fraction,
                                                                     cfg.ragged_fraction))
-        if cfg.steered:
+        if cfg.steered and pool:
             picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
             seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
         else:
