@@ -68,6 +68,9 @@ def test_a_round_keeps_only_what_the_judge_does_not_call_the_asked_shape(models:
             for start in ("black", "shape")}
     assert len(kept["black"]) == 6  # black is no shape: every image is a negative
     assert kept["shape"] == []  # a clean shape through the VQGAN is still that shape
+    with pytest.raises(ValueError, match="start image per prompt"):
+        steer(clip, vqgan, ["a red star"], replace(standing, start="shape"),
+              torch.Generator().manual_seed(0), normalize)
 
 
 def test_a_steered_image_is_true_only_of_blob_captions_of_its_color(models: tuple) -> None:

@@ -94,7 +94,9 @@ STARTS = ("black", "spot", "shape")
 
 def start_images(start: str, count: int, side: int) -> torch.Tensor:
     """`count` start images in [0, 1], (count, 3, side, side): black, or black with the shapes
-    preset's gray spot in the centre ("shape" starts differ by prompt: `steer_round` draws them)."""
+    preset's gray spot in the centre. "shape" starts differ by prompt: `steer_round` draws them."""
+    if start == "shape":
+        raise ValueError("steering from the shape needs a start image per prompt")
     if start == "spot":
         return centre_spot(side, side, torch.Generator()).expand(count, -1, -1, -1)
     return torch.zeros(count, 3, side, side)

@@ -173,6 +173,7 @@ def train_clip(
                                                                     cfg.blur_fraction,
                                                                     cfg.soft_fraction,
                                                                     cfg.ragged_fraction))
+        # Rounds may keep no image (steering left every one the asked shape): no steered pairs then.
         if cfg.steered and pool:
             picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
             seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
