@@ -71,7 +71,7 @@ def image_at(run_dir: Path, step: int, steps: int) -> Image.Image:
 def verdict_of(image: Image.Image, color: str, shape: str) -> dict:
     """The judge's verdict on one image as a verdicts-file entry, with its outline match."""
     verdict = judge(image, color, shape)
-    return {**{key: bool(value) for key, value in asdict(verdict).items()}, "right": verdict.right,
+    return {**asdict(verdict), "right": verdict.right,
             "outline": round(outline_match(image, color, shape), 3)}
 
 
