@@ -9,8 +9,24 @@ import numpy as np
 import pytest
 import torch
 
-from vqclip.shapes.data import BLOB, make_batch
-from vqclip.shapes.steered import Steered, SteeredNegatives, start_images, steer, steer_round
+from vqclip.shapes.data import (
+    BLOB,
+    PALETTE,
+    SIZE_RADII,
+    Scene,
+    ShapeObject,
+    make_batch,
+    render_scene,
+    to_tensor,
+)
+from vqclip.shapes.steered import (
+    Steered,
+    SteeredNegatives,
+    aligned_twin,
+    start_images,
+    steer,
+    steer_round,
+)
 from vqclip.shapes.train_clip import ClipTrainConfig, load_clip, normalize, train_clip, with_steered
 from vqclip.shapes.train_vqgan import load_shapes_vqgan
 
@@ -92,6 +108,42 @@ def test_a_steered_image_is_true_only_of_blob_captions_of_its_color(models: tupl
     assert BLOB not in " ".join(seen.captions[:10])
 
 
+def _red_circle_drawn_for_a_star() -> Steered:
+    circle = ShapeObject("circle", "red", PALETTE["red"], 0.3, 0.65, 0.15)
+    return Steered(to_tensor(render_scene(Scene("black", (circle,)))), "red", "star")
+
+
+def test_an_aligned_twin_lies_over_what_was_drawn() -> None:
+    rng = np.random.default_rng(0)
+    star = aligned_twin(_red_circle_drawn_for_a_star(), rng).objects[0]
+    assert (star.shape, star.color) == ("star", "red")
+    assert star.cx == pytest.approx(0.3, abs=0.02) and star.cy == pytest.approx(0.65, abs=0.02)
+    assert star.radius == pytest.approx(0.15, abs=0.02)
+    # Nothing of the asked color drawn: a star of a size the CLIP learned, somewhere inside.
+    lost = aligned_twin(Steered(torch.zeros(3, 64, 64), "red", "star"), rng).objects[0]
+    assert SIZE_RADII["small"][0] <= lost.radius <= SIZE_RADII["large"][1]
+    assert lost.radius <= lost.cx <= 1 - lost.radius and lost.radius <= lost.cy <= 1 - lost.radius
+
+
+def test_a_morph_is_true_of_the_shape_and_of_a_blob_in_the_shares_of_its_blend(models: tuple) -> None:
+    _, _, vqgan = models
+    rng = np.random.default_rng(0)
+    batch = make_batch(8, rng)
+    drawn = _red_circle_drawn_for_a_star()
+    seen = with_steered(batch, [drawn], rng, vqgan, 0.0, torch.Generator().manual_seed(0), morphs=True)
+    assert seen.images.shape == (11, 3, 64, 64)
+    assert seen.captions[8:] == ["a red star", "a red blob"]
+    twin, steered, blend = seen.images[8], seen.images[9], seen.images[10]
+    assert torch.equal(steered, drawn.image)
+    share = float(seen.positives[10, 8])
+    assert 0.2 <= share <= 0.8
+    assert float(seen.positives[10, 9]) == pytest.approx(1 - share)
+    assert torch.allclose(blend, (1 - share) * steered + share * twin, atol=1e-6)
+    # The twin is a star where the circle was: its pixels lie in the circle's box.
+    rows, cols = torch.nonzero(twin.max(0).values > 0.5, as_tuple=True)
+    assert 30 <= float(rows.float().mean()) <= 53 and 9 <= float(cols.float().mean()) <= 29
+
+
 def test_training_on_steered_negatives(models: tuple) -> None:
     clip, _, vqgan = models
     start, _ = load_clip(WEIGHTS / "shapes_clip")
@@ -108,7 +160,7 @@ def test_training_on_steered_negatives(models: tuple) -> None:
 
 
 @pytest.mark.parametrize("option", [["--steer-every", "0"], ["--steered", "64"], ["--steer-steps", "x"],
-                                    ["--steer-start", "white"]])
+                                    ["--steer-start", "white"], ["--steered", "43", "--steer-morphs"]])
 def test_train_refuses_a_bad_steering_option_before_training(option: list[str], tmp_path, capsys) -> None:
     from vqclip.shapes.__main__ import main
 

@@ -62,7 +62,8 @@ def _train(args: argparse.Namespace) -> dict:
                               steered=SteeredNegatives(per_step=args.steered,
                                                        refresh_every=args.steer_every,
                                                        steps=args.steer_steps,
-                                                       start=args.steer_start),
+                                                       start=args.steer_start,
+                                                       morphs=args.steer_morphs),
                               **({"lr": args.clip_lr} if args.clip_lr else {}))
         begin = load_clip(args.clip_from)[0] if args.clip_from else None
         # Steered negatives are drawn with the VQGAN trained above, or else the bundled one.
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steer-start", choices=STARTS, default=SteeredNegatives.start,
                        help="what steering starts from: black, the shapes preset's dim gray "
                             "spot, or a clean render of the asked shape (default %(default)s)")
+    train.add_argument("--steer-morphs", action="store_true",
+                       help="place each steered image's twin over it and add a blend of the two, "
+                            "captioned as the shape and as a blob in the blend's shares")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")
@@ -185,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train" and args.steered:
         from vqclip.shapes.train_clip import ClipTrainConfig
 
-        room = (ClipTrainConfig.batch_size - 1) // 2
+        per_image = 3 if args.steer_morphs else 2
+        room = (ClipTrainConfig.batch_size - 1) // per_image
         if args.steered > room:
+            beside = "their clean twins and morphs" if args.steer_morphs else "their clean twins"
             parser.error(f"--steered {args.steered}: a batch of {ClipTrainConfig.batch_size} holds "
-                         f"at most {room} steered images beside their clean twins")
+                         f"at most {room} steered images beside {beside}")
     # open_clip logs its loading steps at INFO on the root logger: keep those quiet.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("vqclip").setLevel(logging.INFO)

@@ -28,6 +28,7 @@ from vqclip.shapes.data import (
     COLORS,
     PALETTE,
     SHAPES,
+    SIZE_RADII,
     Claim,
     Scene,
     ShapeObject,
@@ -36,12 +37,16 @@ from vqclip.shapes.data import (
     render_scene,
     to_tensor,
 )
-from vqclip.shapes.pixel_judge import judge
+from vqclip.shapes.pixel_judge import color_mask, judge, largest_region
 from vqclip.steer.generators import centre_spot
 from vqclip.steer.losses import LossContext, border
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images to the CLIP's input
 BORDER_WEIGHT = 3.0  # the shapes preset's border prior
+MIN_REGION = 4  # pixels of the asked color an aligned twin needs to be placed over
+# The radii an aligned twin is clamped to: the span the CLIP learned sizes over.
+ALIGNED_RADII = (SIZE_RADII["small"][0], SIZE_RADII["large"][1])
+MORPH_SHARES = (0.2, 0.8)  # the range of a morph's share of the twin
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,14 @@ class SteeredNegatives:
     pool: int = 128  # the newest images kept to draw batches from
     start: str = "black"  # what steering starts from: "black", "spot" (the shapes preset's) or
     # "shape" (a clean render of the asked shape)
+    morphs: bool = False  # each steered image also blended with its twin, placed over it (morph)
 
     def __bool__(self) -> bool:
         return self.per_step > 0
+
+    def batch_share(self) -> int:
+        """The images of a training batch these take: each steered image, its twin, its morph."""
+        return (3 if self.morphs else 2) * self.per_step
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,27 @@ def clean_scene(color: str, shape: str, rng: np.random.Generator) -> Scene:
 def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
     """A clean render of what `item` was steered toward."""
     return clean_scene(item.color, item.shape, rng)
+
+
+def aligned_twin(item: Steered, rng: np.random.Generator) -> Scene:
+    """A clean render of what `item` was steered toward, centred on its largest region of the
+    asked color and as wide as that region's box; at a random size and place when the region has
+    fewer than MIN_REGION pixels."""
+    side = item.image.shape[-1]
+    region = largest_region(color_mask(tensor_to_pil(item.image), item.color))
+    ys, xs = np.nonzero(region)
+    if len(xs) < MIN_REGION:
+        return clean_twin(item, rng)
+    radius = float(np.clip((max(np.ptp(xs), np.ptp(ys)) + 1) / (2 * side), *ALIGNED_RADII))
+    cx, cy = (float(np.clip((v.mean() + 0.5) / side, radius, 1 - radius)) for v in (xs, ys))
+    return Scene("black", (ShapeObject(item.shape, item.color, PALETTE[item.color], cx, cy, radius),))
+
+
+def morph(item: Steered, twin: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+    """The steered image blended toward its twin's render (`twin`, placed over it): the blend and
+    the twin's share in it, uniform in MORPH_SHARES."""
+    share = float(rng.uniform(*MORPH_SHARES))
+    return (1 - share) * item.image + share * twin, share
 
 
 def twin_images(scenes: list[Scene], size: int) -> torch.Tensor:

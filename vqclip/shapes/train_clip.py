@@ -22,8 +22,10 @@ from vqclip.shapes.evaluate import reconstruct
 from vqclip.shapes.steered import (
     Steered,
     SteeredNegatives,
+    aligned_twin,
     blob_claim,
     clean_twin,
+    morph,
     steer_round,
     twin_images,
 )
@@ -97,7 +99,8 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 def multi_positive_loss(
     image_emb: torch.Tensor, text_emb: torch.Tensor, positives: torch.Tensor, scale: torch.Tensor
 ) -> torch.Tensor:
-    """Symmetric contrastive loss whose target spreads evenly over every true caption/image."""
+    """Symmetric contrastive loss whose target spreads over every true caption/image in
+    proportion to `positives` (1 true, 0 false, a share between for a blend)."""
     logits = scale * image_emb @ text_emb.t()
     target = positives.float()
     loss_i = -(target / target.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
@@ -164,7 +167,7 @@ def train_clip(
             pool = (pool + steer_round(model, vqgan, cfg.steered, steering, gen, normalize)
                     )[-cfg.steered.pool:]
         rng = np.random.default_rng(seeds[step])
-        batch: ShapeBatch = make_batch(cfg.batch_size - 2 * cfg.steered.per_step, rng,
+        batch: ShapeBatch = make_batch(cfg.batch_size - cfg.steered.batch_share(), rng,
                                        multi_fraction=cfg.multi_fraction, augment=True,
                                        shape_pairs=cfg.shape_pairs,
                                        dark_fraction=cfg.dark_fraction,
@@ -176,7 +179,8 @@ def train_clip(
         # Rounds may keep no image (steering left every one the asked shape): no steered pairs then.
         if cfg.steered and pool:
             picks = [pool[i] for i in rng.choice(len(pool), cfg.steered.per_step)]
-            seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen)
+            seen = with_steered(batch, picks, rng, vqgan, cfg.reconstructed, gen,
+                                cfg.steered.morphs)
         else:
             seen = _Batch(batch.images, batch.captions, batch.positives())
         images = normalize(add_noise(seen.images, cfg.max_noise, gen))
@@ -204,11 +208,13 @@ class _Batch:
 
 
 def with_steered(batch: ShapeBatch, steered: list[Steered], rng: np.random.Generator,
-                 vqgan: VQGAN, reconstructed: float, gen: torch.Generator) -> _Batch:
+                 vqgan: VQGAN, reconstructed: float, gen: torch.Generator,
+                 morphs: bool = False) -> _Batch:
     """The batch with each steered image, captioned as a blob of its color, and a clean twin of
     what it was steered toward, captioned as such; `reconstructed` of the clean images (twins
-    included) go through the VQGAN."""
-    twins = [clean_twin(item, rng) for item in steered]
+    included) go through the VQGAN. With `morphs` each twin is placed over its steered image
+    and a blend of the two is added, whose captions are true in the shares of the blend."""
+    twins = [(aligned_twin if morphs else clean_twin)(item, rng) for item in steered]
     clean = torch.cat([batch.images, twin_images(twins, batch.images.shape[-1])])
     through = torch.rand(clean.shape[0], generator=gen) < reconstructed
     if through.any():
@@ -221,10 +227,17 @@ def with_steered(batch: ShapeBatch, steered: list[Steered], rng: np.random.Gener
                 + [f"{article(t.objects[0].color)} {t.objects[0].color} {t.objects[0].shape}"
                    for t in twins]
                 + [f"{article(item.color)} {item.color} {BLOB}" for item in steered])
-    rows = [[c.matches(s) for c in claims] for s in list(batch.scenes) + twins]
-    rows += [[blob_claim(c, item.color) for c in claims] for item in steered]
-    images = torch.cat([clean, torch.stack([item.image for item in steered])])
-    return _Batch(images, captions, torch.tensor(rows))
+    twin_rows = [[float(c.matches(t)) for c in claims] for t in twins]
+    blob_rows = [[float(blob_claim(c, item.color)) for c in claims] for item in steered]
+    rows = [[float(c.matches(s)) for c in claims] for s in batch.scenes] + twin_rows + blob_rows
+    images = [clean, torch.stack([item.image for item in steered])]
+    if morphs:
+        twin_renders = clean[len(batch.scenes):]
+        blends = [morph(item, render, rng) for item, render in zip(steered, twin_renders, strict=True)]
+        images.append(torch.stack([image for image, _ in blends]))
+        rows += [[share * t + (1 - share) * b for t, b in zip(twin_row, blob_row, strict=True)]
+                 for (_, share), twin_row, blob_row in zip(blends, twin_rows, blob_rows, strict=True)]
+    return _Batch(torch.cat(images), captions, torch.tensor(rows))
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
