@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train" and args.steered:
         from vqclip.shapes.train_clip import ClipTrainConfig
 
-        per_image = 3 if args.steer_morphs else 2
+        per_image = SteeredNegatives(per_step=1, morphs=args.steer_morphs).batch_share()
         room = (ClipTrainConfig.batch_size - 1) // per_image
         if args.steered > room:
             beside = "their clean twins and morphs" if args.steer_morphs else "their clean twins"

@@ -7,7 +7,8 @@ a clean red star (flip, shift and rotation, noise, a border prior: as the preset
 images it ends with that the pixel judge does not call a star are captioned "a red blob" and put
 beside a clean render of a red star captioned "a red star", so the caption is trained to prefer
 the clean shape to what steering drew for it; the next rounds are steered by the CLIP as it has
-changed since.
+changed since. With morphs the twin is placed over the steered image and a blend of the two is
+captioned as the star and as a blob in the blend's shares.
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
 
 def aligned_twin(item: Steered, rng: np.random.Generator) -> Scene:
     """A clean render of what `item` was steered toward, centred on its largest region of the
-    asked color and as wide as that region's box; at a random size and place when the region has
-    fewer than MIN_REGION pixels."""
+    asked color, its radius half the longer side of that region's box (clamped to ALIGNED_RADII);
+    at a random size and place when the region has fewer than MIN_REGION pixels."""
     side = item.image.shape[-1]
     region = largest_region(color_mask(tensor_to_pil(item.image), item.color))
     ys, xs = np.nonzero(region)
