@@ -177,13 +177,17 @@ def blob_claim(claim: Claim, color: str) -> bool:
             and claim.background is None and claim.dark is not True)
 
 
+def on_black(shape: str, color: str, cx: float, cy: float, radius: float) -> Scene:
+    """One shape of that palette color on black."""
+    return Scene("black", (ShapeObject(shape, color, PALETTE[color], cx, cy, radius),))
+
+
 def clean_scene(color: str, shape: str, rng: np.random.Generator) -> Scene:
     """One whole shape of that color on black, at a random size and place."""
-    scene = random_single_scene(rng)
-    obj = scene.objects[0]
-    margin = min(obj.radius + 0.02, 0.5)
+    radius = random_single_scene(rng).objects[0].radius
+    margin = min(radius + 0.02, 0.5)
     cx, cy = rng.uniform(margin, 1 - margin, size=2)
-    return Scene("black", (ShapeObject(shape, color, PALETTE[color], float(cx), float(cy), obj.radius),))
+    return on_black(shape, color, float(cx), float(cy), radius)
 
 
 def clean_twin(item: Steered, rng: np.random.Generator) -> Scene:
@@ -202,7 +206,7 @@ def aligned_twin(item: Steered, rng: np.random.Generator) -> Scene:
         return clean_twin(item, rng)
     radius = float(np.clip((max(np.ptp(xs), np.ptp(ys)) + 1) / (2 * side), *ALIGNED_RADII))
     cx, cy = (float(np.clip((v.mean() + 0.5) / side, radius, 1 - radius)) for v in (xs, ys))
-    return Scene("black", (ShapeObject(item.shape, item.color, PALETTE[item.color], cx, cy, radius),))
+    return on_black(item.shape, item.color, cx, cy, radius)
 
 
 def morph(item: Steered, twin: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
