@@ -27,7 +27,15 @@ from vqclip.shapes.steered import (
     steer,
     steer_round,
 )
-from vqclip.shapes.train_clip import ClipTrainConfig, load_clip, normalize, train_clip, with_steered
+from vqclip.shapes.train_clip import (
+    ClipTrainConfig,
+    adversarial_images,
+    load_clip,
+    multi_positive_loss,
+    normalize,
+    train_clip,
+    with_steered,
+)
 from vqclip.shapes.train_vqgan import load_shapes_vqgan
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "vqclip" / "weights"
@@ -173,9 +181,10 @@ def test_train_refuses_a_bad_steering_option_before_training(option: list[str], 
 
 @pytest.mark.parametrize("option", [["--soft-negatives", "1.5"], ["--hard-negatives", "-0.1"],
                                     ["--hard-negatives", "0.3", "--soft-negatives", "0.2"],
-                                    ["--soft-negatives", "0.6", "--ragged-negatives", "0.6"]])
-def test_train_refuses_bad_negative_fractions_before_training(option: list[str], tmp_path,
-                                                               capsys) -> None:
+                                    ["--soft-negatives", "0.6", "--ragged-negatives", "0.6"],
+                                    ["--adversarial", "-1"], ["--adversarial", "inf"]])
+def test_train_refuses_bad_negative_fractions_and_radii_before_training(
+        option: list[str], tmp_path, capsys) -> None:
     from vqclip.shapes.__main__ import main
 
     with pytest.raises(SystemExit) as stop:
@@ -183,3 +192,35 @@ def test_train_refuses_bad_negative_fractions_before_training(option: list[str],
     assert stop.value.code == 2
     assert option[-2] in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_adversarial_images_stay_within_the_radius_and_raise_the_loss(models: tuple) -> None:
+    clip, tokenizer, _ = models
+    batch = make_batch(8, np.random.default_rng(3), multi_fraction=0.0, augment=False)
+    positives = batch.positives()
+    with torch.no_grad():
+        text = clip.encode_text(tokenizer(batch.captions), normalize=True)
+    scale = clip.logit_scale.exp().detach()
+
+    def loss(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            image = clip.encode_image(normalize(images), normalize=True)
+        return float(multi_positive_loss(image, text, positives, scale))
+
+    moved = adversarial_images(clip, batch.images, text, positives, radius=1.0, steps=3)
+    lengths = (moved - batch.images).flatten(1).norm(dim=1)
+    assert (lengths <= 1.0 + 1e-4).all() and (lengths > 0.5).all()
+    assert moved.min() >= 0 and moved.max() <= 1
+    assert loss(moved) > loss(batch.images) + 0.1
+    assert all(p.grad is None for p in clip.parameters())
+
+
+def test_training_on_adversarial_images(models: tuple) -> None:
+    clip, _, _ = models
+    start, _ = load_clip(WEIGHTS / "shapes_clip")
+    losses: list[float] = []
+    trained = train_clip(ClipTrainConfig(steps=2, batch_size=12, lr=3e-4, adversarial=1.0),
+                         start=start, on_step=lambda _, loss: losses.append(loss))
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert any(not torch.equal(a, b.float()) for a, b in
+               zip(trained.state_dict().values(), clip.state_dict().values(), strict=True))

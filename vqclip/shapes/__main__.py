@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ def _train(args: argparse.Namespace) -> dict:
                               cut_fraction=spoil, blur_fraction=spoil,
                               soft_fraction=args.soft_negatives,
                               ragged_fraction=args.ragged_negatives,
+                              adversarial=args.adversarial,
                               steered=SteeredNegatives(per_step=args.steered,
                                                        refresh_every=args.steer_every,
                                                        steps=args.steer_steps,
@@ -132,6 +134,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _radius(text: str) -> float:
+    """An argparse type: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{value} is not a finite number of 0 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, print its metrics as JSON on stdout."""
     parser = argparse.ArgumentParser(prog="python -m vqclip.shapes", description=__doc__)
@@ -169,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steer-morphs", action="store_true",
                        help="place each steered image's twin over it and add a blend of the two, "
                             "captioned as the shape and as a blob in the blend's shares")
+    train.add_argument("--adversarial", type=_radius, default=0.0, metavar="RADIUS",
+                       help="train the CLIP on images moved within this L2 radius (pixels in "
+                            "[0, 1]) to where its loss is highest (default 0: as they are)")
     train.add_argument("--vqgan-steps", type=int, default=1600)
     train.add_argument("--only", choices=["clip", "vqgan"], help="train just one of the two")
     train.add_argument("--n", type=int, default=500, help="held-out images for the metrics")

@@ -82,6 +82,11 @@ class ClipTrainConfig:
     soft_fraction: float = 0.0
     ragged_fraction: float = 0.0
     max_noise: float = 0.1
+    # Adversarial training: each batch's images are moved, before the CLIP learns from them, to
+    # where its loss is higher within this L2 radius per image (pixels in [0, 1]), by a few
+    # steps of projected gradient ascent. 0 (the default) trains on the images as they are.
+    adversarial: float = 0.0
+    adversarial_steps: int = 3
     # With steered negatives: the share of the clean images seen through the VQGAN (encoded,
     # snapped to its codebook, decoded), so its texture alone does not tell them apart.
     reconstructed: float = 0.5
@@ -115,6 +120,29 @@ def add_noise(images: torch.Tensor, max_noise: float, gen: torch.Generator) -> t
     strength = strength * (torch.rand(b, 1, 1, 1, generator=gen) < 0.5)
     noise = torch.randn(images.shape, generator=gen) * strength
     return (images + noise).clamp(0, 1)
+
+
+def adversarial_images(model: open_clip.CLIP, images: torch.Tensor, text_emb: torch.Tensor,
+                       positives: torch.Tensor, radius: float, steps: int) -> torch.Tensor:
+    """`images` ([0, 1]) each moved by at most `radius` (L2, over all its pixels) to raise the
+    contrastive loss against the fixed `text_emb`: `steps` steps of projected gradient ascent,
+    each 2.5 * radius / steps along the normalized gradient, clamped to [0, 1]. The model's
+    weights get no gradient from it."""
+    scale = model.logit_scale.exp().detach()
+    step_size = 2.5 * radius / steps
+    delta = torch.zeros_like(images)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        embeddings = model.encode_image(normalize(images + delta), normalize=True)
+        loss = multi_positive_loss(embeddings, text_emb, positives, scale)
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            delta = delta + step_size * grad / norms
+            lengths = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            delta = delta * (radius / lengths.clamp_min(radius))
+            delta = (images + delta).clamp(0, 1) - images
+    return (images + delta).detach()
 
 
 def build_clip(model_cfg: dict, seed: int) -> open_clip.CLIP:
@@ -183,9 +211,12 @@ def train_clip(
                                 cfg.steered.morphs)
         else:
             seen = _Batch(batch.images, batch.captions, batch.positives())
-        images = normalize(add_noise(seen.images, cfg.max_noise, gen))
-        img = model.encode_image(images, normalize=True)
+        images = add_noise(seen.images, cfg.max_noise, gen)
         txt = model.encode_text(tokenizer(seen.captions), normalize=True)
+        if cfg.adversarial:
+            images = adversarial_images(model, images, txt.detach(), seen.positives,
+                                        cfg.adversarial, cfg.adversarial_steps)
+        img = model.encode_image(normalize(images), normalize=True)
         loss = multi_positive_loss(img, txt, seen.positives, model.logit_scale.exp())
         opt.zero_grad(set_to_none=True)
         loss.backward()
