@@ -123,12 +123,17 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number from 0 to 1."""
+def _number(text: str) -> float:
+    """`text` as a float, or the argparse error that names it."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
     return value
@@ -136,10 +141,7 @@ def _fraction(text: str) -> float:
 
 def _radius(text: str) -> float:
     """An argparse type: a finite number, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"{value} is not a finite number of 0 or more")
     return value
