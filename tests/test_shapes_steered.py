@@ -30,9 +30,13 @@ from vqclip.shapes.steered import (
 from vqclip.shapes.train_clip import (
     ClipTrainConfig,
     adversarial_images,
+    build_clip,
+    clip_model_config,
     load_clip,
     multi_positive_loss,
     normalize,
+    save_clip,
+    saved_model_config,
     train_clip,
     with_steered,
 )
@@ -224,3 +228,31 @@ def test_training_on_adversarial_images(models: tuple) -> None:
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert any(not torch.equal(a, b.float()) for a, b in
                zip(trained.state_dict().values(), clip.state_dict().values(), strict=True))
+
+
+def _resnet_clip_config() -> dict:
+    cfg = clip_model_config()
+    cfg["vision_cfg"] = {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 16}
+    return cfg
+
+
+def test_steering_leaves_a_batch_norm_towers_running_statistics_alone(models: tuple) -> None:
+    _, _, vqgan = models
+    clip = build_clip(_resnet_clip_config(), seed=0).train()
+    before = {k: v.clone() for k, v in clip.state_dict().items() if "running" in k}
+    steer(clip, vqgan, ["a red star"], SteeredNegatives(steps=2, views=2),
+          torch.Generator().manual_seed(0), normalize)
+    assert clip.training
+    assert before and all(torch.equal(clip.state_dict()[k], v) for k, v in before.items())
+
+
+def test_training_on_from_a_saved_clip_keeps_its_architecture(tmp_path) -> None:
+    from vqclip.shapes.__main__ import main
+
+    cfg = _resnet_clip_config()
+    save_clip(build_clip(cfg, seed=0), tmp_path / "start", cfg)
+    assert main(["train", "--only", "clip", "--clip-from", str(tmp_path / "start"), "--clip-steps", "1",
+                 "--n", "10", "--out", str(tmp_path / "out")]) == 0
+    assert saved_model_config(tmp_path / "out" / "shapes_clip") == saved_model_config(tmp_path / "start")
+    trained, _ = load_clip(tmp_path / "out" / "shapes_clip")
+    assert trained.visual.layer1[0].bn1.num_features == 16

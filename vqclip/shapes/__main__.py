@@ -51,6 +51,7 @@ def _train(args: argparse.Namespace) -> dict:
             log_progress,
             normalize,
             save_clip,
+            saved_model_config,
             train_clip,
         )
         from vqclip.shapes.train_vqgan import load_shapes_vqgan
@@ -68,12 +69,15 @@ def _train(args: argparse.Namespace) -> dict:
                                                        morphs=args.steer_morphs),
                               **({"lr": args.clip_lr} if args.clip_lr else {}))
         begin = load_clip(args.clip_from)[0] if args.clip_from else None
+        # Trained on from a saved CLIP, the model keeps that CLIP's architecture and is saved with it.
+        model_cfg = saved_model_config(args.clip_from) if args.clip_from else None
         # Steered negatives are drawn with the VQGAN trained above, or else the bundled one.
         vqgan = load_shapes_vqgan(_vqgan_dir(out)) if args.steered else None
         start = time.perf_counter()
-        model = train_clip(cfg, start=begin, vqgan=vqgan, on_step=log_progress(args.log_every))
+        model = train_clip(cfg, model_cfg=model_cfg, start=begin, vqgan=vqgan,
+                           on_step=log_progress(args.log_every))
         minutes = (time.perf_counter() - start) / 60
-        save_clip(model, out / CLIP_DIR)
+        save_clip(model, out / CLIP_DIR, model_cfg)
         model, tokenizer = load_clip(out / CLIP_DIR)  # measure what was saved (fp16)
         acc = zero_shot_accuracy(model, tokenizer, normalize, n=args.n)
         metrics["clip"] = {"config": asdict(cfg), "from": args.clip_from, "minutes": round(minutes, 1),

@@ -138,15 +138,22 @@ def steer(clip: open_clip.CLIP, vqgan: VQGAN, prompts: list[str], cfg: SteeredNe
         latent = vqgan.encode(starts * 2 - 1)
     latent = (latent + 0.01 * torch.randn(latent.shape, generator=gen)).requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=cfg.lr)
-    for _ in range(cfg.steps):
-        images = _decoded(vqgan, latent)
-        emb = clip.encode_image(normalize(_views(images, cfg.views, gen)), normalize=True)
-        similarity = (emb.view(cfg.views, len(prompts), -1) * text).sum(-1).mean(0)
-        edges = border(LossContext(images, [latent], []))
-        loss = (1 - similarity).sum() + BORDER_WEIGHT * edges.sum()
-        # The gradient of the latent alone: the CLIP's own gradients stay untouched.
-        (latent.grad,) = torch.autograd.grad(loss, [latent])
-        opt.step()
+    # In eval mode, as generation runs it: a tower with batch norm then neither normalizes by
+    # the steered views' statistics nor adds them to its running ones.
+    training = clip.training
+    clip.eval()
+    try:
+        for _ in range(cfg.steps):
+            images = _decoded(vqgan, latent)
+            emb = clip.encode_image(normalize(_views(images, cfg.views, gen)), normalize=True)
+            similarity = (emb.view(cfg.views, len(prompts), -1) * text).sum(-1).mean(0)
+            edges = border(LossContext(images, [latent], []))
+            loss = (1 - similarity).sum() + BORDER_WEIGHT * edges.sum()
+            # The gradient of the latent alone: the CLIP's own gradients stay untouched.
+            (latent.grad,) = torch.autograd.grad(loss, [latent])
+            opt.step()
+    finally:
+        clip.train(training)
     with torch.no_grad():
         return _decoded(vqgan, latent)
 

@@ -294,6 +294,11 @@ def save_clip(model: open_clip.CLIP, directory: str | Path, model_cfg: dict | No
     return directory
 
 
+def saved_model_config(directory: str | Path) -> dict:
+    """The model_cfg a saved shapes CLIP was built from, as `save_clip` wrote it."""
+    return json.loads((Path(directory) / CONFIG_NAME).read_text())["model_cfg"]
+
+
 def load_clip(directory: str | Path) -> tuple[open_clip.CLIP, Callable]:
     """Load a saved shapes CLIP through open_clip's local-dir loader: (model in eval, tokenizer)."""
     name = f"local-dir:{Path(directory).resolve()}"
