@@ -67,9 +67,22 @@ def test_clip_preference_reads_run_folders_and_scores_their_final_images(tmp_pat
         OmegaConf.save(cfg, run / "config.yaml")
         draw_shape("square", "red", radius=0.2).save(run / "final.png")  # one of the clean renders
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "benchmarks/clip_preference.py", str(tmp_path), "--threads", "1"],
-                         cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout
-    row = next(line for line in out.splitlines() if line.startswith("| square |"))
-    images, drawn, best, _, right = (cell.strip() for cell in row.strip("|").split("|")[1:])
+
+    def square_row(*extra: str) -> list[str]:
+        out = subprocess.run([sys.executable, "benchmarks/clip_preference.py", str(tmp_path),
+                              "--threads", "1", *extra],
+                             cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout
+        row = next(line for line in out.splitlines() if line.startswith("| square |"))
+        return [cell.strip() for cell in row.strip("|").split("|")[1:]]
+
+    images, drawn, best, _, drawn_near, clean_near, right = square_row()
     assert images == "1" and right == "100%"  # the other prompt is not "a COLOR SHAPE": skipped
     assert float(best) >= float(drawn) > 0.3
+    # The drawn image is one of the clean renders: as near their centroid as they are.
+    assert abs(float(drawn_near) - float(clean_near)) < 0.1 and float(drawn_near) > 0.5
+
+    from vqclip.shapes.train_clip import build_clip, clip_model_config, save_clip
+
+    other = save_clip(build_clip(clip_model_config(), seed=3), tmp_path / "untrained")
+    _, other_drawn, *_ = square_row("--clip", f"local-dir:{other}")
+    assert other_drawn != drawn  # scored by the untrained CLIP, not the run's own
