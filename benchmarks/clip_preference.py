@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
+from vqclip.errors import ModelError
 from vqclip.images import pil_to_tensor
 from vqclip.models.held import Models
 from vqclip.shapes.data import COLORS, SHAPES, draw_shape
@@ -65,7 +67,10 @@ def main() -> None:
         color, shape = target
         section = cfg.clip if args.clip is None else OmegaConf.merge(
             cfg.clip, {"model": args.clip, "pretrained": None, "models": []})
-        perceptor, _ = models.clip(section, torch.device("cpu"))
+        try:
+            perceptor, _ = models.clip(section, torch.device("cpu"))
+        except ModelError as err:
+            parser.error(str(err))
         text = perceptor.encode_text([str(cfg.prompt)])[0]
         with Image.open(final) as drawn:
             image = drawn.convert("RGB")
@@ -74,7 +79,7 @@ def main() -> None:
         with torch.no_grad():
             embeddings = perceptor.encode_image(torch.cat([pil_to_tensor(image), clean]))
         scores = embeddings @ text
-        centroid = torch.nn.functional.normalize(embeddings[1:].mean(dim=0), dim=-1)
+        centroid = F.normalize(embeddings[1:].mean(dim=0), dim=-1)
         near = embeddings @ centroid
         rows.setdefault(shape, []).append((float(scores[0]), float(scores[1:].max()), float(near[0]),
                                            float(near[1:].mean()), judge(image, color, shape).right))
