@@ -14,6 +14,11 @@ judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
     python benchmarks/quality_bench.py --tables s0.jsonl s1.jsonl     # seeds run side by side
     python benchmarks/quality_bench.py --tables s0.jsonl --judge-again RUNS   # today's judge on them
     python benchmarks/quality_bench.py --seeds 1 --from-shape         # does the preset keep a right shape?
+    python benchmarks/quality_bench.py --seeds 2 --afresh             # each run loads its models
+
+The runs take their models from one holder, as `vqclip batch` does, so the seconds per image are
+those of many images in one process; with --afresh each run loads its models and plans its
+memory itself, as a lone `vqclip generate` does (its start-up of Python and imports excluded).
 
 With --from-shape every run starts from a clean render of the asked shape (radius 0.25, in the
 centre), which the judge calls right, instead of the preset's start: the rows then say how much
@@ -36,6 +41,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from vqclip.models.held import Models
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
@@ -55,12 +61,15 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run_one(prompt: str, seed: int, steps: int, every: int, sets: list[str], out: str) -> tuple[Path, float]:
-    """One shapes-preset run with a frame every `every` steps; its folder and wall seconds."""
+def run_one(prompt: str, seed: int, steps: int, every: int, sets: list[str], out: str,
+            models: Models | None) -> tuple[Path, float]:
+    """One shapes-preset run with a frame every `every` steps; its folder and wall seconds.
+    With `models` None the run loads its models and plans its memory itself; otherwise it
+    takes them from that holder, which keeps them for the next run."""
     cfg, _ = build_config(preset="shapes", dotlist=[f"prompt={prompt}", f"seed={seed}", f"steps={steps}",
                                                     f"save_every={every}", f"out={out}", *sets])
     started = time.perf_counter()
-    result = build(prepare(cfg)).execute()
+    result = build(prepare(cfg), models).execute()
     return Path(result.run_dir), time.perf_counter() - started
 
 
@@ -140,6 +149,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--afresh", action="store_true",
+                        help="every run loads its models and plans its memory, as a lone `vqclip "
+                             "generate` does (default: held from run to run, as `vqclip batch` holds them)")
     parser.add_argument("--from-shape", action="store_true",
                         help="start every run from a clean render of the asked shape")
     parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
@@ -168,6 +180,7 @@ def main() -> None:
 
     checkpoints = sorted({*(s for s in args.checkpoints if 0 < s < args.steps), args.steps})
     every = math.gcd(*checkpoints[:-1]) if len(checkpoints) > 1 else args.steps
+    models = None if args.afresh else Models()
     lines: list[dict] = []
     with tempfile.TemporaryDirectory() if args.out is None else contextlib.nullcontext(args.out) as out:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -180,7 +193,7 @@ def main() -> None:
                         start.parent.mkdir(parents=True, exist_ok=True)
                         draw_shape(shape, color).save(start)
                         sets = [*sets, f"init_image={start}"]
-                    run_dir, took = run_one(prompt, seed, args.steps, every, sets, out)
+                    run_dir, took = run_one(prompt, seed, args.steps, every, sets, out, models)
                     for step in checkpoints:
                         lines.append({"seed": seed, "prompt": prompt, "step": step, "seconds": round(took, 2),
                                       **verdict_of(image_at(run_dir, step, args.steps), color, shape)})
@@ -189,7 +202,8 @@ def main() -> None:
     print_tables(lines, f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1} x "
                         f"{len(args.colors)} colors x {len(args.shapes)} shapes, {args.steps} steps, "
                         f"sets {args.sets or 'none'}{', from the shape' if args.from_shape else ''}, "
-                        f"{args.threads} threads, {cpu_name()}")
+                        f"{args.threads} threads, models {'loaded by every run' if args.afresh else 'held'}, "
+                        f"{cpu_name()}")
 
 
 if __name__ == "__main__":
