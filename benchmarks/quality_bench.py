@@ -18,7 +18,8 @@ judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
 
 The runs take their models from one holder, as `vqclip batch` does, so the seconds per image are
 those of many images in one process; with --afresh each run loads its models and plans its
-memory itself, as a lone `vqclip generate` does (its start-up of Python and imports excluded).
+memory itself, as a lone `vqclip generate` does, though still in one process: a new process's
+start-up (Python, imports, and the slower first load and plan of a process) is left out.
 
 With --from-shape every run starts from a clean render of the asked shape (radius 0.25, in the
 centre), which the judge calls right, instead of the preset's start: the rows then say how much
@@ -150,8 +151,8 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--afresh", action="store_true",
-                        help="every run loads its models and plans its memory, as a lone `vqclip "
-                             "generate` does (default: held from run to run, as `vqclip batch` holds them)")
+                        help="every run loads its models and plans its memory itself, in this one process "
+                             "(default: held from run to run, as `vqclip batch` holds them)")
     parser.add_argument("--from-shape", action="store_true",
                         help="start every run from a clean render of the asked shape")
     parser.add_argument("--verdicts", help="also write each image's verdict at each step here (JSON lines)")
