@@ -66,6 +66,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def autocast_to(dtype: torch.dtype | None, device: torch.device) -> torch.autocast:
+    """Autocast to `dtype` on `device` (off for None). No cast cache: it would keep casts made
+    inside a captured graph's memory pool, and the frozen weights, which require no grad, are
+    never cached anyway."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None,
+                          cache_enabled=False)
+
+
 def step_weights_dtype(precision: str, device: torch.device, low_memory: bool) -> torch.dtype | None:
     """The dtype a step's frozen weights are copied into once (`Models.autocast_copy`): the
     autocast dtype, unless `low_memory` asks not to hold a second copy of them (autocast then

@@ -22,6 +22,7 @@ from vqclip.files import atomic_write
 from vqclip.images import tensor_to_pil
 from vqclip.run.engine import Engine
 from vqclip.run.events import Event
+from vqclip.steer.targets import Judge
 
 SCORE_SEED = 20_210_105  # the cutouts every candidate is scored on (DALL-E's announcement date)
 THUMBNAIL_SIDE = 128  # longest side of a candidate's thumbnail, in pixels
@@ -44,11 +45,18 @@ def score_candidates(engine: Engine) -> list[float]:
     """Each image's weighted prompt loss over the judges, lower is better: the prompt losses of
     the stage the last step used, times each judge's weight, on cutouts drawn from SCORE_SEED."""
     images = engine.shown_images()
-    stage_step = max(engine.step - 1, 0)
+    with engine.autocast():
+        return score_images(images, engine.judges, max(engine.step - 1, 0))
+
+
+def score_images(images: torch.Tensor, judges: list[Judge], stage_step: int) -> list[float]:
+    """Each of `images`' weighted prompt loss over `judges` at the stage of `stage_step`, on the
+    same cutouts for every image (drawn from SCORE_SEED); lower is better. Under the caller's
+    autocast, if any."""
     scores = torch.zeros(len(images), dtype=torch.float64)
     rng = torch.Generator(device=images.device)
-    with torch.no_grad(), engine.autocast():
-        for judge in engine.judges:
+    with torch.no_grad():
+        for judge in judges:
             cutouts = []
             for image in images:
                 rng.manual_seed(SCORE_SEED)  # every candidate seen through the same cutouts

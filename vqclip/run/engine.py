@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from vqclip.device import autocast_to
 from vqclip.run.capture import LossReadback
 from vqclip.run.events import Callback, DoneEvent, Event, ImageEvent, PromptSwitchEvent, StepEvent
 from vqclip.steer.generators import ImageGenerator
@@ -201,11 +202,7 @@ class Engine:
 
     def autocast(self) -> torch.autocast:
         """Autocast to the run's precision (off for fp32 and tf32)."""
-        device_type = self.rngs[0].device.type
-        # No cast cache: it would keep casts made inside a captured graph's memory pool, and
-        # the frozen weights, which require no grad, are never cached anyway.
-        return torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16,
-                              enabled=self.autocast_dtype is not None, cache_enabled=False)
+        return autocast_to(self.autocast_dtype, self.rngs[0].device)
 
     def images(self) -> torch.Tensor:
         """The batch's current images, (K, 3, H, W) in [0, 1] on the CPU (of the averaged
