@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from vqclip.errors import ConfigError, UsageError
+from vqclip.outputs.metadata import read_record
 from vqclip.run.build import build
 from vqclip.run.config import build_config
 from vqclip.run.prepare import prepare
@@ -17,6 +18,7 @@ from vqclip.steer.losses import REGULARIZERS
 from vqclip.steer.optimizers import OPTIMIZERS
 from vqclip.steer.prompts import negative_prompts
 from vqclip.steer.schedules import SCHEDULES, make_scheduler
+from vqclip.steer.start_choices import SHAPE_STARTS
 
 
 def run(tiny_sets, tmp_path, *items: str, steps: int = 3):
@@ -81,6 +83,14 @@ def test_schedule_shapes() -> None:
 @pytest.mark.parametrize("mode", ["tokens", "pixels", "gradient"])
 def test_init_noise_modes(tiny_sets, tmp_path, mode) -> None:
     run(tiny_sets, tmp_path, f"init_noise={mode}")
+
+
+@pytest.mark.parametrize("generator", ["vqgan", "pixel", "fourier"])
+def test_every_generator_starts_from_a_shape_its_clip_picks(tiny_sets, tmp_path, generator) -> None:
+    result = run(tiny_sets, tmp_path, "init_noise=shapes", f"generator={generator}", "size=[48,32]")
+    start = read_record(result.image)["start"]
+    assert start["picked"] == min(start["choices"], key=start["choices"].get)
+    assert sorted(start["choices"]) == sorted(SHAPE_STARTS.names)
 
 
 def test_init_weight_pulls_toward_the_init_latent(tiny_sets, tmp_path) -> None:

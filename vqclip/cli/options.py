@@ -119,7 +119,8 @@ InitWeight = Annotated[
 InitNoise = Annotated[
     str | None, typer.Option("--init-noise", metavar="MODE", rich_help_panel=IMAGE,
                              show_default=_DEFAULTS.init_noise,
-                             help="Start without an init image from: tokens, pixels, gradient, spot."),
+                             help="Start without an init image from: tokens, pixels, gradient, spot, "
+                                  "shapes (CLIP picks one)."),
 ]
 Negative = Annotated[
     str | None, typer.Option("--negative", metavar="TEXT", rich_help_panel=PROMPT,

@@ -24,10 +24,12 @@ RECORD_KEYS: dict[str, tuple[type, ...]] = {
 
 def build_record(config: dict[str, Any], models: dict[str, Any], batch: dict[str, Any] | None = None,
                  inputs: dict[str, str] | None = None, *,
-                 candidates: dict[str, Any] | None = None) -> dict[str, Any]:
+                 candidates: dict[str, Any] | None = None, start: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
     """The JSON stored in the image: version, prompt, seed, resolved config, models, the batch it
     was made in (size, index, seeds) when it was one of several, the sha256 of its input image
-    files by path, and with --candidates the race it won (every seed's score, the winner)."""
+    files by path, with --candidates the race it won (every seed's score, the winner), and with
+    a start picked among several (`init_noise: shapes`) every choice's score and the pick."""
     record = {
         "version": __version__,
         "prompt": config["prompt"],
@@ -41,6 +43,8 @@ def build_record(config: dict[str, Any], models: dict[str, Any], batch: dict[str
         record["inputs"] = inputs
     if candidates is not None:
         record["candidates"] = candidates
+    if start is not None:
+        record["start"] = start
     return record
 
 

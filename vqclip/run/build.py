@@ -23,11 +23,13 @@ from vqclip.run.memory import parse_bytes
 from vqclip.run.planner import MemoryPlan, plan
 from vqclip.run.prepare import RunSpec
 from vqclip.run.resume import ResumePoint
+from vqclip.run.start_pick import StartPick, pick_start
 from vqclip.steer.cutouts import Cutouts
 from vqclip.steer.generators import GENERATORS, INIT_NOISE, ImageGenerator, MakeGenerator
 from vqclip.steer.losses import PromptLoss, WeightedRegularizer, read_loss
 from vqclip.steer.optimizers import make_optimizer
 from vqclip.steer.schedules import make_scheduler
+from vqclip.steer.start_choices import StartChoices
 from vqclip.steer.targets import Judge, aim_image_prompts, build_stages, image_prompt_losses
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,13 @@ def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | 
             spec = spec.with_low_memory()
             cfg = spec.config
     # Only now, with the plan made, anything that grows with the image size: the generator
-    # at its start (an init image loaded and encoded) and the image prompts (loaded, embedded).
-    engine = assemble_engine(cfg, make(start_images(cfg, rngs), rngs), judges, rngs)
+    # at its start (an init image loaded and encoded, or each start offered drawn and scored)
+    # and the image prompts (loaded, embedded).
+    pick = None
+    if not cfg.init_image and isinstance(choices := INIT_NOISE[cfg.init_noise], StartChoices):
+        pick = pick_start(choices, tuple(cfg.size), make, judges,
+                          autocast_dtype(cfg.precision, device), device)
+    engine = assemble_engine(cfg, make(start_images(cfg, rngs, pick), rngs), judges, rngs)
     for judge, (losses, perceptor) in zip(judges, image_prompts, strict=True):
         aim_image_prompts(losses, perceptor, judge.cutouts, list(cfg.size))
     set_low_memory(engine.generator, judges, cfg.low_memory)
@@ -74,11 +81,12 @@ def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | 
     def engine_for(seed: int) -> Engine:
         """A one-image engine on the same models (the kept candidate continues in it)."""
         rng = [torch.Generator(device=device).manual_seed(seed)]
-        alone = assemble_engine(cfg, make(start_images(cfg, rng), rng), judges, rng)
+        alone = assemble_engine(cfg, make(start_images(cfg, rng, pick), rng), judges, rng)
         choose_step_body(alone, cfg, device)
         return alone
 
-    return Run(spec, engine, device, models, memory=memory, resume=resume, engine_for=engine_for)
+    return Run(spec, engine, device, models, memory=memory, resume=resume, engine_for=engine_for,
+               start=None if pick is None else pick.note())
 
 
 def _plan(spec: RunSpec, make: MakeGenerator, judges: list[Judge], device: torch.device) -> MemoryPlan:
@@ -121,15 +129,16 @@ def starts_from_canvas(cfg: DictConfig) -> bool:
     return bool(cfg.init_image) or INIT_NOISE[cfg.init_noise] is not None
 
 
-def start_images(cfg: DictConfig, rngs: list[torch.Generator]) -> torch.Tensor | None:
-    """The init image, or a noise canvas, once per random generator, (K, 3, H, W); None for
-    the generator's own start."""
+def start_images(cfg: DictConfig, rngs: list[torch.Generator], pick: StartPick | None
+                 ) -> torch.Tensor | None:
+    """The init image, the picked start, or a noise canvas, once per random generator,
+    (K, 3, H, W); None for the generator's own start."""
     if not starts_from_canvas(cfg):
         return None
     width, height = cfg.size
-    if cfg.init_image:
-        canvas = init_canvas(cfg.init_image, width, height).to(rngs[0].device)
-        return canvas.expand(len(rngs), -1, -1, -1)
+    if cfg.init_image or pick is not None:
+        canvas = pick.canvas if pick is not None else init_canvas(cfg.init_image, width, height)
+        return canvas.to(rngs[0].device).expand(len(rngs), -1, -1, -1)
     canvas = INIT_NOISE[cfg.init_noise]
     return torch.cat([canvas(width, height, rng) for rng in rngs])
 

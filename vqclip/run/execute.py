@@ -83,12 +83,13 @@ class Run:
     With N candidates it races seeds seed..seed+N-1 the same way for `candidate_steps`, keeps
     the one CLIP scores best and continues it alone (`engine_for` makes its engine) in the one
     run folder, made when the race ends. With `resume` (a ResumePoint) it continues that run
-    in its folder.
+    in its folder. `start`: what the images' records say of a start picked among several.
     """
 
     def __init__(self, spec: RunSpec, engine: Engine, device: torch.device, models: dict[str, Any],
                  *, memory: MemoryPlan | None = None, resume: ResumePoint | None = None,
-                 engine_for: Callable[[int], Engine] | None = None) -> None:
+                 engine_for: Callable[[int], Engine] | None = None,
+                 start: dict[str, Any] | None = None) -> None:
         self.spec = spec
         self.engine = engine
         self.device = device
@@ -96,6 +97,7 @@ class Run:
         self.memory = memory
         self.resume = resume
         self.engine_for = engine_for
+        self.start = start
         self.seeds = list(spec.seeds)
         self.configs = [spec.image_config(i) for i in range(len(spec.seeds))]
         self.run_dirs: list[Path] = []
@@ -182,7 +184,8 @@ class Run:
             read_note(self.resume.run_dir) if self.resume is not None else None
         return [
             RunWriter(run_dir, config,
-                      build_record(config, self.models, _batch_note(self.seeds, i), inputs, candidates=race),
+                      build_record(config, self.models, _batch_note(self.seeds, i), inputs,
+                                   candidates=race, start=self.start),
                       lambda i=i: self._state(i), resumed_at=resumed_at)
             for i, (run_dir, config) in enumerate(zip(self.run_dirs, self.configs, strict=True))
         ]

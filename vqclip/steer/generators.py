@@ -26,6 +26,7 @@ from vqclip.errors import ConfigError
 from vqclip.models.vqgan import VQGAN
 from vqclip.models.vqgan_layers import AttnBlock
 from vqclip.registry import Registry
+from vqclip.steer.start_choices import SHAPE_STARTS, StartChoices
 
 if TYPE_CHECKING:
     from vqclip.models.held import Models
@@ -240,14 +241,16 @@ def centre_spot(width: int, height: int, rng: torch.Generator) -> torch.Tensor:
     return disk.expand(1, 3, height, width).contiguous()
 
 
-# Where a run without an init image starts: a canvas (noise, or the spot), or None for the
-# generator's own random start (`tokens`: random VQGAN codes).
+# Where a run without an init image starts: a canvas (noise, or the spot), several for the run
+# to pick from (the shapes, vqclip.run.start_pick), or None for the generator's own random
+# start (`tokens`: random VQGAN codes).
 NoiseCanvas = Callable[[int, int, torch.Generator], torch.Tensor]
-INIT_NOISE: Registry[NoiseCanvas | None] = Registry("init_noise")
+INIT_NOISE: Registry[NoiseCanvas | StartChoices | None] = Registry("init_noise")
 INIT_NOISE.add("tokens", None)
 INIT_NOISE.add("pixels", pixel_noise)
 INIT_NOISE.add("gradient", gradient_noise)
 INIT_NOISE.add("spot", centre_spot)
+INIT_NOISE.add("shapes", SHAPE_STARTS)
 
 # Makes the generator at a start ((K, 3, H, W) images, or None for its own random start) with
 # one image per random generator.
