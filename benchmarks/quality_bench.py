@@ -15,6 +15,7 @@ judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
     python benchmarks/quality_bench.py --tables s0.jsonl --judge-again RUNS   # today's judge on them
     python benchmarks/quality_bench.py --seeds 1 --from-shape         # does the preset keep a right shape?
     python benchmarks/quality_bench.py --seeds 2 --afresh             # each run loads its models
+    python benchmarks/quality_bench.py --seeds 2 --checkpoints 0 25   # the start as drawn, and step 25
 
 The runs take their models from one holder, as `vqclip batch` does, so the seconds per image are
 those of many images in one process; with --afresh each run loads its models and plans its
@@ -22,8 +23,9 @@ memory itself, as a lone `vqclip generate` does, though still in one process: a 
 start-up (Python, imports, and the slower first load and plan of a process) is left out.
 
 With --from-shape every run starts from a clean render of the asked shape (radius 0.25, in the
-centre), which the judge calls right, instead of the preset's start: the rows then say how much
-of a right image the preset's objective keeps, apart from whether it can reach one.
+centre), which the judge calls right, instead of the preset's start (the shape its CLIP picks,
+the same render when the pick is right): the rows then say how much of a right image the
+preset's objective keeps, apart from whether the pick finds it.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: FIRST .. FIRST+SEEDS-1")
     parser.add_argument("--steps", type=int, help="steps of every run (default: the preset's)")
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[25, 50, 75],
-                        help="steps (multiples of their greatest common divisor) judged before the last")
+                        help="steps judged before the last; 0 judges the start as the generator draws it")
     parser.add_argument("--colors", nargs="+", default=list(COLORS))
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for every run")
@@ -179,8 +181,8 @@ def main() -> None:
     if args.steps is None:
         args.steps = build_config(preset="shapes", dotlist=args.sets)[0].steps
 
-    checkpoints = sorted({*(s for s in args.checkpoints if 0 < s < args.steps), args.steps})
-    every = math.gcd(*checkpoints[:-1]) if len(checkpoints) > 1 else args.steps
+    checkpoints = sorted({*(s for s in args.checkpoints if 0 <= s < args.steps), args.steps})
+    every = math.gcd(*checkpoints)  # a frame at each checkpoint; at step 0, the start as drawn
     models = None if args.afresh else Models()
     lines: list[dict] = []
     with tempfile.TemporaryDirectory() if args.out is None else contextlib.nullcontext(args.out) as out:
