@@ -89,6 +89,13 @@ def test_a_run_from_the_shapes_starts_from_the_one_its_prompt_asks_for(tmp_path,
         assert judge(frame.convert("RGB"), color, shape).right
 
 
+def test_an_image_prompt_alone_picks_the_start_it_shows(tmp_path) -> None:
+    picture = tmp_path / "blue-triangle.png"
+    draw_shape("triangle", "blue", radius=0.3, center=(0.4, 0.6)).save(picture)
+    result = generate(tmp_path, "''", "init_noise=shapes", f"image_prompts=['{picture}']", steps=1)
+    assert read_record(result.image)["start"]["picked"] == "blue triangle"
+
+
 def test_the_command_line_says_which_start_it_picked(tmp_path) -> None:
     result = CliRunner().invoke(app, ["generate", "a blue cross", "--preset", "shapes", "--steps", "1",
                                       "-o", str(tmp_path)])

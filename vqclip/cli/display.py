@@ -72,7 +72,7 @@ class RunDisplay(Observer):
         note = run.memory.note() if run.memory is not None else None
         if note and not self.quiet:
             stderr.print(escape(note))
-        if run.start is not None and not self.quiet:
+        if run.start is not None and run.resume is None and not self.quiet:
             say(f"starting from the {run.start['picked']}, the lowest CLIP loss of "
                 f"{len(run.start['choices'])} starts")
         self.interruption = self._shown.enter_context(stop_on_first_interrupt(self.stop.request))

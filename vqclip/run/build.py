@@ -61,16 +61,19 @@ def build(spec: RunSpec, models: Models | None = None, *, resume: ResumePoint | 
         if memory.switched_low_memory:
             spec = spec.with_low_memory()
             cfg = spec.config
-    # Only now, with the plan made, anything that grows with the image size: the generator
-    # at its start (an init image loaded and encoded, or each start offered drawn and scored)
-    # and the image prompts (loaded, embedded).
+    # Only now, with the plan made, anything that grows with the image size: the image prompts
+    # (loaded, embedded) and the generator at its start (an init image loaded and encoded, or
+    # each start offered drawn and scored, image prompts included).
+    for judge, (losses, perceptor) in zip(judges, image_prompts, strict=True):
+        aim_image_prompts(losses, perceptor, judge.cutouts, list(cfg.size))
     pick = None
     if not cfg.init_image and isinstance(choices := INIT_NOISE[cfg.init_noise], StartChoices):
         pick = pick_start(choices, tuple(cfg.size), make, judges,
                           autocast_dtype(cfg.precision, device), device)
+        if any(len(judge.stages) > 1 for judge in judges):
+            log.warning("the start, the %s, was picked for the story's first prompts only",
+                        pick.picked)
     engine = assemble_engine(cfg, make(start_images(cfg, rngs, pick), rngs), judges, rngs)
-    for judge, (losses, perceptor) in zip(judges, image_prompts, strict=True):
-        aim_image_prompts(losses, perceptor, judge.cutouts, list(cfg.size))
     set_low_memory(engine.generator, judges, cfg.low_memory)
     choose_step_body(engine, cfg, device)
     if resume is not None:
@@ -124,8 +127,8 @@ def assemble_engine(cfg: DictConfig, generator: ImageGenerator, judges: list[Jud
 
 
 def starts_from_canvas(cfg: DictConfig) -> bool:
-    """Whether the generator starts from a full-size image (the init image or a noise canvas)
-    rather than from its own random start."""
+    """Whether the generator starts from a full-size image (the init image, a noise canvas or a
+    start picked among several) rather than from its own random start."""
     return bool(cfg.init_image) or INIT_NOISE[cfg.init_noise] is not None
 
 

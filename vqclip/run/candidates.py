@@ -69,6 +69,11 @@ def score_images(images: torch.Tensor, judges: list[Judge], stage_step: int) -> 
     return scores.tolist()
 
 
+def lowest(scores: list[float]) -> int:
+    """The index of the lowest score (the first of equal ones)."""
+    return min(range(len(scores)), key=lambda index: (scores[index], index))
+
+
 @dataclass
 class Race:
     """The outcome of the race: every candidate's seed and score, their images, and which won."""
@@ -80,8 +85,7 @@ class Race:
 
     @property
     def winner_index(self) -> int:
-        """The lowest score (the first of equal ones)."""
-        return min(range(len(self.scores)), key=lambda i: (self.scores[i], i))
+        return lowest(self.scores)
 
     @property
     def winner(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from vqclip.device import autocast_to
-from vqclip.run.candidates import score_images
+from vqclip.run.candidates import lowest, score_images
 from vqclip.steer.generators import MakeGenerator
 from vqclip.steer.start_choices import StartChoices
 from vqclip.steer.targets import Judge
@@ -48,9 +48,4 @@ def pick_start(choices: StartChoices, size: tuple[int, int], make: MakeGenerator
         with autocast_to(autocast_dtype, device):
             scores += score_images(image, judges, stage_step=0)
     best = lowest(scores)
-    return StartPick(choices.names, scores, canvases[best:best + 1])
-
-
-def lowest(scores: list[float]) -> int:
-    """The index of the lowest score (the first of equal ones)."""
-    return min(range(len(scores)), key=lambda index: (scores[index], index))
+    return StartPick(choices.names, scores, canvases[best:best + 1].clone())  # not a view of all

@@ -10,17 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-from vqclip.shapes.data import PALETTE, SHAPES, Scene, ShapeObject, render_scene, to_tensor
-
-# A shape's extent from its centre as a share of the short side: the size the shapes VQGAN
-# redraws every shape at so that the pixel judge names it (BENCHMARKS.md, "Why stars and
-# squares fall short").
-START_RADIUS = 0.25
+from vqclip.shapes.data import COLORS, SHAPES, draw_shape
 
 
 @dataclass(frozen=True)
 class StartChoices:
-    """Named start canvases, all offered to a run: "COLOR SHAPE" for each color and shape."""
+    """Named start canvases, all offered to a run: "COLOR SHAPE" for each color and shape, drawn
+    at the shapes world's default radius, which the shapes VQGAN redraws so that the pixel judge
+    names every shape (BENCHMARKS.md, "Why stars and squares fall short")."""
 
     colors: tuple[str, ...]
     shapes: tuple[str, ...]
@@ -32,14 +29,13 @@ class StartChoices:
     def draw(self, width: int, height: int) -> torch.Tensor:
         """(C, 3, H, W) canvases in the order of `names`, each shape centred in the frame."""
         side = min(width, height)
-        canvases = torch.zeros(len(self.names), 3, height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        for index, name in enumerate(self.names):
-            color, shape = name.split(" ")
-            drawn = ShapeObject(shape, color, PALETTE[color], 0.5, 0.5, START_RADIUS)
-            canvases[index, :, top:top + side, left:left + side] = to_tensor(
-                render_scene(Scene("black", (drawn,)), size=side))
+        canvases = torch.zeros(len(self.names), 3, height, width)
+        drawn = (draw_shape(shape, color, size=side, as_tensor=True)
+                 for color in self.colors for shape in self.shapes)
+        for canvas, shape in zip(canvases, drawn, strict=True):
+            canvas[:, top:top + side, left:left + side] = shape
         return canvases
 
 
-SHAPE_STARTS = StartChoices(tuple(PALETTE), SHAPES)
+SHAPE_STARTS = StartChoices(COLORS, SHAPES)
