@@ -1,12 +1,14 @@
 """Time to a right image on the shapes preset, judged by pixels alone; prints a table.
 
 Every prompt "a COLOR SHAPE" of the grid (colors x shapes x seeds) runs once with a frame every
-few steps; the frames at the checkpoint steps and the final image are judged by
-vqclip.shapes.pixel_judge (color, shape, exactly one object, inside the frame), which never
-asks the CLIP that steers. Each row is a step count with the pass rates there and the mean
-seconds an image takes to reach it, so the rows together are the "time to right" curve. The
-table by shape adds the mean and the highest outline match (pixel_judge.outline_match: the
-judge asks MATCH_FLOOR), which moves where the pass rates stay at 0.
+few steps; the frames at the checkpoint steps (0: the start as the generator draws it) and the
+final image are judged by vqclip.shapes.pixel_judge (color, shape, exactly one object, inside
+the frame), which never asks the CLIP that steers. Each row is a step count with the pass rates
+there and the seconds an image takes to reach it, the whole run's mean time (its build, and the
+pick of its start, included) times the share of the steps done; the rows together are the "time
+to right" curve. The table by shape adds the mean and the highest outline match
+(pixel_judge.outline_match: the judge asks MATCH_FLOOR), which moves where the pass rates stay
+at 0.
 
     python benchmarks/quality_bench.py --seeds 2                      # the preset as it is
     python benchmarks/quality_bench.py --seeds 2 --set cutn=8         # one setting changed
@@ -146,7 +148,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: FIRST .. FIRST+SEEDS-1")
     parser.add_argument("--steps", type=int, help="steps of every run (default: the preset's)")
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[25, 50, 75],
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[0, 10, 20, 30, 40],
                         help="steps judged before the last; 0 judges the start as the generator draws it")
     parser.add_argument("--colors", nargs="+", default=list(COLORS))
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES))

@@ -4,6 +4,7 @@ For every seed: one image per color ("a red circle", "an orange circle", ...) ch
 its dominant color, and a circle and a square in red compared for roundness (the circle's
 region should be rounder).
 
+    python benchmarks/shapes_quality.py --seeds 4            # at the preset's own step count
     python benchmarks/shapes_quality.py --seeds 4 --steps 150
 """
 
@@ -35,10 +36,12 @@ def generate(prompt: str, seed: int, steps: int, out: str) -> Image.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, help="steps of every run (default: the preset's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.steps is None:
+        args.steps = build_config(preset="shapes")[0].steps
 
     color_hits = {color: 0 for color in COLORS}
     rounder = 0

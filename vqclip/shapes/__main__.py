@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steer-steps", type=_at_least(1), default=SteeredNegatives.steps, metavar="S",
                        help="steering steps of each round's images (default %(default)s)")
     train.add_argument("--steer-start", choices=STARTS, default=SteeredNegatives.start,
-                       help="what steering starts from: black, the shapes preset's dim gray "
-                            "spot, or a clean render of the asked shape (default %(default)s)")
+                       help="what steering starts from: black, the dim gray spot the shapes "
+                            "preset started from, or a clean render of the asked shape (default %(default)s)")
     train.add_argument("--steer-morphs", action="store_true",
                        help="place each steered image's twin over it and add a blend of the two, "
                             "captioned as the shape and as a blob in the blend's shares")

@@ -2,7 +2,7 @@
 
 A CLIP trained on clean renders alone rates some of the ragged blobs that generation falls into
 as high as a clean shape. Here a short VQGAN+CLIP run, steered by the CLIP being trained, draws
-"a red star" from a black start, from the dim gray spot the shapes preset starts from, or from
+"a red star" from a black start, from the dim gray spot the shapes preset started from, or from
 a clean red star (flip, shift and rotation, noise, a border prior: as the preset does). The
 images it ends with that the pixel judge does not call a star are captioned "a red blob" and put
 beside a clean render of a red star captioned "a red star", so the caption is trained to prefer
@@ -61,7 +61,7 @@ class SteeredNegatives:
     lr: float = 0.2
     views: int = 3  # augmented views of each image per steering step
     pool: int = 128  # the newest images kept to draw batches from
-    start: str = "black"  # what steering starts from: "black", "spot" (the shapes preset's) or
+    start: str = "black"  # what steering starts from: "black", "spot" (the shapes preset's once) or
     # "shape" (a clean render of the asked shape)
     morphs: bool = False  # each steered image also blended with its twin, placed over it (morph)
 

@@ -231,8 +231,8 @@ SPOT_RADIUS, SPOT_EDGE, SPOT_GRAY = 0.2, 0.06, 20 / 255
 def centre_spot(width: int, height: int, rng: torch.Generator) -> torch.Tensor:
     """A (1, 3, H, W) black start with a dim gray disk in the centre (soft-edged), where a
     subject on a dark ground can grow as one object. The same for every seed (`rng` is not
-    drawn from). The shapes preset starts from it (BENCHMARKS.md, "A spot start with the
-    steered CLIP")."""
+    drawn from). The shapes preset started from it before it picked its start (BENCHMARKS.md,
+    "A spot start with the steered CLIP")."""
     device = rng.device
     ys = (torch.arange(height, device=device) - (height - 1) / 2).view(-1, 1)
     xs = (torch.arange(width, device=device) - (width - 1) / 2).view(1, -1)
