@@ -38,14 +38,15 @@ class StartPick:
 
 def pick_start(choices: StartChoices, size: tuple[int, int], make: MakeGenerator, judges: list[Judge],
                autocast_dtype: torch.dtype | None, device: torch.device) -> StartPick:
-    """Draw each of `choices` through the generator, one at a time, and score it on `judges`."""
-    canvases = choices.draw(*size).to(device)
+    """Draw each of `choices` through the generator, one at a time (only that one on the
+    device), and score it on `judges`."""
+    canvases = choices.draw(*size)
     rng = torch.Generator(device=device)  # its device only: a generator made at a start draws nothing
     scores: list[float] = []
     for canvas in canvases:
         with torch.no_grad():
-            image = make(canvas[None], [rng]).exact_image()
+            image = make(canvas[None].to(device), [rng]).exact_image()
         with autocast_to(autocast_dtype, device):
             scores += score_images(image, judges, stage_step=0)
     best = lowest(scores)
-    return StartPick(choices.names, scores, canvases[best:best + 1].clone())  # not a view of all
+    return StartPick(choices.names, scores, canvases[best:best + 1].clone().to(device))  # not a view
