@@ -49,4 +49,4 @@ def pick_start(choices: StartChoices, size: tuple[int, int], make: MakeGenerator
         with autocast_to(autocast_dtype, device):
             scores += score_images(image, judges, stage_step=0)
     best = lowest(scores)
-    return StartPick(choices.names, scores, canvases[best:best + 1].clone().to(device))  # not a view
+    return StartPick(choices.names, scores, canvases[best:best + 1].to(device, copy=True))  # not a view

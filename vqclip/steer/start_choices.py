@@ -16,8 +16,9 @@ from vqclip.shapes.data import COLORS, SHAPES, draw_shape
 @dataclass(frozen=True)
 class StartChoices:
     """Named start canvases, all offered to a run: "COLOR SHAPE" for each color and shape, drawn
-    at the shapes world's default radius, which the shapes VQGAN redraws so that the pixel judge
-    names every shape (BENCHMARKS.md, "Why stars and squares fall short")."""
+    at the shapes world's default radius. Redrawn by the shapes VQGAN at 64 px, the pixel judge
+    passes every one of the 45 (BENCHMARKS.md, "A start the CLIP picks among the world's
+    shapes", step 0)."""
 
     colors: tuple[str, ...]
     shapes: tuple[str, ...]
